@@ -1,0 +1,346 @@
+//! Turns a parsed [`PipelineSpec`] into a typed [`Pipeline`], reporting every problem at once.
+//!
+//! Pure: no file, network or database access. Problems are named by key path; the loader
+//! turns paths into `file:line:column` with the file's [`SourceMap`](super::SourceMap).
+//! [`check_system`] adds the checks that need every pipeline of the system together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::diagnostic::KeyPath;
+use super::model::*;
+use super::spec::*;
+use crate::handlers::{self, BuildError};
+use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, StepDefinition};
+
+/// A problem at a key path of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+struct Compiler {
+    problems: Vec<Problem>,
+}
+
+impl Compiler {
+    fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { path: KeyPath::parse(path), message: message.into() });
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(path, format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""));
+                default
+            }
+        }
+    }
+
+    fn event_type(&mut self, path: &str, name: &str) {
+        let valid = !name.is_empty()
+            && name.len() <= 249
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            self.problem(path, format!("`{name}` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)"));
+        }
+    }
+
+    fn retry(&mut self, path: &str, spec: Option<&RetrySpec>) -> RetryPolicy {
+        let default = RetryPolicy { attempts: 3, backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) };
+        let Some(spec) = spec else { return default };
+        let attempts = spec.attempts.unwrap_or(default.attempts);
+        if attempts == 0 {
+            self.problem(&format!("{path}.attempts"), "attempts must be at least 1 (the first attempt counts)");
+        }
+        let backoff = self.duration(&format!("{path}.backoff"), spec.backoff.as_deref(), default.backoff);
+        let max_backoff = self.duration(&format!("{path}.max_backoff"), spec.max_backoff.as_deref(), default.max_backoff);
+        if max_backoff < backoff {
+            self.problem(&format!("{path}.max_backoff"), "max_backoff is shorter than backoff; raise it or lower backoff");
+        }
+        RetryPolicy { attempts: attempts.max(1), backoff, max_backoff }
+    }
+}
+
+/// Compiles one pipeline. `default_name` (the file stem) names a service without `service.name`.
+pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<Problem>> {
+    let mut c = Compiler { problems: Vec::new() };
+    let service = spec.service.name.clone().unwrap_or_else(|| default_name.to_string());
+    if service.is_empty() {
+        c.problem("service.name", "service name is empty");
+    }
+    let listen_text = spec.service.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        c.problem("service.listen", format!("`{listen_text}` is not a socket address; write it like \"0.0.0.0:8080\""));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let shutdown_grace = c.duration("service.shutdown_grace", spec.service.shutdown_grace.as_deref(), Duration::from_secs(10));
+
+    let broker = compile_broker(&mut c, &spec.broker);
+    let store = compile_store(&mut c, &spec.store);
+
+    let order_api = spec.order_api.as_ref().map(|api| {
+        let created_event = api.created_event.clone().unwrap_or_else(|| "order.created".to_string());
+        c.event_type("order_api.created_event", &created_event);
+        let max_body_bytes = api.max_body_bytes.unwrap_or(64 * 1024);
+        if max_body_bytes < 256 {
+            c.problem("order_api.max_body_bytes", "max_body_bytes below 256 would refuse every order; raise it");
+        }
+        let max_page_size = api.max_page_size.unwrap_or(500);
+        if max_page_size == 0 {
+            c.problem("order_api.max_page_size", "max_page_size must be at least 1");
+        }
+        OrderApiConfig { max_body_bytes, created_event, max_page_size }
+    });
+
+    let relay = spec.relay.as_ref().map(|relay| {
+        match relay.mode.as_deref().unwrap_or("polling") {
+            "polling" => {}
+            "wal" => c.problem("relay.mode", "relay mode `wal` is not available in this build; use \"polling\""),
+            other => c.problem("relay.mode", format!("unknown relay mode `{other}`; expected \"polling\"")),
+        }
+        let after_publish = match relay.after_publish.as_deref().unwrap_or("mark") {
+            "mark" => AfterPublish::Mark,
+            "delete" => AfterPublish::Delete,
+            other => {
+                c.problem("relay.after_publish", format!("unknown value `{other}`; expected \"mark\" or \"delete\""));
+                AfterPublish::Mark
+            }
+        };
+        let batch_size = relay.batch_size.unwrap_or(500);
+        if batch_size == 0 {
+            c.problem("relay.batch_size", "batch_size must be at least 1");
+        }
+        RelayConfig {
+            poll_interval: c.duration("relay.poll_interval", relay.poll_interval.as_deref(), Duration::from_millis(20)),
+            batch_size: batch_size.max(1),
+            after_publish,
+        }
+    });
+
+    let mut consumers = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, consumer) in spec.consumers.iter().enumerate() {
+        let at = format!("consumers[{i}]");
+        c.event_type(&format!("{at}.topic"), &consumer.topic);
+        c.event_type(&format!("{at}.on_success"), &consumer.on_success);
+        if let Some(failure) = &consumer.on_failure {
+            c.event_type(&format!("{at}.on_failure"), failure);
+        }
+        let name = consumer.name.clone().unwrap_or_else(|| consumer.handler.clone());
+        if !names.insert(name.clone()) {
+            c.problem(&format!("{at}.name"), format!("a consumer named `{name}` already exists in this file; give each a distinct `name`"));
+        }
+        match handlers::build(&consumer.handler, &consumer.params) {
+            Ok(handler) => consumers.push(ConsumerConfig {
+                group: consumer.group.clone().unwrap_or_else(|| format!("{service}.{name}")),
+                name,
+                topic: consumer.topic.clone(),
+                                handler,
+                on_success: consumer.on_success.clone(),
+                on_failure: consumer.on_failure.clone(),
+            }),
+            Err(BuildError::UnknownHandler { known }) => c.problem(
+                &format!("{at}.handler"),
+                format!("unknown handler `{}`; known handlers: {}", consumer.handler, known.join(", ")),
+            ),
+            Err(BuildError::Params(problems)) => {
+                for (path, message) in problems {
+                    let sub = if path.0.is_empty() { format!("{at}.params") } else { format!("{at}.params.{path}") };
+                    c.problem(&sub, message);
+                }
+            }
+        }
+    }
+
+    let saga = spec.saga.as_ref().map(|saga| compile_saga(&mut c, saga, &service));
+
+    if spec.order_api.is_none() && spec.relay.is_none() && spec.consumers.is_empty() && spec.saga.is_none() {
+        c.problem("", "this pipeline runs nothing; add an [order_api], [relay], [[consumers]] or [saga] section");
+    }
+
+    if c.problems.is_empty() {
+        Ok(Pipeline { service, listen, shutdown_grace, broker, store, order_api, relay, consumers, saga })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfig {
+    let text = spec.brokers.clone().unwrap_or_else(|| "embedded".to_string());
+    let brokers = if text == "embedded" {
+        Brokers::Embedded
+    } else {
+        for part in text.split(',') {
+            let part = part.trim();
+            let ok = part.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                c.problem("broker.brokers", format!("`{part}` is not `host:port`; write \"embedded\" or a list like \"kafka-0:9092,kafka-1:9092\""));
+            }
+        }
+        Brokers::List(text)
+    };
+    let partitions = spec.partitions.unwrap_or(4);
+    if partitions < 1 {
+        c.problem("broker.partitions", "partitions must be at least 1");
+    }
+    let replication = spec.replication.unwrap_or(1);
+    if replication < 1 {
+        c.problem("broker.replication", "replication must be at least 1");
+    }
+    BrokerConfig {
+        brokers,
+        partitions,
+        replication,
+        session_timeout: c.duration("broker.session_timeout", spec.session_timeout.as_deref(), Duration::from_secs(10)),
+        fetch_wait: c.duration("broker.fetch_wait", spec.fetch_wait.as_deref(), Duration::from_millis(20)),
+        redeliver_each_message: spec.redeliver_each_message.unwrap_or(false),
+    }
+}
+
+fn compile_store(c: &mut Compiler, spec: &StoreSpec) -> StoreConfig {
+    let url = spec.url.clone().unwrap_or_else(|| "sqlite://chaos-symphony.db".to_string());
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+        c.problem("store.url", format!("unsupported database URL `{url}`; use postgres://… or sqlite://path/to/file.db"));
+    }
+    StoreConfig { url, max_connections: spec.max_connections.unwrap_or(10) }
+}
+
+fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig {
+    c.event_type("saga.trigger", &spec.trigger);
+    c.event_type("saga.on_completed", &spec.on_completed);
+    c.event_type("saga.on_cancelled", &spec.on_cancelled);
+    c.event_type("saga.on_failed", &spec.on_failed);
+    if spec.steps.is_empty() {
+        c.problem("saga", "a saga needs at least one [[saga.steps]]");
+    }
+    let mut seen_names = BTreeSet::new();
+    // Each reply type must identify exactly one step's outcome.
+    let mut reply_owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut steps = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let at = format!("saga.steps[{i}]");
+        if !seen_names.insert(step.name.clone()) {
+            c.problem(&format!("{at}.name"), format!("step name `{}` is used twice; step names must be unique", step.name));
+        }
+        c.event_type(&format!("{at}.request"), &step.request);
+        let mut claim = |c: &mut Compiler, path: String, reply: &str, what: String| {
+            c.event_type(&path, reply);
+            if let Some(owner) = reply_owner.insert(reply.to_string(), what.clone()) {
+                c.problem(&path, format!("reply `{reply}` is already the {owner}; each reply type must mean one thing"));
+            }
+        };
+        claim(c, format!("{at}.success"), &step.success, format!("success of step `{}`", step.name));
+        if let Some(failure) = &step.failure {
+            claim(c, format!("{at}.failure"), failure, format!("failure of step `{}`", step.name));
+        }
+        let timeout = match &step.timeout {
+            Some(_) => c.duration(&format!("{at}.timeout"), step.timeout.as_deref(), Duration::from_secs(30)),
+            None => {
+                c.problem(&format!("{at}"), format!("step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name));
+                Duration::from_secs(30)
+            }
+        };
+        let retry = c.retry(&format!("{at}.retry"), step.retry.as_ref());
+        let side_effect = step.side_effect.unwrap_or(true);
+        let irreversible = step.irreversible.unwrap_or(false);
+        if side_effect && !irreversible && step.compensation.is_none() {
+            c.problem(
+                &format!("{at}"),
+                format!("step `{}` has a side effect but no compensation; add [saga.steps.compensation] or set `irreversible = true`", step.name),
+            );
+        }
+        let compensation = step.compensation.as_ref().map(|comp| {
+            let cat = format!("{at}.compensation");
+            c.event_type(&format!("{cat}.request"), &comp.request);
+            claim(c, format!("{cat}.success"), &comp.success, format!("compensation success of step `{}`", step.name));
+            if let Some(failure) = &comp.failure {
+                claim(c, format!("{cat}.failure"), failure, format!("compensation failure of step `{}`", step.name));
+            }
+            let timeout = match &comp.timeout {
+                Some(_) => c.duration(&format!("{cat}.timeout"), comp.timeout.as_deref(), Duration::from_secs(30)),
+                None => {
+                    c.problem(&cat, format!("compensation of step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name));
+                    Duration::from_secs(30)
+                }
+            };
+            let retry = c.retry(&format!("{cat}.retry"), comp.retry.as_ref());
+            CompensationDefinition { request: comp.request.clone(), success: comp.success.clone(), failure: comp.failure.clone(), timeout, retry }
+        });
+        steps.push(StepDefinition {
+            name: step.name.clone(),
+            request: step.request.clone(),
+            success: step.success.clone(),
+            failure: step.failure.clone(),
+            timeout,
+            retry,
+            side_effect,
+            irreversible,
+            compensation,
+        });
+    }
+    SagaConfig {
+        group: spec.group.clone().unwrap_or_else(|| service.to_string()),
+        tick: c.duration("saga.tick", spec.tick.as_deref(), Duration::from_millis(200)),
+        definition: SagaDefinition {
+            name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),
+            trigger: spec.trigger.clone(),
+            on_completed: spec.on_completed.clone(),
+            on_cancelled: spec.on_cancelled.clone(),
+            on_failed: spec.on_failed.clone(),
+            steps,
+        },
+    }
+}
+
+/// Checks that need the whole system: every topic a saga waits on (or sends to) has a
+/// service at the other end. Returns problems per pipeline index.
+pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
+    let produced: BTreeSet<String> = pipelines.iter().flat_map(|p| p.produced_topics()).collect();
+    let consumed: BTreeSet<String> = pipelines.iter().flat_map(|p| p.consumed_topics()).collect();
+    let mut problems = Vec::new();
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        let Some(saga) = &pipeline.saga else { continue };
+        let def = &saga.definition;
+        let mut need_producer = |path: String, topic: &str, what: &str| {
+            if !produced.contains(topic) {
+                problems.push((index, Problem {
+                    path: KeyPath::parse(&path),
+                    message: format!("{what} `{topic}` is produced by no service; add a consumer with `on_success`/`on_failure = \"{topic}\"` or fix the name"),
+                }));
+            }
+        };
+        need_producer("saga.trigger".into(), &def.trigger, "trigger");
+        for (i, step) in def.steps.iter().enumerate() {
+            need_producer(format!("saga.steps[{i}].success"), &step.success, "reply");
+            if let Some(f) = &step.failure {
+                need_producer(format!("saga.steps[{i}].failure"), f, "reply");
+            }
+            if let Some(comp) = &step.compensation {
+                need_producer(format!("saga.steps[{i}].compensation.success"), &comp.success, "reply");
+                if let Some(f) = &comp.failure {
+                    need_producer(format!("saga.steps[{i}].compensation.failure"), f, "reply");
+                }
+            }
+        }
+        for (i, step) in def.steps.iter().enumerate() {
+            let mut need_consumer = |path: String, topic: &str| {
+                if !consumed.contains(topic) {
+                    problems.push((index, Problem {
+                        path: KeyPath::parse(&path),
+                        message: format!("request `{topic}` is consumed by no service, so the step would always time out"),
+                    }));
+                }
+            };
+            need_consumer(format!("saga.steps[{i}].request"), &step.request);
+            if let Some(comp) = &step.compensation {
+                need_consumer(format!("saga.steps[{i}].compensation.request"), &comp.request);
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,233 @@
+//! Reading pipeline files: TOML syntax and shape first (every section checked, every problem
+//! kept), then the layering `defaults < file < RUNNER_* environment < command-line flags`,
+//! then [`compile`](super::compile::compile).
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::compile::{check_system, compile, Problem};
+use super::diagnostic::{Diagnostic, Diagnostics, KeyPath, Segment, SourceMap};
+use super::model::Pipeline;
+use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec, StepSpec};
+
+/// Values that win over the file: command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub brokers: Option<String>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+}
+
+/// Values a file may override: the built-in defaults of the mode the runner is started in.
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    pub brokers: Option<String>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub defaults: Defaults,
+    pub overrides: Overrides,
+    /// Read `RUNNER_*` environment variables (off in tests that must not see the caller's).
+    pub use_environment: bool,
+}
+
+/// One pipeline file, compiled.
+pub struct LoadedPipeline {
+    pub path: PathBuf,
+    pub pipeline: Pipeline,
+    pub source: SourceMap,
+}
+
+/// Environment variables with a short name, and the key each one sets.
+pub const ENVIRONMENT_ALIASES: &[(&str, &str)] = &[
+    ("brokers", "broker.brokers"),
+    ("database_url", "store.url"),
+    ("listen", "service.listen"),
+];
+
+/// Lists the pipeline files (`*.toml`) of a directory, sorted by name.
+pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Checks the TOML syntax and the shape of every section; returns the spec or every problem.
+pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Diagnostic>> {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(table) => table,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            let message = e.message().trim().to_string();
+            return Err(vec![source.at_offset(offset, format!("invalid TOML: {message}"))]);
+        }
+    };
+    let mut diagnostics = Vec::new();
+    // Each section, consumer and saga step is checked alone so one mistake does not hide the next.
+    for (key, value) in &table {
+        match (key.as_str(), value) {
+            ("consumers", toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = KeyPath::root().key("consumers").index(i);
+                    shape::<ConsumerSpec>(source, &at, item.clone(), &mut diagnostics);
+                }
+            }
+            ("saga", toml::Value::Table(saga)) => {
+                let mut without_steps = saga.clone();
+                let steps = without_steps.remove("steps");
+                without_steps.insert("steps".into(), toml::Value::Array(Vec::new()));
+                shape::<SagaSpec>(source, &KeyPath::root().key("saga"), toml::Value::Table(without_steps), &mut diagnostics);
+                match steps {
+                    Some(toml::Value::Array(items)) => {
+                        for (i, item) in items.iter().enumerate() {
+                            let at = KeyPath::root().key("saga").key("steps").index(i);
+                            shape::<StepSpec>(source, &at, item.clone(), &mut diagnostics);
+                        }
+                    }
+                    Some(_) => diagnostics.push(source.at_path(&KeyPath::parse("saga.steps"), "`saga.steps` must be an array of tables: write each step as [[saga.steps]]")),
+                    None => {}
+                }
+            }
+            _ => {
+                let mut single = toml::Table::new();
+                single.insert(key.clone(), value.clone());
+                shape::<PipelineSpec>(source, &KeyPath::root(), toml::Value::Table(single), &mut diagnostics);
+            }
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    toml::Value::Table(table)
+        .try_into::<PipelineSpec>()
+        .map_err(|e| vec![source.at_offset(0, e.to_string())])
+}
+
+fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) {
+    if let Err(error) = serde_path_to_error::deserialize::<_, T>(value) {
+        let mut path = at.clone();
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => path.0.push(Segment::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => path.0.push(Segment::Index(*index)),
+                _ => {}
+            }
+        }
+        let message = error.inner().to_string();
+        // Point an unknown key at the key itself.
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            if let Some((key, _)) = rest.split_once('`') {
+                path.0.push(Segment::Key(key.to_string()));
+            }
+        }
+        let location = if path.0.is_empty() { String::new() } else { format!("`{path}`: ") };
+        out.push(source.at_path(&path, format!("{location}{message}")));
+    }
+}
+
+/// Reads, layers and compiles one pipeline file.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the pipeline file: {e}"),
+        }])
+    })?;
+    load_text(path, &text, options)
+}
+
+/// As [`load`], with the file's text already read.
+pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
+    let source = SourceMap::new(path, text);
+    parse_spec(&source, text).map_err(Diagnostics)?;
+    let spec = layered(text, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
+    let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
+    let pipeline = compile(&spec, default_name).map_err(|problems| Diagnostics(located(&source, problems)))?;
+    Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source })
+}
+
+/// Loads several files and runs the system-wide checks over them (and over `context`,
+/// pipelines that are part of the system but not being checked themselves).
+pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions) -> Result<Vec<LoadedPipeline>, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let mut loaded = Vec::new();
+    for path in paths {
+        match load(path, options) {
+            Ok(pipeline) => loaded.push(pipeline),
+            Err(Diagnostics(mut d)) => diagnostics.append(&mut d),
+        }
+    }
+    let extra: Vec<LoadedPipeline> = context
+        .iter()
+        .filter(|p| !paths.contains(p))
+        .filter_map(|p| load(p, options).ok())
+        .collect();
+    let all: Vec<&Pipeline> = loaded.iter().chain(extra.iter()).map(|l| &l.pipeline).collect();
+    for (index, problem) in check_system(&all) {
+        if let Some(file) = loaded.get(index) {
+            diagnostics.push(file.source.at_path(&problem.path, problem.message));
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+fn located(source: &SourceMap, problems: Vec<Problem>) -> Vec<Diagnostic> {
+    problems.into_iter().map(|p| source.at_path(&p.path, p.message)).collect()
+}
+
+fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
+    let mut defaults = json!({});
+    if let Some(brokers) = &options.defaults.brokers {
+        defaults["broker"] = json!({ "brokers": brokers });
+    }
+    if let Some(url) = &options.defaults.database_url {
+        defaults["store"] = json!({ "url": url });
+    }
+    let mut figment = Figment::from(Serialized::defaults(defaults)).merge(Toml::string(text));
+    if options.use_environment {
+        figment = figment.merge(Env::prefixed("RUNNER_").filter_map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            if let Some((_, target)) = ENVIRONMENT_ALIASES.iter().find(|(alias, _)| *alias == key) {
+                return Some(target.to_string().into());
+            }
+            // RUNNER_BROKER__PARTITIONS=8 sets broker.partitions; only the shared sections.
+            let nested = key.replace("__", ".");
+            ["broker.", "store.", "service."].iter().any(|p| nested.starts_with(p)).then(|| nested.into())
+        }));
+    }
+    let o = &options.overrides;
+    let mut flags = json!({});
+    if let Some(brokers) = &o.brokers {
+        flags["broker"] = json!({ "brokers": brokers });
+    }
+    if let Some(url) = &o.database_url {
+        flags["store"] = json!({ "url": url });
+    }
+    if let Some(listen) = &o.listen {
+        flags["service"] = json!({ "listen": listen });
+    }
+    figment = figment.merge(Serialized::defaults(flags));
+    figment.extract::<PipelineSpec>().map_err(|e| {
+        let mut message = String::from("invalid setting");
+        for error in e {
+            let source = error.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            message = format!("{message}; {error} (from {source})");
+        }
+        message
+    })
+}

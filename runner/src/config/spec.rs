@@ -1,0 +1,224 @@
+//! The raw shape of a pipeline file: serde types that reject unknown keys, nothing resolved yet.
+//!
+//! Values that need interpretation (durations, handler parameters) stay as written here;
+//! `compile` turns them into typed values and reports every problem with its location.
+//! `schemas/pipeline.schema.json` is generated from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One pipeline file. Every section is optional; the sections present decide what the service runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Who this service is.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// The Kafka-protocol broker every consumer and producer of this service uses.
+    #[serde(default)]
+    pub broker: BrokerSpec,
+    /// The database holding the outbox, the inbox and the service's own tables.
+    #[serde(default)]
+    pub store: StoreSpec,
+    /// Serve the order API (`POST /api/orders`, `GET /api/orders/{id}`, `GET /api/orders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_api: Option<OrderApiSpec>,
+    /// Publish outbox rows to the broker (the Debezium role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelaySpec>,
+    /// Consume a topic and run a compiled handler on each message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerSpec>,
+    /// Orchestrate a saga: a sequence of steps with compensations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<SagaSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Service name: used as consumer-group default, CloudEvents `ce_source` and in logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Address the service's HTTP server listens on when run alone (`runner --pipeline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// How long in-flight work may take to finish after SIGTERM, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSpec {
+    /// `"embedded"` for the broker hosted inside the runner, or a `host:port,host:port` list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// Partitions of each topic created on start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Replication factor of each topic created on start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<i32>,
+    /// Consumer-group session timeout, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout: Option<String>,
+    /// Longest time the broker may hold a fetch with no data, e.g. `"20ms"` (lower means lower latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_wait: Option<String>,
+    /// Test aid: hand every consumed message to its handler twice, as a redelivery would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeliver_each_message: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// `postgres://…` or `sqlite://path/to/file.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Largest number of pooled connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderApiSpec {
+    /// Largest accepted request body in bytes; larger bodies get `413`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Event type (and so topic) written to the outbox for a new order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_event: Option<String>,
+    /// Largest page size of `GET /api/orders`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_page_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySpec {
+    /// `"polling"` reads unpublished rows with queries; it works on PostgreSQL and SQLite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Pause between polls when the outbox is empty, e.g. `"20ms"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// Rows read and published per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// `"mark"` keeps published rows with their publish time; `"delete"` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_publish: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    /// Name of this consumer within the service (defaults to the handler name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Topic consumed.
+    pub topic: String,
+    /// Consumer group (defaults to `<service>.<consumer name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Compiled handler run on each message, e.g. `"payment.charge"` (`runner handlers` lists them).
+    pub handler: String,
+    /// Event type (and topic) of the reply when the handler succeeds.
+    pub on_success: String,
+    /// Event type (and topic) of the reply when the handler refuses the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    /// The handler's parameters, checked against the handler's own types.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SagaSpec {
+    /// Name of the saga, e.g. `"order"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Event type that starts one saga instance (its key is the saga id).
+    pub trigger: String,
+    /// Event emitted when every step succeeded.
+    pub on_completed: String,
+    /// Event emitted when the saga was compensated.
+    pub on_cancelled: String,
+    /// Event emitted when a compensation could not finish.
+    pub on_failed: String,
+    /// Consumer group of the orchestrator (defaults to the service name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How often due timeouts and retries are looked for, e.g. `"200ms"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick: Option<String>,
+    /// The steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    /// Event type sent to run the step.
+    pub request: String,
+    /// Reply type meaning the step succeeded.
+    pub success: String,
+    /// Reply type meaning the step was refused (no effect happened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// How long to wait for a reply to one attempt, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Attempts and backoff when no reply arrives in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Whether the step changes anything outside the saga (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_effect: Option<bool>,
+    /// Set when the step's effect cannot be undone; then no compensation is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<bool>,
+    /// How to undo the step when a later step fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<CompensationSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Total attempts, the first one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Delay before the second attempt; doubled for each further attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Upper bound of the delay between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompensationSpec {
+    /// Event type sent to undo the step.
+    pub request: String,
+    /// Reply type meaning the step was undone.
+    pub success: String,
+    /// Reply type meaning the step could not be undone (the saga then ends FAILED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// How long to wait for a reply to one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Attempts before the compensation is given up and the saga ends FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+}

@@ -1,0 +1,125 @@
+//! inventory-svc: reserves and releases stock. Reservations are all-or-nothing per order and
+//! never oversell: each decrement is guarded by `available >= quantity`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use super::{refused, HandlerError, Outcome};
+use crate::order::OrderPayload;
+use crate::store::{Store, StoreError, Tx};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveParams {
+    /// Units in stock per SKU, written at start-up for SKUs not stocked yet.
+    #[serde(default)]
+    pub seed: BTreeMap<String, i64>,
+}
+
+pub async fn seed(store: &Store, params: &ReserveParams) -> Result<(), StoreError> {
+    for (sku, units) in &params.seed {
+        let exists = sqlx::query("SELECT 1 FROM stock WHERE sku = $1").bind(sku).fetch_optional(store.pool()).await?;
+        if exists.is_none() {
+            // Another replica may seed at the same moment; the primary key keeps one row.
+            let _ = sqlx::query("INSERT INTO stock (sku, available) VALUES ($1, $2)").bind(sku).bind(units).execute(store.pool()).await;
+        }
+    }
+    Ok(())
+}
+
+async fn reservation_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
+    let row = sqlx::query("SELECT status, reason FROM reservations WHERE order_id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
+    Ok(match row {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    })
+}
+
+pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let reserved = || Outcome::Success(json!({ "orderId": order.order_id, "items": order.items }));
+    match reservation_status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "reserved" => return Ok(reserved()),
+        Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
+        Some(_) => return Ok(refused(order, "the order's reservation was already released")),
+        None => {}
+    }
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for item in &order.items {
+        *wanted.entry(item.sku.as_str()).or_default() += item.quantity;
+    }
+    let mut problem = None;
+    for (sku, quantity) in &wanted {
+        let row = sqlx::query("SELECT available FROM stock WHERE sku = $1").bind(*sku).fetch_optional(&mut **tx).await?;
+        match row {
+            None => problem = Some(format!("unknown SKU {sku}")),
+            Some(row) if row.try_get::<i64, _>(0)? < *quantity => problem = Some(format!("insufficient stock for {sku}")),
+            Some(_) => continue,
+        }
+        break;
+    }
+    if let Some(reason) = problem {
+        sqlx::query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'rejected', $2)")
+            .bind(&order.order_id)
+            .bind(&reason)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(refused(order, reason));
+    }
+    for (sku, quantity) in &wanted {
+        let updated = sqlx::query("UPDATE stock SET available = available - $1 WHERE sku = $2 AND available >= $1")
+            .bind(quantity)
+            .bind(*sku)
+            .execute(&mut **tx)
+            .await?;
+        if updated.rows_affected() != 1 {
+            // Stock moved between the check and the update: retry the whole message.
+            return Err(HandlerError::Store(StoreError::Conflict(format!("stock of {sku}"))));
+        }
+        sqlx::query("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
+            .bind(&order.order_id)
+            .bind(*sku)
+            .bind(quantity)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO reservations (order_id, status, reserved_at_ms) VALUES ($1, 'reserved', $2)")
+        .bind(&order.order_id)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(reserved())
+}
+
+pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let released = || Outcome::Success(json!({ "orderId": order.order_id }));
+    match reservation_status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "reserved" => {
+            let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
+                .bind(&order.order_id)
+                .fetch_all(&mut **tx)
+                .await?;
+            for line in lines {
+                let (sku, quantity): (String, i64) = (line.try_get(0)?, line.try_get(1)?);
+                sqlx::query("UPDATE stock SET available = available + $1 WHERE sku = $2").bind(quantity).bind(&sku).execute(&mut **tx).await?;
+            }
+            sqlx::query("UPDATE reservations SET status = 'released', released_at_ms = $1 WHERE order_id = $2")
+                .bind(now_ms)
+                .bind(&order.order_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(released())
+        }
+        Some(_) => Ok(released()),
+        None => {
+            // Released before the reservation arrived: void it so a late request is refused.
+            sqlx::query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'voided', 'released before reservation')")
+                .bind(&order.order_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(released())
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! payment-svc: charges and refunds. One row per order; its status makes both idempotent.
+
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use super::{refused, HandlerError, Outcome};
+use crate::order::OrderPayload;
+use crate::store::Tx;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeParams {
+    /// Totals above this many minor units are declined.
+    #[serde(default)]
+    pub decline_above: Option<i64>,
+    /// Customers whose id starts with this are declined.
+    #[serde(default)]
+    pub blocked_customer_prefix: Option<String>,
+}
+
+async fn status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
+    let row = sqlx::query("SELECT status, reason FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await
+        ?;
+    Ok(match row {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    })
+}
+
+pub async fn charge(tx: &mut Tx, params: &ChargeParams, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let charged = json!({ "orderId": order.order_id, "amount": order.total, "currency": order.currency });
+    match status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "charged" => return Ok(Outcome::Success(charged)),
+        Some((status, reason)) if status == "declined" => return Ok(refused(order, reason.unwrap_or_default())),
+        Some(_) => return Ok(refused(order, "the order's payment was already cancelled")),
+        None => {}
+    }
+    let decline = if params.decline_above.is_some_and(|limit| order.total > limit) {
+        Some(format!("amount {} exceeds the limit of {}", order.total, params.decline_above.unwrap_or_default()))
+    } else if params.blocked_customer_prefix.as_deref().is_some_and(|p| order.customer_id.starts_with(p)) {
+        Some(format!("customer {} is blocked", order.customer_id))
+    } else {
+        None
+    };
+    let (status, charged_at) = if decline.is_some() { ("declined", None) } else { ("charged", Some(now_ms)) };
+    sqlx::query("INSERT INTO payments (order_id, customer_id, amount, currency, status, reason, charged_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&order.order_id)
+        .bind(&order.customer_id)
+        .bind(order.total)
+        .bind(&order.currency)
+        .bind(status)
+        .bind(&decline)
+        .bind(charged_at)
+        .execute(&mut **tx)
+        .await
+        ?;
+    Ok(match decline {
+        Some(reason) => refused(order, reason),
+        None => Outcome::Success(charged),
+    })
+}
+
+pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let refunded = |amount: i64| Outcome::Success(json!({ "orderId": order.order_id, "refunded": amount, "currency": order.currency }));
+    match status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "charged" => {
+            sqlx::query("UPDATE payments SET status = 'refunded', refunded_at_ms = $1 WHERE order_id = $2 AND status = 'charged'")
+                .bind(now_ms)
+                .bind(&order.order_id)
+                .execute(&mut **tx)
+                .await
+                ?;
+            Ok(refunded(order.total))
+        }
+        Some((status, _)) if status == "refunded" => Ok(refunded(order.total)),
+        Some(_) => Ok(refunded(0)),
+        None => {
+            // Refund before the charge arrived (the charge request timed out): void the payment
+            // so a late charge request is declined instead of taking money for a cancelled order.
+            sqlx::query("INSERT INTO payments (order_id, customer_id, amount, currency, status, reason) VALUES ($1, $2, $3, $4, 'voided', 'refunded before charge')")
+                .bind(&order.order_id)
+                .bind(&order.customer_id)
+                .bind(order.total)
+                .bind(&order.currency)
+                .execute(&mut **tx)
+                .await
+                ?;
+            Ok(refunded(0))
+        }
+    }
+}

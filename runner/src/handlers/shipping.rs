@@ -1,0 +1,75 @@
+//! shipping-svc: schedules and cancels shipments, one per order.
+
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use super::{refused, HandlerError, Outcome};
+use crate::order::OrderPayload;
+use crate::store::Tx;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleParams {
+    /// Destination countries (ISO 3166-1 alpha-2) that are never shipped to.
+    #[serde(default)]
+    pub refuse_countries: Vec<String>,
+}
+
+async fn shipment_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
+    let row = sqlx::query("SELECT status, reason FROM shipments WHERE order_id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
+    Ok(match row {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    })
+}
+
+pub async fn schedule(tx: &mut Tx, params: &ScheduleParams, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let country = &order.ship_to.country;
+    let scheduled = || Outcome::Success(json!({ "orderId": order.order_id, "country": country }));
+    match shipment_status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "scheduled" => return Ok(scheduled()),
+        Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
+        Some(_) => return Ok(refused(order, "the order's shipment was already cancelled")),
+        None => {}
+    }
+    if params.refuse_countries.iter().any(|c| c == country) {
+        let reason = format!("no shipping to {country}");
+        sqlx::query("INSERT INTO shipments (order_id, country, status, reason) VALUES ($1, $2, 'rejected', $3)")
+            .bind(&order.order_id)
+            .bind(country)
+            .bind(&reason)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(refused(order, reason));
+    }
+    sqlx::query("INSERT INTO shipments (order_id, country, status, scheduled_at_ms) VALUES ($1, $2, 'scheduled', $3)")
+        .bind(&order.order_id)
+        .bind(country)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(scheduled())
+}
+
+pub async fn cancel(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+    let cancelled = Outcome::Success(json!({ "orderId": order.order_id }));
+    match shipment_status(tx, &order.order_id).await? {
+        Some((status, _)) if status == "scheduled" => {
+            sqlx::query("UPDATE shipments SET status = 'cancelled', cancelled_at_ms = $1 WHERE order_id = $2")
+                .bind(now_ms)
+                .bind(&order.order_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Some(_) => {}
+        None => {
+            sqlx::query("INSERT INTO shipments (order_id, country, status, reason) VALUES ($1, $2, 'voided', 'cancelled before scheduling')")
+                .bind(&order.order_id)
+                .bind(&order.ship_to.country)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(cancelled)
+}

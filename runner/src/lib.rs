@@ -1,0 +1,13 @@
+//! Chaos Symphony's runner: one generic binary that runs any service of the system from a
+//! TOML pipeline file. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod event;
+pub mod handlers;
+pub mod http;
+pub mod order;
+pub mod runtime;
+pub mod saga;
+pub mod services;
+pub mod store;
+pub mod transport;

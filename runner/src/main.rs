@@ -1,0 +1,209 @@
+//! The `runner` command line: run one pipeline, run them all (`up`), check, graph, schema.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use runner::config::{self, Defaults, LoadOptions, Overrides};
+
+#[derive(Parser)]
+#[command(name = "runner", version, about = "Runs Chaos Symphony services from TOML pipeline files")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Run the service described by this pipeline file.
+    #[arg(long, value_name = "FILE")]
+    pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "RUNNER_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone, Default)]
+struct OverrideArgs {
+    /// Broker list, or "embedded" (overrides the file and RUNNER_BROKERS).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Database URL, postgres://… or sqlite://… (overrides the file and RUNNER_DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Address to listen on (overrides the file and RUNNER_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every pipeline of DIR in one process on embedded defaults.
+    Up {
+        /// Directory of pipeline files.
+        #[arg(default_value = "pipelines")]
+        dir: PathBuf,
+        /// Where the SQLite database lives when no database URL is given.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
+    /// Validate pipeline files without network or database; print every problem.
+    Check {
+        /// Files or directories (default: pipelines/).
+        paths: Vec<PathBuf>,
+    },
+    /// Print a pipeline's saga as a Mermaid diagram.
+    Graph { file: PathBuf },
+    /// Print (or write) the JSON Schema of pipeline files.
+    Schema {
+        #[arg(long, value_name = "PATH")]
+        write: Option<PathBuf>,
+    },
+    /// List the compiled handlers a pipeline can use.
+    Handlers,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check { paths }) => Ok(check(paths)),
+        Some(Command::Graph { file }) => {
+            let loaded = config::load(&file, &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let Some(saga) = loaded.pipeline.saga else {
+                bail!("{} has no [saga] section; graph draws the orchestrator's saga", file.display());
+            };
+            print!("{}", config::graph::mermaid(&saga.definition));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Schema { write }) => {
+            let schema = config::pipeline_schema();
+            match write {
+                Some(path) => std::fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{schema}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Handlers) => {
+            for handler in runner::handlers::HANDLERS {
+                println!("{:<20} {}", handler.name, handler.summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Up { dir, data_dir, overrides }) => {
+            let files = config::pipeline_files(&dir).with_context(|| format!("cannot read pipeline directory {}", dir.display()))?;
+            if files.is_empty() {
+                bail!("no pipeline files (*.toml) in {}", dir.display());
+            }
+            let database = format!("sqlite://{}", data_dir.join("chaos-symphony.db").display());
+            let options = LoadOptions {
+                defaults: Defaults { brokers: Some("embedded".into()), database_url: Some(database) },
+                overrides: Overrides { listen: None, ..to_overrides(&overrides) },
+                use_environment: true,
+            };
+            let loaded = config::load_system(&files, &[], &options).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let listen = overrides.listen.or_else(|| std::env::var("RUNNER_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".into());
+            let listen: SocketAddr = listen.parse().with_context(|| format!("`{listen}` is not a socket address; write it like 127.0.0.1:8080"))?;
+            serve(loaded.into_iter().map(|l| l.pipeline).collect(), listen)
+        }
+        None => {
+            let Some(file) = cli.pipeline else {
+                bail!("nothing to run: give --pipeline FILE, or use `runner up`, `runner check` (see --help)");
+            };
+            let options = LoadOptions { defaults: Defaults::default(), overrides: to_overrides(&cli.overrides), use_environment: true };
+            let loaded = config::load(&file, &options).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let listen = loaded.pipeline.listen;
+            serve(vec![loaded.pipeline], listen)
+        }
+    }
+}
+
+fn to_overrides(args: &OverrideArgs) -> Overrides {
+    Overrides { brokers: args.brokers.clone(), database_url: args.database_url.clone(), listen: args.listen.clone() }
+}
+
+fn serve(pipelines: Vec<runner::config::Pipeline>, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = runner::runtime::start(pipelines, listen).await?;
+        if let Some(bootstrap) = &running.embedded_broker {
+            eprintln!("embedded broker: {bootstrap}");
+        }
+        eprintln!("listening on http://{}", running.addr);
+        let shutdown = running.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested; finishing in-flight work");
+            shutdown.cancel();
+        });
+        running.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `runner check`: every problem of every file, as `file:line:column: message`.
+fn check(paths: Vec<PathBuf>) -> ExitCode {
+    let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
+    let mut files = Vec::new();
+    let mut context = Vec::new();
+    for path in &paths {
+        if path.is_dir() {
+            match config::pipeline_files(path) {
+                Ok(mut found) => files.append(&mut found),
+                Err(e) => {
+                    eprintln!("{}: cannot read directory: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            files.push(path.clone());
+            // The other pipelines beside a file are the rest of its system.
+            if let Some(dir) = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) {
+                context.extend(config::pipeline_files(dir).unwrap_or_default());
+            }
+        }
+    }
+    match config::load_system(&files, &context, &LoadOptions::default()) {
+        Ok(loaded) => {
+            println!("{} pipeline file(s) OK", loaded.len());
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            println!("{diagnostics}");
+            eprintln!("{} problem(s) found", diagnostics.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The saga: the pure state machine ([`machine`]) and the orchestrator that runs it against
+//! the broker and the database ([`orchestrator`]).
+
+pub mod machine;
+pub mod orchestrator;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+//! A handler consumer: takes a request, runs the compiled handler, and records the effect,
+//! the inbox entry and the reply (in the outbox) in one transaction.
+
+use crate::config::model::ConsumerConfig;
+use crate::event::{child_traceparent, now_ms, Event};
+use crate::handlers::{HandlerError, Outcome};
+use crate::store::{inbox, is_transient, outbox, StoreError};
+use crate::transport::{consume, HandleError, Incoming, TransportError};
+
+use super::ServiceContext;
+
+pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), TransportError> {
+    let consumer = ctx.broker.consumer(&config.group, std::slice::from_ref(&config.topic))?;
+    let name = format!("{}/{}", ctx.service, config.name);
+    let redeliver = ctx.broker.config().redeliver_each_message;
+    tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");
+    consume(consumer, &name, ctx.shutdown.clone(), redeliver, |incoming| handle(&ctx, &config, &name, incoming)).await;
+    tracing::info!(consumer = name, "consumer stopped");
+    Ok(())
+}
+
+fn store_error(e: StoreError) -> HandleError {
+    if is_transient(&e) {
+        HandleError::Transient(e.to_string())
+    } else {
+        HandleError::Permanent(e.to_string())
+    }
+}
+
+async fn handle(ctx: &ServiceContext, config: &ConsumerConfig, inbox_name: &str, incoming: Incoming) -> Result<(), HandleError> {
+    let request = &incoming.event;
+    let now = now_ms();
+    let mut tx = ctx.store.begin().await.map_err(store_error)?;
+    let reply = |event_type: &str, payload: serde_json::Value| {
+        Event::new(event_type, &request.key, &ctx.service, payload, Some(child_traceparent(request.traceparent.as_deref())))
+    };
+    if let Some(recorded) = inbox::find(&mut tx, inbox_name, &request.id).await.map_err(store_error)? {
+        // Seen before: repeat the recorded reply, with no second effect.
+        if let (Some(event_type), Some(payload)) = (recorded.reply_type, recorded.reply_payload) {
+            let payload = serde_json::from_str(&payload).unwrap_or_default();
+            outbox::insert(&mut tx, ctx.store.dialect(), &reply(&event_type, payload)).await.map_err(store_error)?;
+        }
+        tx.commit().await.map_err(|e| store_error(e.into()))?;
+        ctx.outbox_written.notify_one();
+        return Ok(());
+    }
+    let outcome = match config.handler.handle(&mut tx, &request.payload, now).await {
+        Ok(outcome) => outcome,
+        Err(HandlerError::Invalid(reason)) => return Err(HandleError::Permanent(reason)),
+        Err(HandlerError::Store(e)) => return Err(store_error(e)),
+    };
+    let (event_type, payload) = match outcome {
+        Outcome::Success(payload) => (Some(config.on_success.as_str()), payload),
+        Outcome::Failure(payload) => (config.on_failure.as_deref(), payload),
+    };
+    let payload_text = payload.to_string();
+    inbox::record(&mut tx, inbox_name, &request.id, event_type.map(|t| (t, payload_text.as_str())), now)
+        .await
+        .map_err(store_error)?;
+    match event_type {
+        Some(event_type) => outbox::insert(&mut tx, ctx.store.dialect(), &reply(event_type, payload)).await.map_err(store_error)?,
+        None => tracing::warn!(consumer = inbox_name, id = request.id, "handler refused the request and the consumer has no on_failure reply"),
+    }
+    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    ctx.outbox_written.notify_one();
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The inbox: which messages a consumer has handled and what it replied, recorded in the
+//! same transaction as the handler's effect so a redelivered message has no second effect.
+
+use sqlx::Row;
+
+use super::{StoreError, Tx};
+
+/// The reply recorded for a message, when the consumer has handled it before.
+pub struct Recorded {
+    pub reply_type: Option<String>,
+    pub reply_payload: Option<String>,
+}
+
+pub async fn find(tx: &mut Tx, consumer: &str, message_id: &str) -> Result<Option<Recorded>, StoreError> {
+    let row = sqlx::query("SELECT reply_type, reply_payload FROM inbox WHERE consumer = $1 AND message_id = $2")
+        .bind(consumer)
+        .bind(message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(row) => Some(Recorded { reply_type: row.try_get(0)?, reply_payload: row.try_get(1)? }),
+        None => None,
+    })
+}
+
+pub async fn record(
+    tx: &mut Tx,
+    consumer: &str,
+    message_id: &str,
+    reply: Option<(&str, &str)>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO inbox (consumer, message_id, reply_type, reply_payload, handled_at_ms) VALUES ($1, $2, $3, $4, $5)")
+        .bind(consumer)
+        .bind(message_id)
+        .bind(reply.map(|r| r.0))
+        .bind(reply.map(|r| r.1))
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

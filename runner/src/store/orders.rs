@@ -1,0 +1,125 @@
+//! The orders table and the saga history, as order-api reads them.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError, Tx};
+use crate::order::{Item, OrderPayload, ShipTo};
+
+pub async fn insert(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, currency, total, items, ship_to, status, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7)",
+    )
+    .bind(&order.order_id)
+    .bind(&order.customer_id)
+    .bind(&order.currency)
+    .bind(order.total)
+    .bind(serde_json::to_string(&order.items).unwrap_or_default())
+    .bind(serde_json::to_string(&order.ship_to).unwrap_or_default())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(tx: &mut Tx, order_id: &str, status: &str, reason: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET status = $1, reason = $2, updated_at_ms = $3 WHERE id = $4")
+        .bind(status)
+        .bind(reason)
+        .bind(now_ms)
+        .bind(order_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub order_id: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub customer_id: String,
+    pub currency: String,
+    pub total: i64,
+    pub items: Vec<Item>,
+    pub ship_to: ShipTo,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryView>>,
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryView {
+    pub step: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub at_ms: i64,
+}
+
+const COLUMNS: &str = "seq, id, status, reason, customer_id, currency, total, items, ship_to, created_at_ms, updated_at_ms";
+
+fn view(row: &sqlx::any::AnyRow) -> Result<OrderView, StoreError> {
+    let items: String = row.try_get(7)?;
+    let ship_to: String = row.try_get(8)?;
+    Ok(OrderView {
+        seq: row.try_get(0)?,
+        order_id: row.try_get(1)?,
+        status: row.try_get(2)?,
+        reason: row.try_get(3)?,
+        customer_id: row.try_get(4)?,
+        currency: row.try_get(5)?,
+        total: row.try_get(6)?,
+        items: serde_json::from_str(&items).map_err(|e| StoreError::Corrupt(format!("order items: {e}")))?,
+        ship_to: serde_json::from_str(&ship_to).map_err(|e| StoreError::Corrupt(format!("order shipTo: {e}")))?,
+        created_at_ms: row.try_get(9)?,
+        updated_at_ms: row.try_get(10)?,
+        history: None,
+    })
+}
+
+/// One order with its saga history, oldest entry first.
+pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+        .bind(order_id)
+        .fetch_optional(store.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut order = view(&row)?;
+    let rows = sqlx::query("SELECT step, action, detail, at_ms FROM saga_history WHERE saga_id = $1 ORDER BY seq")
+        .bind(order_id)
+        .fetch_all(store.pool())
+        .await?;
+    let history = rows
+        .iter()
+        .map(|r| Ok(HistoryView { step: r.try_get(0)?, action: r.try_get(1)?, detail: r.try_get(2)?, at_ms: r.try_get(3)? }))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    order.history = Some(history);
+    Ok(Some(order))
+}
+
+/// Orders newest first; `before` is the cursor returned with the previous page.
+pub async fn list(store: &Store, status: Option<&str>, before: Option<i64>, limit: u32) -> Result<Vec<OrderView>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR status = $1) AND seq < $2 ORDER BY seq DESC LIMIT {limit}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(status.unwrap_or(""))
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(view).collect()
+}
+
+/// Count of orders by status (for tests and the console).
+pub async fn count_by_status(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status").fetch_all(store.pool()).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}

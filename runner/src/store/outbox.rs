@@ -1,0 +1,86 @@
+//! The outbox table: events written in the same transaction as the change they announce,
+//! published later by the relay.
+
+use sqlx::Row;
+
+use super::{Dialect, Store, StoreError, Tx};
+use crate::event::{Event, AGGREGATE_TYPE};
+
+/// Adds an event to the outbox inside the caller's transaction.
+pub async fn insert(tx: &mut Tx, dialect: Dialect, event: &Event) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at) \
+         VALUES ({}, $2, $3, $4, {}, $6, $7, $8)",
+        dialect.uuid("$1"),
+        dialect.json("$5")
+    );
+    sqlx::query(&sql)
+        .bind(&event.id)
+        .bind(AGGREGATE_TYPE)
+        .bind(&event.key)
+        .bind(&event.event_type)
+        .bind(event.payload.to_string())
+        .bind(&event.traceparent)
+        .bind(&event.source)
+        .bind(&event.time)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A row waiting to be published.
+pub struct Pending {
+    pub seq: i64,
+    pub event: Event,
+}
+
+/// The oldest unpublished rows, in insertion order.
+pub async fn unpublished(store: &Store, limit: u32) -> Result<Vec<Pending>, StoreError> {
+    let d = store.dialect();
+    let sql = format!(
+        "SELECT seq, {}, aggregateid, type, {}, traceparent, source, occurred_at FROM outbox \
+         WHERE published_at_ms IS NULL ORDER BY seq LIMIT {}",
+        d.text("id"),
+        d.text("payload"),
+        limit
+    );
+    let rows = sqlx::query(&sql).fetch_all(store.pool()).await?;
+    rows.into_iter()
+        .map(|row| {
+            let payload: String = row.try_get(4)?;
+            Ok(Pending {
+                seq: row.try_get(0)?,
+                event: Event {
+                    id: row.try_get(1)?,
+                    key: row.try_get(2)?,
+                    event_type: row.try_get(3)?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    traceparent: row.try_get(5)?,
+                    source: row.try_get(6)?,
+                    time: row.try_get(7)?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Records that rows were acknowledged by the broker: marks them, or deletes them.
+pub async fn acknowledge(store: &Store, seqs: &[i64], delete: bool, now_ms: i64) -> Result<(), StoreError> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = if delete {
+        format!("DELETE FROM outbox WHERE seq IN ({list})")
+    } else {
+        format!("UPDATE outbox SET published_at_ms = {now_ms} WHERE seq IN ({list})")
+    };
+    sqlx::query(&sql).execute(store.pool()).await?;
+    Ok(())
+}
+
+/// Rows not yet published (for readiness and tests).
+pub async fn backlog(store: &Store) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").fetch_one(store.pool()).await?;
+    Ok(row.try_get(0)?)
+}

@@ -1,0 +1,100 @@
+//! Saga instances and their history. Updates are optimistic: a write names the version it
+//! read, and a concurrent writer (another replica, the timer) turns it into a conflict.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, Tx};
+use crate::saga::machine::{HistoryEntry, SagaState};
+
+pub struct StoredSaga {
+    pub state: SagaState,
+    pub version: i64,
+    /// The trigger event's payload, sent along with every step request.
+    pub data: serde_json::Value,
+    pub traceparent: Option<String>,
+}
+
+pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga>, StoreError> {
+    let row = sqlx::query("SELECT state, version, data, traceparent FROM sagas WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get(0)?;
+    let data: String = row.try_get(2)?;
+    Ok(Some(StoredSaga {
+        state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("saga {id} state: {e}")))?,
+        version: row.try_get(1)?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("saga {id} data: {e}")))?,
+        traceparent: row.try_get(3)?,
+    }))
+}
+
+/// Creates a saga; fails with a conflict when another writer created it first.
+pub async fn insert(
+    tx: &mut Tx,
+    id: &str,
+    saga: &str,
+    state: &SagaState,
+    data: &serde_json::Value,
+    traceparent: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8)",
+    )
+    .bind(id)
+    .bind(saga)
+    .bind(serde_json::to_string(state).unwrap_or_default())
+    .bind(state.status().as_str())
+    .bind(state.wake_at_ms())
+    .bind(data.to_string())
+    .bind(traceparent)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the new state if the saga is still at `version`.
+pub async fn update(tx: &mut Tx, id: &str, version: i64, state: &SagaState, now_ms: i64) -> Result<(), StoreError> {
+    let result = sqlx::query(
+        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, version = version + 1, updated_at_ms = $4 \
+         WHERE id = $5 AND version = $6",
+    )
+    .bind(serde_json::to_string(state).unwrap_or_default())
+    .bind(state.status().as_str())
+    .bind(state.wake_at_ms())
+    .bind(now_ms)
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!("saga {id}")))
+    }
+}
+
+pub async fn add_history(tx: &mut Tx, id: &str, entries: &[HistoryEntry], now_ms: i64) -> Result<(), StoreError> {
+    for entry in entries {
+        sqlx::query("INSERT INTO saga_history (saga_id, step, action, detail, at_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(&entry.step)
+            .bind(&entry.action)
+            .bind(&entry.detail)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sagas whose timeout or backoff is due.
+pub async fn due(store: &Store, now_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+    let sql = format!("SELECT id FROM sagas WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= $1 ORDER BY wake_at_ms LIMIT {limit}");
+    let rows = sqlx::query(&sql).bind(now_ms).fetch_all(store.pool()).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}

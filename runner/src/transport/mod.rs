@@ -1,0 +1,179 @@
+//! The Kafka-protocol transport: the only module that talks to rdkafka.
+//!
+//! [`Broker`] is the connection settings plus, for `brokers = "embedded"`, the broker hosted
+//! in this process. Producers wait for the broker's acknowledgement; consumers store an
+//! offset only after its message was fully handled (at-least-once), see [`consume`].
+
+mod consume;
+pub mod embedded;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub use consume::{consume, HandleError, Incoming};
+pub use embedded::EmbeddedBroker;
+
+use crate::config::model::{BrokerConfig, Brokers};
+use crate::event::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{0}")]
+    Broker(String),
+    #[error("broker error: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Where and how to reach the broker.
+#[derive(Clone)]
+pub struct Broker {
+    bootstrap: String,
+    embedded: Option<Arc<EmbeddedBroker>>,
+    config: BrokerConfig,
+}
+
+impl Broker {
+    /// Connects to the configured brokers, starting the embedded one when asked for.
+    pub fn connect(config: &BrokerConfig) -> Result<Self, TransportError> {
+        match &config.brokers {
+            Brokers::Embedded => Ok(Self::on_embedded(Arc::new(EmbeddedBroker::start(1)?), config)),
+            Brokers::List(list) => Ok(Broker { bootstrap: list.clone(), embedded: None, config: config.clone() }),
+        }
+    }
+
+    /// Uses an embedded broker that is shared with other services of this process.
+    pub fn on_embedded(embedded: Arc<EmbeddedBroker>, config: &BrokerConfig) -> Self {
+        Broker { bootstrap: embedded.bootstrap_servers().to_string(), embedded: Some(embedded), config: config.clone() }
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config.set("client.id", "chaos-symphony-runner");
+        config
+    }
+
+    /// Creates the topics that do not exist yet.
+    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), TransportError> {
+        let (partitions, replication) = (self.config.partitions, self.config.replication);
+        if let Some(embedded) = &self.embedded {
+            for topic in topics {
+                embedded.create_topic(topic, partitions, replication)?;
+            }
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(new_topics.iter(), &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(TransportError::Broker(format!("cannot create topic `{topic}`: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A producer that waits for every record's acknowledgement and keeps per-partition order.
+    pub fn publisher(&self) -> Result<Publisher, TransportError> {
+        let producer: FutureProducer = self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(Publisher { producer })
+    }
+
+    /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after handling.
+    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StreamConsumer, TransportError> {
+        let session = self.config.session_timeout.as_millis().max(1000);
+        let consumer: StreamConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "200")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 4).max(100).to_string())
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("fetch.wait.max.ms", self.config.fetch_wait.as_millis().max(1).to_string())
+            .create()?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok(consumer)
+    }
+
+    /// Whether the broker answers a metadata request within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let Ok(producer) = config.create::<rdkafka::producer::BaseProducer>() else { return false };
+            producer.client().fetch_metadata(None, timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Publishes events and waits for the broker's acknowledgement of each.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    /// Publishes to the topic named by the event type, keyed by the order id, with
+    /// CloudEvents binary-mode headers and the trace context.
+    pub async fn publish(&self, event: &Event) -> Result<(), TransportError> {
+        let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+        let mut headers = OwnedHeaders::new_with_capacity(7)
+            .insert(Header { key: "ce_specversion", value: Some("1.0") })
+            .insert(Header { key: "ce_id", value: Some(event.id.as_str()) })
+            .insert(Header { key: "ce_type", value: Some(event.event_type.as_str()) })
+            .insert(Header { key: "ce_source", value: Some(event.source.as_str()) })
+            .insert(Header { key: "ce_time", value: Some(event.time.as_str()) })
+            .insert(Header { key: "content-type", value: Some("application/json") });
+        if let Some(traceparent) = &event.traceparent {
+            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+        }
+        let record = FutureRecord::to(&event.event_type).key(&event.key).payload(&payload).headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| TransportError::Kafka(e))
+    }
+
+    /// Waits until everything sent so far is acknowledged (used on shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}
