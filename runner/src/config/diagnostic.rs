@@ -65,6 +65,16 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// What a diagnostic points at when the whole key path exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Anchor {
+    /// The value (a wrong type, a bad setting); a table's key when the path names a table.
+    #[default]
+    Value,
+    /// The key itself (an unknown key, a key to remove).
+    Key,
+}
+
 /// A problem found in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -124,11 +134,22 @@ impl SourceMap {
     /// A diagnostic at the value (or key) named by `path`; falls back to the nearest
     /// enclosing element that exists, so a missing key points at its table.
     pub fn at_path(&self, path: &KeyPath, message: impl Into<String>) -> Diagnostic {
-        let offset = self.locate(path).map_or(0, |span| span.start);
+        self.at(path, Anchor::Value, message)
+    }
+
+    /// A diagnostic at the key named by `path` (for a key that should not be there),
+    /// with the same fall-back as [`at_path`](Self::at_path).
+    pub fn at_key(&self, path: &KeyPath, message: impl Into<String>) -> Diagnostic {
+        self.at(path, Anchor::Key, message)
+    }
+
+    /// A diagnostic at `path`, pointing at its key or its value.
+    pub fn at(&self, path: &KeyPath, anchor: Anchor, message: impl Into<String>) -> Diagnostic {
+        let offset = self.locate(path, anchor).map_or(0, |span| span.start);
         self.at_offset(offset, message)
     }
 
-    fn locate(&self, path: &KeyPath) -> Option<Range<usize>> {
+    fn locate(&self, path: &KeyPath, anchor: Anchor) -> Option<Range<usize>> {
         let document = self.document.as_ref()?;
         let mut best: Option<Range<usize>> = None;
         let mut current = Node::Table(document.as_table());
@@ -139,7 +160,7 @@ impl SourceMap {
             walked += 1;
         }
         // When the whole path exists and ends at a plain value, point at the value itself.
-        if walked == path.0.len() {
+        if walked == path.0.len() && anchor == Anchor::Value {
             if let Some(span) = current.value_span() {
                 return Some(span);
             }

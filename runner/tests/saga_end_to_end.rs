@@ -1,0 +1,185 @@
+//! The order saga end to end: order-api, relay, orchestrator and the three services from the
+//! shipped pipeline files, on the embedded broker and a real database (PostgreSQL and SQLite).
+//! 500 orders mix every path; each must reach its expected state, and money and stock must
+//! be conserved — also when every consumer gets every message twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+use support::{scalar, shipped_pipelines, System, TempPg};
+
+/// What one order should end as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    Success,
+    DeclinedBlocked,
+    DeclinedAmount,
+    UnknownSku,
+    NoShipping,
+}
+
+impl Path {
+    fn expected(self) -> (&'static str, &'static str) {
+        match self {
+            Path::Success => ("COMPLETED", ""),
+            Path::DeclinedBlocked => ("CANCELLED", "payment failed: customer blocked-"),
+            Path::DeclinedAmount => ("CANCELLED", "payment failed: amount"),
+            Path::UnknownSku => ("CANCELLED", "inventory failed: unknown SKU"),
+            Path::NoShipping => ("CANCELLED", "shipping failed: no shipping to ZZ"),
+        }
+    }
+}
+
+fn order_for(i: usize) -> (Path, Value) {
+    let path = match i % 10 {
+        0..=4 => Path::Success,
+        5 => Path::DeclinedBlocked,
+        6 => Path::DeclinedAmount,
+        7 | 8 => Path::UnknownSku,
+        _ => Path::NoShipping,
+    };
+    let sku = |n: usize| format!("SKU-{}", n % 5 + 1);
+    let customer = if path == Path::DeclinedBlocked { format!("blocked-{i}") } else { format!("c-{i}") };
+    let mut items = vec![json!({ "sku": sku(i), "quantity": 1 + i % 3, "unitPrice": 1000 + i as i64 })];
+    if i % 2 == 0 {
+        items.push(json!({ "sku": sku(i + 1), "quantity": 2, "unitPrice": 250 }));
+    }
+    match path {
+        Path::DeclinedAmount => items.push(json!({ "sku": "SKU-1", "quantity": 1, "unitPrice": 600000 })),
+        Path::UnknownSku => items.push(json!({ "sku": "SKU-404", "quantity": 1, "unitPrice": 100 })),
+        _ => {}
+    }
+    let country = if path == Path::NoShipping { "ZZ" } else { "DE" };
+    (path, json!({ "customerId": customer, "currency": "EUR", "items": items, "shipTo": { "country": country } }))
+}
+
+async fn run_500_orders(system: &System) {
+    let system = Arc::new(system);
+    let mut expected: BTreeMap<String, Path> = BTreeMap::new();
+    // Post in waves of 25 concurrent requests.
+    for wave in 0..20 {
+        let posts = (0..25).map(|j| {
+            let (path, body) = order_for(wave * 25 + j);
+            let system = system.clone();
+            async move { (system.post_order(&body).await, path) }
+        });
+        for (id, path) in futures::future::join_all(posts).await {
+            expected.insert(id, path);
+        }
+    }
+    assert_eq!(expected.len(), 500);
+    let statuses = system.wait_all_terminal(500, Duration::from_secs(240)).await;
+    let store = system.store();
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, status) in &statuses {
+        *by_status.entry(status.clone()).or_default() += 1;
+        let path = expected[id];
+        let (want_status, want_reason) = path.expected();
+        let reason: Option<String> = sqlx::query("SELECT reason FROM orders WHERE id = $1").bind(id).fetch_one(store.pool()).await.unwrap().get(0);
+        assert_eq!(status, want_status, "order {id} on path {path:?} (reason {reason:?})");
+        assert!(reason.unwrap_or_default().starts_with(want_reason), "order {id} on path {path:?}");
+    }
+    assert_eq!(by_status.get("COMPLETED"), Some(&250), "{by_status:?}");
+    assert_eq!(by_status.get("CANCELLED"), Some(&250), "{by_status:?}");
+
+    // Money: charges minus refunds equal the totals of completed orders.
+    let charged = scalar(store, "SELECT SUM(amount) FROM payments WHERE charged_at_ms IS NOT NULL").await;
+    let refunded = scalar(store, "SELECT SUM(amount) FROM payments WHERE refunded_at_ms IS NOT NULL").await;
+    let completed_total = scalar(store, "SELECT SUM(total) FROM orders WHERE status = 'COMPLETED'").await;
+    assert!(completed_total > 0);
+    assert_eq!(charged - refunded, completed_total, "charged {charged}, refunded {refunded}");
+    // Refunds happened for every order that was charged and then cancelled (unknown SKU, ZZ).
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM payments WHERE status = 'refunded'").await, 150);
+
+    // Stock: reserved minus released equals what completed orders shipped, per SKU.
+    let completed_items = sqlx::query("SELECT items FROM orders WHERE status = 'COMPLETED'").fetch_all(store.pool()).await.unwrap();
+    let mut shipped: BTreeMap<String, i64> = BTreeMap::new();
+    for row in completed_items {
+        let items: Vec<Value> = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
+        for item in items {
+            *shipped.entry(item["sku"].as_str().unwrap().to_string()).or_default() += item["quantity"].as_i64().unwrap();
+        }
+    }
+    for sku in ["SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-5"] {
+        let reserved = scalar(store, &format!("SELECT SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id WHERE l.sku = '{sku}' AND r.reserved_at_ms IS NOT NULL")).await;
+        let released = scalar(store, &format!("SELECT SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id WHERE l.sku = '{sku}' AND r.released_at_ms IS NOT NULL")).await;
+        let available = scalar(store, &format!("SELECT available FROM stock WHERE sku = '{sku}'")).await;
+        let want = shipped.get(sku).copied().unwrap_or(0);
+        assert_eq!(reserved - released, want, "{sku}: reserved {reserved}, released {released}");
+        assert_eq!(1_000_000 - available, want, "{sku}: stock left {available}");
+    }
+    // Shipping: one live shipment per completed order, none for the others.
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM shipments WHERE status = 'scheduled'").await, 250);
+    // Every completed order's history ends with the saga's completion, after three steps.
+    let sample = statuses.iter().find(|(_, s)| s == "COMPLETED").unwrap().0.clone();
+    let order: Value = system.client.get(format!("{}/api/orders/{sample}", system.base)).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<String> = order["history"].as_array().unwrap().iter().map(|h| format!("{} {}", h["step"].as_str().unwrap(), h["action"].as_str().unwrap())).collect();
+    assert_eq!(actions, [
+        "payment requested", "payment succeeded", "inventory requested", "inventory succeeded",
+        "shipping requested", "shipping succeeded", "order completed",
+    ]);
+    // Everything written to the outbox reached the broker.
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_orders_on_postgres() {
+    let db = TempPg::create("chaos_e2e").await;
+    let system = System::start(shipped_pipelines(&db.url)).await;
+    run_500_orders(&system).await;
+    system.stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_orders_on_sqlite() {
+    let (_dir, url) = support::temp_sqlite();
+    let system = System::start(shipped_pipelines(&url)).await;
+    run_500_orders(&system).await;
+    system.stop().await;
+}
+
+fn redelivering(mut pipelines: Vec<runner::config::Pipeline>) -> Vec<runner::config::Pipeline> {
+    for p in &mut pipelines {
+        p.broker.redeliver_each_message = true;
+    }
+    pipelines
+}
+
+/// Each service really handled each request twice: it answered twice, but took effect once.
+async fn assert_duplicates_were_absorbed(system: &System) {
+    let store = system.store();
+    for (reply, effects) in [
+        ("payment.charged", "SELECT COUNT(*) FROM payments WHERE charged_at_ms IS NOT NULL"),
+        ("inventory.reserved", "SELECT COUNT(*) FROM reservations WHERE reserved_at_ms IS NOT NULL"),
+        ("shipping.scheduled", "SELECT COUNT(*) FROM shipments WHERE scheduled_at_ms IS NOT NULL"),
+    ] {
+        let replies = scalar(store, &format!("SELECT COUNT(*) FROM outbox WHERE type = '{reply}'")).await;
+        let effects = scalar(store, effects).await;
+        assert!(effects > 0 && replies >= 2 * effects, "{reply}: {replies} replies for {effects} effects");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_on_postgres() {
+    let db = TempPg::create("chaos_redeliver").await;
+    let system = System::start(redelivering(shipped_pipelines(&db.url))).await;
+    run_500_orders(&system).await;
+    assert_duplicates_were_absorbed(&system).await;
+    system.stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_on_sqlite() {
+    let (_dir, url) = support::temp_sqlite();
+    let system = System::start(redelivering(shipped_pipelines(&url))).await;
+    run_500_orders(&system).await;
+    assert_duplicates_were_absorbed(&system).await;
+    system.stop().await;
+}

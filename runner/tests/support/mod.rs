@@ -1,0 +1,133 @@
+//! Shared test support: start the shipped pipelines in-process on a real database and the
+//! embedded broker, create throw-away PostgreSQL databases, post orders, wait for sagas.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runner::config::{self, Defaults, LoadOptions, Pipeline};
+use runner::runtime::{self, Running};
+use runner::store::Store;
+use serde_json::Value;
+use sqlx::Row;
+
+/// Where the machine's PostgreSQL is; tests create and drop their own databases there.
+pub fn pg_admin_url() -> String {
+    std::env::var("CHAOS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh PostgreSQL database, dropped by [`TempPg::drop_database`].
+pub struct TempPg {
+    pub url: String,
+    name: String,
+}
+
+impl TempPg {
+    pub async fn create(prefix: &str) -> TempPg {
+        sqlx::any::install_default_drivers();
+        let admin = pg_admin_url();
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::AnyConnection::connect_with_url(&admin).await;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create the test database (is PostgreSQL running on 127.0.0.1:5432?)");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+        TempPg { url: format!("{base}/{name}"), name }
+    }
+
+    pub async fn drop_database(self) {
+        let mut conn = sqlx::AnyConnection::connect_with_url(&pg_admin_url()).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
+    }
+}
+
+trait ConnectUrl: Sized {
+    async fn connect_with_url(url: &str) -> Self;
+}
+
+impl ConnectUrl for sqlx::AnyConnection {
+    async fn connect_with_url(url: &str) -> Self {
+        use sqlx::Connection;
+        sqlx::AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+    }
+}
+
+pub fn pipelines_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines")
+}
+
+/// The shipped pipelines, on `database_url` and the embedded broker.
+pub fn shipped_pipelines(database_url: &str) -> Vec<Pipeline> {
+    let files = config::pipeline_files(&pipelines_dir()).expect("pipelines directory");
+    let options = LoadOptions {
+        defaults: Defaults { brokers: Some("embedded".into()), database_url: Some(database_url.into()) },
+        overrides: config::Overrides { database_url: Some(database_url.into()), brokers: Some("embedded".into()), listen: None },
+        use_environment: false,
+    };
+    let loaded = config::load_system(&files, &[], &options).unwrap_or_else(|d| panic!("shipped pipelines: {d}"));
+    loaded
+        .into_iter()
+        .map(|l| {
+            let mut p = l.pipeline;
+            p.broker.session_timeout = Duration::from_secs(6);
+            p
+        })
+        .collect()
+}
+
+pub struct System {
+    pub running: Running,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl System {
+    pub async fn start(pipelines: Vec<Pipeline>) -> System {
+        let running = runtime::start(pipelines, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("start the system");
+        let base = format!("http://{}", running.addr);
+        System { running, base, client: reqwest::Client::new() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.running.store
+    }
+
+    /// Posts an order and returns its id; panics unless the answer is 202.
+    pub async fn post_order(&self, body: &Value) -> String {
+        let response = self.client.post(format!("{}/api/orders", self.base)).json(body).send().await.expect("POST /api/orders");
+        assert_eq!(response.status(), 202, "posting {body}");
+        let answer: Value = response.json().await.unwrap();
+        answer["orderId"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until no order is PENDING; returns the statuses by order id.
+    pub async fn wait_all_terminal(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
+        let started = Instant::now();
+        loop {
+            let rows = sqlx::query("SELECT id, status FROM orders").fetch_all(self.store().pool()).await.unwrap();
+            let statuses: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let pending = statuses.iter().filter(|(_, s)| s == "PENDING").count();
+            if statuses.len() >= expected && pending == 0 {
+                return statuses;
+            }
+            assert!(started.elapsed() < timeout, "{pending} of {} orders still PENDING after {timeout:?}", statuses.len());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A temporary SQLite database URL (the directory lives as long as the returned guard).
+pub fn temp_sqlite() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    (dir, url)
+}
+
+/// The single number a query returns (as BIGINT on both databases; SUM is NUMERIC on PostgreSQL).
+pub async fn scalar(store: &Store, sql: &str) -> i64 {
+    let row = sqlx::query(&format!("SELECT CAST(({sql}) AS BIGINT)")).fetch_one(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.try_get::<Option<i64>, _>(0).unwrap().unwrap_or(0)
+}
