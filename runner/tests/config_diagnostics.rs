@@ -79,6 +79,20 @@ on_sucess = "payment.refunded"
         ],
     },
     Case {
+        name: "shape problems of several sections in file order",
+        toml: r#"
+[service]
+nmae = "svc"
+
+[broker]
+partitions = "four"
+"#,
+        expected: &[
+            "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`",
+            r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
+        ],
+    },
+    Case {
         name: "saga without a required field",
         toml: r#"
 [saga]
@@ -166,6 +180,20 @@ SKU-2 = "many"
         expected: &[r#"test.toml:8:9: invalid handler parameter: invalid type: string "many", expected i64"#],
     },
     Case {
+        name: "handler parameter key containing a dot",
+        toml: r#"
+[[consumers]]
+topic = "inventory.reserve.requested"
+handler = "inventory.reserve"
+on_success = "inventory.reserved"
+
+[consumers.params.seed]
+SKU-1 = 10
+"SKU.2" = "many"
+"#,
+        expected: &[r#"test.toml:8:11: invalid handler parameter: invalid type: string "many", expected i64"#],
+    },
+    Case {
         name: "unknown handler parameter",
         toml: r#"
 [[consumers]]
@@ -183,9 +211,12 @@ params = { decline_over = 100 }
 topic = "payment.refund.requested"
 handler = "payment.refund"
 on_success = "payment.refunded"
-params = { amount = 5 }
+params = { amount = 5, reason = "test" }
 "#,
-        expected: &["test.toml:5:12: this handler takes no parameters; remove `amount`"],
+        expected: &[
+            "test.toml:5:12: this handler takes no parameters; remove `amount`",
+            "test.toml:5:24: this handler takes no parameters; remove `reason`",
+        ],
     },
     // ---- consumers ----
     Case {
@@ -499,21 +530,21 @@ retry = { backoff = "5s", max_backoff = "1s" }
         expected: &["test.toml:13:41: max_backoff is shorter than backoff; raise it or lower backoff"],
     },
     Case {
-        name: "every problem of a file at once",
+        name: "every problem of a file at once, in file order",
         toml: r#"
+[relay]
+mode = "logical"
+
 [service]
 listen = "nowhere"
 
 [store]
 url = "mysql://localhost/orders"
-
-[relay]
-mode = "logical"
 "#,
         expected: &[
-            r#"test.toml:2:10: `nowhere` is not a socket address; write it like "0.0.0.0:8080""#,
-            "test.toml:5:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db",
-            r#"test.toml:8:8: unknown relay mode `logical`; expected "polling""#,
+            r#"test.toml:2:8: unknown relay mode `logical`; expected "polling""#,
+            r#"test.toml:5:10: `nowhere` is not a socket address; write it like "0.0.0.0:8080""#,
+            "test.toml:8:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db",
         ],
     },
 ];

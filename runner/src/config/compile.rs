@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::diagnostic::KeyPath;
+use super::diagnostic::{Anchor, KeyPath};
 use super::model::*;
 use super::spec::*;
 use crate::handlers::{self, BuildError};
@@ -18,7 +18,21 @@ use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub path: KeyPath,
+    /// Whether the diagnostic points at the key or at its value.
+    pub anchor: Anchor,
     pub message: String,
+}
+
+impl Problem {
+    /// A problem with the value at `path`.
+    pub fn at_value(path: KeyPath, message: impl Into<String>) -> Self {
+        Problem { path, anchor: Anchor::Value, message: message.into() }
+    }
+
+    /// A problem with the key at `path` itself (unknown, or to be removed).
+    pub fn at_key(path: KeyPath, message: impl Into<String>) -> Self {
+        Problem { path, anchor: Anchor::Key, message: message.into() }
+    }
 }
 
 struct Compiler {
@@ -27,7 +41,7 @@ struct Compiler {
 
 impl Compiler {
     fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: KeyPath::parse(path), message: message.into() });
+        self.problems.push(Problem::at_value(KeyPath::parse(path), message));
     }
 
     fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
@@ -149,9 +163,13 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
                 format!("unknown handler `{}`; known handlers: {}", consumer.handler, known.join(", ")),
             ),
             Err(BuildError::Params(problems)) => {
-                for (path, message) in problems {
-                    let sub = if path.0.is_empty() { format!("{at}.params") } else { format!("{at}.params.{path}") };
-                    c.problem(&sub, message);
+                // Paths are relative to `params`; joined as segments, since a parameter key
+                // (a SKU, say) may itself contain `.` or `[`.
+                let params = KeyPath::parse(&at).key("params");
+                for problem in problems {
+                    let mut path = params.clone();
+                    path.0.extend(problem.path.0);
+                    c.problems.push(Problem { path, ..problem });
                 }
             }
         }
@@ -308,10 +326,10 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
         let def = &saga.definition;
         let mut need_producer = |path: String, topic: &str, what: &str| {
             if !produced.contains(topic) {
-                problems.push((index, Problem {
-                    path: KeyPath::parse(&path),
-                    message: format!("{what} `{topic}` is produced by no service; add a consumer with `on_success`/`on_failure = \"{topic}\"` or fix the name"),
-                }));
+                problems.push((index, Problem::at_value(
+                    KeyPath::parse(&path),
+                    format!("{what} `{topic}` is produced by no service; add a consumer with `on_success`/`on_failure = \"{topic}\"` or fix the name"),
+                )));
             }
         };
         need_producer("saga.trigger".into(), &def.trigger, "trigger");
@@ -330,10 +348,10 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
         for (i, step) in def.steps.iter().enumerate() {
             let mut need_consumer = |path: String, topic: &str| {
                 if !consumed.contains(topic) {
-                    problems.push((index, Problem {
-                        path: KeyPath::parse(&path),
-                        message: format!("request `{topic}` is consumed by no service, so the step would always time out"),
-                    }));
+                    problems.push((index, Problem::at_value(
+                        KeyPath::parse(&path),
+                        format!("request `{topic}` is consumed by no service, so the step would always time out"),
+                    )));
                 }
             };
             need_consumer(format!("saga.steps[{i}].request"), &step.request);

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::compile::{check_system, compile, Problem};
-use super::diagnostic::{Diagnostic, Diagnostics, KeyPath, Segment, SourceMap};
+use super::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Segment, SourceMap};
 use super::model::Pipeline;
 use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec, StepSpec};
 
@@ -105,11 +105,13 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Di
         }
     }
     if !diagnostics.is_empty() {
+        // Sections were checked in key order; report in file order.
+        diagnostics.sort_by_key(|d| (d.line, d.column));
         return Err(diagnostics);
     }
     toml::Value::Table(table)
         .try_into::<PipelineSpec>()
-        .map_err(|e| vec![source.at_offset(0, e.to_string())])
+        .map_err(|e| vec![source.at_offset(0, e.message().trim())])
 }
 
 fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) {
@@ -122,15 +124,13 @@ fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Val
                 _ => {}
             }
         }
-        let message = error.inner().to_string();
-        // Point an unknown key at the key itself.
-        if let Some(rest) = message.strip_prefix("unknown field `") {
-            if let Some((key, _)) = rest.split_once('`') {
-                path.0.push(Segment::Key(key.to_string()));
-            }
-        }
+        // `message()` is the bare message: `to_string()` would add the toml crate's own context.
+        let message = error.inner().message().trim().to_string();
+        // An unknown key: the path already ends at it (the key was read before it was refused);
+        // point at the key itself rather than at its value.
+        let anchor = if message.starts_with("unknown field `") { Anchor::Key } else { Anchor::Value };
         let location = if path.0.is_empty() { String::new() } else { format!("`{path}`: ") };
-        out.push(source.at_path(&path, format!("{location}{message}")));
+        out.push(source.at(&path, anchor, format!("{location}{message}")));
     }
 }
 
@@ -176,7 +176,7 @@ pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions
     let all: Vec<&Pipeline> = loaded.iter().chain(extra.iter()).map(|l| &l.pipeline).collect();
     for (index, problem) in check_system(&all) {
         if let Some(file) = loaded.get(index) {
-            diagnostics.push(file.source.at_path(&problem.path, problem.message));
+            diagnostics.push(file.source.at(&problem.path, problem.anchor, problem.message));
         }
     }
     if diagnostics.is_empty() {
@@ -186,8 +186,11 @@ pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions
     }
 }
 
+/// The problems of one file as diagnostics, in file order.
 fn located(source: &SourceMap, problems: Vec<Problem>) -> Vec<Diagnostic> {
-    problems.into_iter().map(|p| source.at_path(&p.path, p.message)).collect()
+    let mut diagnostics: Vec<Diagnostic> = problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)).collect();
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    diagnostics
 }
 
 fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {

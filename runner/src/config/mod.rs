@@ -8,7 +8,7 @@ pub mod load;
 pub mod model;
 pub mod spec;
 
-pub use diagnostic::{Diagnostic, Diagnostics, KeyPath, SourceMap};
+pub use diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, SourceMap};
 pub use load::{load, load_system, load_text, pipeline_files, Defaults, LoadOptions, LoadedPipeline, Overrides};
 pub use model::Pipeline;
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::compile::Problem;
 use crate::config::diagnostic::{KeyPath, Segment};
 use crate::order::OrderPayload;
 use crate::store::{Store, StoreError, Tx};
@@ -33,7 +34,7 @@ pub enum Handler {
 pub struct HandlerInfo {
     pub name: &'static str,
     pub summary: &'static str,
-    build: fn(&Params) -> Result<Handler, Vec<(KeyPath, String)>>,
+    build: fn(&Params) -> Result<Handler, Vec<Problem>>,
 }
 
 /// The registry: every handler a pipeline can name.
@@ -74,7 +75,7 @@ pub const HANDLERS: &[HandlerInfo] = &[
 pub enum BuildError {
     UnknownHandler { known: Vec<&'static str> },
     /// Parameter problems, by path relative to `params`.
-    Params(Vec<(KeyPath, String)>),
+    Params(Vec<Problem>),
 }
 
 /// Builds the named handler with its parameters.
@@ -86,7 +87,7 @@ pub fn build(name: &str, params: &Params) -> Result<Handler, BuildError> {
     (info.build)(params).map_err(BuildError::Params)
 }
 
-fn params<T: DeserializeOwned>(params: &Params) -> Result<T, Vec<(KeyPath, String)>> {
+fn params<T: DeserializeOwned>(params: &Params) -> Result<T, Vec<Problem>> {
     let value = Value::Object(params.clone().into_iter().collect());
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let mut path = KeyPath::root();
@@ -97,19 +98,22 @@ fn params<T: DeserializeOwned>(params: &Params) -> Result<T, Vec<(KeyPath, Strin
                 _ => {}
             }
         }
-        let message = e.inner().to_string();
-        if let Some(key) = message.strip_prefix("unknown field `").and_then(|r| r.split_once('`')).map(|(k, _)| k) {
-            path.0.push(Segment::Key(key.to_string()));
+        let message = format!("invalid handler parameter: {}", e.inner());
+        // An unknown parameter: the path already ends at it; point at the key, not its value.
+        if e.inner().to_string().starts_with("unknown field `") {
+            vec![Problem::at_key(path, message)]
+        } else {
+            vec![Problem::at_value(path, message)]
         }
-        vec![(path, format!("invalid handler parameter: {message}"))]
     })
 }
 
-fn no_params(params: &Params) -> Result<(), Vec<(KeyPath, String)>> {
-    match params.keys().next() {
-        None => Ok(()),
-        Some(key) => Err(vec![(KeyPath::root().key(key), format!("this handler takes no parameters; remove `{key}`"))]),
+fn no_params(params: &Params) -> Result<(), Vec<Problem>> {
+    if params.is_empty() {
+        return Ok(());
     }
+    // Every key is reported, at the key itself, so one run lists all there is to remove.
+    Err(params.keys().map(|key| Problem::at_key(KeyPath::root().key(key), format!("this handler takes no parameters; remove `{key}`"))).collect())
 }
 
 /// What a handler answered.

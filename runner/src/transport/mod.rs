@@ -82,21 +82,68 @@ impl Broker {
             }
             return Ok(());
         }
+        let existing = self.topic_names().await?;
+        let missing: Vec<&String> = topics.iter().filter(|t| !existing.contains(*t)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let new_topics: Vec<NewTopic<'_>> = topics
+        let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics(new_topics.iter(), &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(TransportError::Broker(format!("cannot create topic `{topic}`: {code}")));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        match admin.create_topics(new_topics.iter(), &options).await {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((topic, code)) => {
+                            return Err(TransportError::Broker(format!("cannot create topic `{topic}`: {code}")));
+                        }
+                    }
                 }
+                Ok(())
+            }
+            Err(e) => {
+                // Some Kafka-protocol brokers (the embedded one among them) do not implement
+                // CreateTopics but create a topic when a client asks for its metadata.
+                tracing::info!(error = %e, "broker did not create topics; asking for auto-creation");
+                self.request_auto_creation(missing.iter().map(|t| t.to_string()).collect()).await
             }
         }
-        Ok(())
+    }
+
+    async fn topic_names(&self) -> Result<std::collections::HashSet<String>, TransportError> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let producer: rdkafka::producer::BaseProducer = config.create()?;
+            let metadata = producer.client().fetch_metadata(None, Duration::from_secs(10))?;
+            Ok(metadata.topics().iter().map(|t| t.name().to_string()).collect())
+        })
+        .await
+        .map_err(|e| TransportError::Broker(format!("metadata task failed: {e}")))?
+    }
+
+    async fn request_auto_creation(&self, topics: Vec<String>) -> Result<(), TransportError> {
+        let config = self.client_config();
+        tokio::task::spawn_blocking(move || {
+            let producer: rdkafka::producer::BaseProducer = config.create()?;
+            for topic in &topics {
+                let metadata = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+                let created = metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+                if !created {
+                    return Err(TransportError::Broker(format!(
+                        "topic `{topic}` does not exist and the broker did not create it; create it, or enable topic auto-creation"
+                    )));
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| TransportError::Broker(format!("metadata task failed: {e}")))?
     }
 
     /// A producer that waits for every record's acknowledgement and keeps per-partition order.
