@@ -150,8 +150,8 @@ fn serve(pipelines: Vec<runner::config::Pipeline>, listen: SocketAddr) -> anyhow
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = runner::runtime::start(pipelines, listen).await?;
-        if let Some(bootstrap) = &running.embedded_broker {
-            eprintln!("embedded broker: {bootstrap}");
+        if let Some(broker) = &running.embedded_broker {
+            eprintln!("embedded broker: {}", broker.bootstrap_servers());
         }
         eprintln!("listening on http://{}", running.addr);
         let shutdown = running.shutdown.clone();

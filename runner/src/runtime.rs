@@ -36,8 +36,8 @@ pub enum RuntimeError {
 pub struct Running {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
-    /// The bootstrap list of the embedded broker, when one runs in this process.
-    pub embedded_broker: Option<String>,
+    /// The embedded broker, when one runs in this process.
+    pub embedded_broker: Option<Arc<EmbeddedBroker>>,
     /// The database of the first pipeline (for tests and tools).
     pub store: Store,
     grace: Duration,
@@ -137,7 +137,7 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
     Ok(Running {
         addr,
         shutdown,
-        embedded_broker: embedded.as_ref().map(|b| b.bootstrap_servers().to_string()),
+        embedded_broker: embedded.clone(),
         store,
         grace,
         tasks,

@@ -226,11 +226,8 @@ fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
     }
     figment = figment.merge(Serialized::defaults(flags));
     figment.extract::<PipelineSpec>().map_err(|e| {
-        let mut message = String::from("invalid setting");
-        for error in e {
-            let source = error.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
-            message = format!("{message}; {error} (from {source})");
-        }
-        message
+        // figment names the layer (file, `RUNNER_` environment variable, flag) in its message.
+        let problems: Vec<String> = e.into_iter().map(|error| error.to_string()).collect();
+        format!("invalid setting: {}; fix the value or remove the override", problems.join("; "))
     })
 }

@@ -61,6 +61,26 @@ impl EmbeddedBroker {
     }
 }
 
+impl EmbeddedBroker {
+    /// Takes broker node 1 down (`false`) or brings it back (`true`): clients see connection
+    /// failures exactly as with a real broker outage.
+    pub fn set_up(&self, up: bool) -> Result<(), TransportError> {
+        // SAFETY: valid cluster; broker ids of the mock cluster start at 1.
+        let err = unsafe {
+            if up {
+                rdsys::rd_kafka_mock_broker_set_up(self.cluster, 1)
+            } else {
+                rdsys::rd_kafka_mock_broker_set_down(self.cluster, 1)
+            }
+        };
+        if err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            Err(TransportError::Broker(format!("cannot change the embedded broker's state: {err:?}")))
+        }
+    }
+}
+
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         // SAFETY: created by rd_kafka_mock_cluster_new and destroyed once.
