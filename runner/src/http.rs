@@ -1,5 +1,5 @@
-//! HTTP plumbing shared by every service: the one error type (logs the cause, answers a
-//! clean JSON message) and the health endpoints.
+//! HTTP plumbing shared by every service: the one error type, which logs the cause and
+//! answers the client a clean JSON message.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -35,11 +35,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({ "error": self.message });
         if !self.fields.is_empty() {
-            body["fields"] = self
-                .fields
-                .iter()
-                .map(|(field, message)| json!({ "field": field, "message": message }))
-                .collect();
+            body["fields"] =
+                self.fields.iter().map(|(field, message)| json!({ "field": field, "message": message })).collect();
         }
         (self.status, Json(body)).into_response()
     }

@@ -103,7 +103,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Schema { write }) => {
             let schema = config::pipeline_schema();
             match write {
-                Some(path) => std::fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?
+                }
                 None => print!("{schema}"),
             }
             Ok(ExitCode::SUCCESS)
@@ -115,7 +117,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Up { dir, data_dir, overrides }) => {
-            let files = config::pipeline_files(&dir).with_context(|| format!("cannot read pipeline directory {}", dir.display()))?;
+            let files = config::pipeline_files(&dir)
+                .with_context(|| format!("cannot read pipeline directory {}", dir.display()))?;
             if files.is_empty() {
                 bail!("no pipeline files (*.toml) in {}", dir.display());
             }
@@ -126,15 +129,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 use_environment: true,
             };
             let loaded = config::load_system(&files, &[], &options).map_err(|d| anyhow::anyhow!("{d}"))?;
-            let listen = overrides.listen.or_else(|| std::env::var("RUNNER_LISTEN").ok()).unwrap_or_else(|| "127.0.0.1:8080".into());
-            let listen: SocketAddr = listen.parse().with_context(|| format!("`{listen}` is not a socket address; write it like 127.0.0.1:8080"))?;
+            let listen = overrides
+                .listen
+                .or_else(|| std::env::var("RUNNER_LISTEN").ok())
+                .unwrap_or_else(|| "127.0.0.1:8080".into());
+            let listen: SocketAddr = listen
+                .parse()
+                .with_context(|| format!("`{listen}` is not a socket address; write it like 127.0.0.1:8080"))?;
             serve(loaded.into_iter().map(|l| l.pipeline).collect(), listen)
         }
         None => {
             let Some(file) = cli.pipeline else {
                 bail!("nothing to run: give --pipeline FILE, or use `runner up`, `runner check` (see --help)");
             };
-            let options = LoadOptions { defaults: Defaults::default(), overrides: to_overrides(&cli.overrides), use_environment: true };
+            let options = LoadOptions {
+                defaults: Defaults::default(),
+                overrides: to_overrides(&cli.overrides),
+                use_environment: true,
+            };
             let loaded = config::load(&file, &options).map_err(|d| anyhow::anyhow!("{d}"))?;
             let listen = loaded.pipeline.listen;
             serve(vec![loaded.pipeline], listen)

@@ -54,7 +54,7 @@ pub struct Invalid {
 
 const MAX_ITEMS: usize = 100;
 const MAX_QUANTITY: i64 = 1_000_000;
-const MAX_UNIT_PRICE: i64 = 100_000_000_00;
+const MAX_UNIT_PRICE: i64 = 10_000_000_000;
 
 impl NewOrder {
     /// Checks the business rules; returns every invalid field.
@@ -85,7 +85,8 @@ impl NewOrder {
             if item.unit_price < 0 || item.unit_price > MAX_UNIT_PRICE {
                 bad(format!("items[{i}].unitPrice"), "must be between 0 and 10000000000 minor units");
             }
-            total = total.saturating_add(item.quantity.clamp(0, MAX_QUANTITY) * item.unit_price.clamp(0, MAX_UNIT_PRICE));
+            total =
+                total.saturating_add(item.quantity.clamp(0, MAX_QUANTITY) * item.unit_price.clamp(0, MAX_UNIT_PRICE));
         }
         let country = &self.ship_to.country;
         if !(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase())) {

@@ -40,6 +40,7 @@ pub struct Running {
     pub embedded_broker: Option<Arc<EmbeddedBroker>>,
     /// The database of the first pipeline (for tests and tools).
     pub store: Store,
+    stores: Vec<Store>,
     grace: Duration,
     tasks: TaskTracker,
 }
@@ -81,7 +82,8 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
             (Brokers::Embedded, Some(embedded)) => Broker::on_embedded(embedded.clone(), &pipeline.broker),
             _ => Broker::connect(&pipeline.broker)?,
         };
-        let topics: BTreeSet<String> = pipeline.produced_topics().into_iter().chain(pipeline.consumed_topics()).collect();
+        let topics: BTreeSet<String> =
+            pipeline.produced_topics().into_iter().chain(pipeline.consumed_topics()).collect();
         broker.ensure_topics(&topics.into_iter().collect::<Vec<_>>()).await?;
         for consumer in &pipeline.consumers {
             consumer.handler.prepare(&store).await?;
@@ -113,15 +115,14 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
     let health = Health {
         services: pipelines.iter().map(|p| p.service.clone()).collect(),
         stores: stores.values().cloned().collect(),
-        brokers: contexts.iter().map(|c| c.broker.clone()).take(1).collect(),
+        brokers: distinct_brokers(&contexts),
         shutdown: shutdown.clone(),
     };
     let health_routes = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(health);
-    let app = app
-        .merge(health_routes)
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = app.merge(health_routes).layer(tower_http::trace::TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| RuntimeError::Listen { addr: listen, source })?;
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -134,14 +135,18 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
     tracing::info!(%addr, services = ?pipelines.iter().map(|p| &p.service).collect::<Vec<_>>(), "runner started");
     let grace = pipelines.iter().map(|p| p.shutdown_grace).max().unwrap_or(Duration::from_secs(10));
     let store = contexts.first().map(|c| c.store.clone()).expect("at least one pipeline");
-    Ok(Running {
-        addr,
-        shutdown,
-        embedded_broker: embedded.clone(),
-        store,
-        grace,
-        tasks,
-    })
+    let stores = stores.into_values().collect();
+    Ok(Running { addr, shutdown, embedded_broker: embedded.clone(), store, stores, grace, tasks })
+}
+
+/// One broker per bootstrap list (services of one process usually share one).
+fn distinct_brokers(contexts: &[ServiceContext]) -> Vec<Broker> {
+    let mut seen = BTreeSet::new();
+    contexts
+        .iter()
+        .filter(|c| seen.insert(c.broker.bootstrap_servers().to_string()))
+        .map(|c| c.broker.clone())
+        .collect()
 }
 
 /// Runs a part; if it fails to start, the whole runner stops rather than limp along.
@@ -171,7 +176,9 @@ impl Running {
         if tokio::time::timeout(self.grace, self.tasks.wait()).await.is_err() {
             tracing::warn!(grace = ?self.grace, "in-flight work did not finish within the grace period");
         }
-        self.store.close().await;
+        for store in &self.stores {
+            store.close().await;
+        }
     }
 }
 
@@ -190,5 +197,10 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     }
     let ready = database && broker && !health.shutdown.is_cancelled();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready, "database": database, "broker": broker, "shuttingDown": health.shutdown.is_cancelled() })))
+    (
+        status,
+        Json(
+            json!({ "ready": ready, "database": database, "broker": broker, "shuttingDown": health.shutdown.is_cancelled() }),
+        ),
+    )
 }

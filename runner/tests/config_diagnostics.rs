@@ -564,7 +564,8 @@ fn each_case_reports_exactly_its_diagnostics() {
         .iter()
         .filter_map(|case| {
             let actual = check_one(case.toml);
-            (actual != case.expected).then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
+            (actual != case.expected)
+                .then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
         })
         .collect();
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
@@ -751,17 +752,25 @@ fn each_system_case_reports_exactly_its_diagnostics() {
         .iter()
         .filter_map(|case| {
             let actual = check_system(case.files, case.context);
-            (actual != case.expected).then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
+            (actual != case.expected)
+                .then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
         })
         .collect();
-    assert!(failures.is_empty(), "{} of {} system cases failed:\n{}", failures.len(), SYSTEM_CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} system cases failed:\n{}",
+        failures.len(),
+        SYSTEM_CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn an_unreadable_file_is_reported_at_its_start() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let missing = dir.path().join("missing.toml");
-    let Err(Diagnostics(diagnostics)) = load_system(&[missing.clone()], &[], &LoadOptions::default()) else {
+    let Err(Diagnostics(diagnostics)) = load_system(std::slice::from_ref(&missing), &[], &LoadOptions::default())
+    else {
         panic!("a missing file must not load");
     };
     let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();

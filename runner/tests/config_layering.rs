@@ -24,7 +24,8 @@ fn load(defaults: Defaults, overrides: Overrides, use_environment: bool) -> runn
 
 #[test]
 fn each_layer_overrides_the_one_below() {
-    let defaults = Defaults { brokers: Some("default-broker:9092".into()), database_url: Some("sqlite://default.db".into()) };
+    let defaults =
+        Defaults { brokers: Some("default-broker:9092".into()), database_url: Some("sqlite://default.db".into()) };
 
     // The file beats the defaults where it speaks; the defaults fill the rest.
     let p = load(defaults.clone(), Overrides::default(), false);
@@ -57,10 +58,11 @@ fn each_layer_overrides_the_one_below() {
 
     // A bad value from the environment is reported with where it came from.
     std::env::set_var("RUNNER_BROKER__PARTITIONS", "many");
-    let error = load_text(Path::new("layered.toml"), FILE, &LoadOptions { use_environment: true, ..LoadOptions::default() })
-        .err()
-        .expect("a non-numeric partitions value is refused")
-        .to_string();
+    let error =
+        load_text(Path::new("layered.toml"), FILE, &LoadOptions { use_environment: true, ..LoadOptions::default() })
+            .err()
+            .expect("a non-numeric partitions value is refused")
+            .to_string();
     assert!(error.to_lowercase().contains("broker.partitions") && error.contains("RUNNER_"), "{error}");
     for key in ["RUNNER_DATABASE_URL", "RUNNER_BROKERS", "RUNNER_BROKER__PARTITIONS", "RUNNER_UNRELATED_SETTING"] {
         std::env::remove_var(key);

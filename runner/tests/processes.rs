@@ -130,7 +130,10 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
         ids.push(response.json::<serde_json::Value>().await.unwrap()["orderId"].as_str().unwrap().to_string());
     }
 
-    let store = runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 2 }).await.unwrap();
+    let store =
+        runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 2 })
+            .await
+            .unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let pending = scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await;

@@ -20,7 +20,11 @@ use support::{scalar, System, TempPg};
 fn relay_pipeline(database_url: &str, after_publish: &str) -> runner::config::Pipeline {
     let text = format!("[service]\nname = \"outbox-relay\"\n[relay]\npoll_interval = \"10ms\"\nbatch_size = 50\nafter_publish = \"{after_publish}\"\n");
     let options = LoadOptions {
-        overrides: Overrides { brokers: Some("embedded".into()), database_url: Some(database_url.into()), listen: None },
+        overrides: Overrides {
+            brokers: Some("embedded".into()),
+            database_url: Some(database_url.into()),
+            listen: None,
+        },
         ..LoadOptions::default()
     };
     load_text(Path::new("relay.toml"), &text, &options).unwrap_or_else(|d| panic!("{d}")).pipeline
@@ -32,7 +36,13 @@ async fn write_rows(system: &System, orders: usize, per_order: usize, offset: us
     // Interleave orders, one row per transaction, as concurrent sagas would.
     for n in 0..per_order {
         for o in 0..orders {
-            let event = Event::new("order.created", &format!("order-{o}"), "test", json!({ "n": offset + n, "pad": "x".repeat(200) }), Some(runner::event::new_traceparent()));
+            let event = Event::new(
+                "order.created",
+                &format!("order-{o}"),
+                "test",
+                json!({ "n": offset + n, "pad": "x".repeat(200) }),
+                Some(runner::event::new_traceparent()),
+            );
             let mut tx = store.begin().await.unwrap();
             outbox::insert(&mut tx, store.dialect(), &event).await.unwrap();
             tx.commit().await.unwrap();
@@ -59,7 +69,10 @@ async fn consume(bootstrap: &str, expected: usize) -> Vec<(String, i64, HashMap<
         let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
         let payload: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
         let headers = message.headers().unwrap();
-        let headers: HashMap<String, String> = headers.iter().map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap().to_vec()).unwrap())).collect();
+        let headers: HashMap<String, String> = headers
+            .iter()
+            .map(|h| (h.key.to_string(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+            .collect();
         received.push((key, payload["n"].as_i64().unwrap(), headers));
     }
     received
@@ -98,7 +111,11 @@ async fn relay_publishes_in_order_with_headers(database_url: &str, after_publish
     tokio::time::sleep(Duration::from_millis(500)).await;
     let more = write_rows(&system, 5, 2, 10).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await, more.len() as i64, "nothing is marked while the broker is down");
+    assert_eq!(
+        scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await,
+        more.len() as i64,
+        "nothing is marked while the broker is down"
+    );
     broker.set_up(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await > 0 {
@@ -117,11 +134,16 @@ async fn relay_on_postgres() {
     let db = TempPg::create("chaos_relay").await;
     relay_publishes_in_order_with_headers(&db.url, "mark").await;
     // The outbox id column is a real uuid, as Debezium's outbox router expects.
-    let store = runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 1 }).await.unwrap();
-    let kind = sqlx::query_scalar::<_, String>("SELECT data_type FROM information_schema.columns WHERE table_name = 'outbox' AND column_name = 'id'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let store =
+        runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 1 })
+            .await
+            .unwrap();
+    let kind = sqlx::query_scalar::<_, String>(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'outbox' AND column_name = 'id'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(kind, "uuid");
     store.close().await;
     db.drop_database().await;

@@ -46,7 +46,7 @@ fn order_for(i: usize) -> (Path, Value) {
     let sku = |n: usize| format!("SKU-{}", n % 5 + 1);
     let customer = if path == Path::DeclinedBlocked { format!("blocked-{i}") } else { format!("c-{i}") };
     let mut items = vec![json!({ "sku": sku(i), "quantity": 1 + i % 3, "unitPrice": 1000 + i as i64 })];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         items.push(json!({ "sku": sku(i + 1), "quantity": 2, "unitPrice": 250 }));
     }
     match path {
@@ -80,7 +80,12 @@ async fn run_500_orders(system: &System) {
         *by_status.entry(status.clone()).or_default() += 1;
         let path = expected[id];
         let (want_status, want_reason) = path.expected();
-        let reason: Option<String> = sqlx::query("SELECT reason FROM orders WHERE id = $1").bind(id).fetch_one(store.pool()).await.unwrap().get(0);
+        let reason: Option<String> = sqlx::query("SELECT reason FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(status, want_status, "order {id} on path {path:?} (reason {reason:?})");
         assert!(reason.unwrap_or_default().starts_with(want_reason), "order {id} on path {path:?}");
     }
@@ -97,12 +102,14 @@ async fn run_500_orders(system: &System) {
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM payments WHERE status = 'refunded'").await, 150);
 
     // Stock: reserved minus released equals what completed orders shipped, per SKU.
-    let completed_items = sqlx::query("SELECT items FROM orders WHERE status = 'COMPLETED'").fetch_all(store.pool()).await.unwrap();
+    let completed_items =
+        sqlx::query("SELECT items FROM orders WHERE status = 'COMPLETED'").fetch_all(store.pool()).await.unwrap();
     let mut shipped: BTreeMap<String, i64> = BTreeMap::new();
     for row in completed_items {
         let items: Vec<Value> = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
         for item in items {
-            *shipped.entry(item["sku"].as_str().unwrap().to_string()).or_default() += item["quantity"].as_i64().unwrap();
+            *shipped.entry(item["sku"].as_str().unwrap().to_string()).or_default() +=
+                item["quantity"].as_i64().unwrap();
         }
     }
     for sku in ["SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-5"] {
@@ -117,12 +124,26 @@ async fn run_500_orders(system: &System) {
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM shipments WHERE status = 'scheduled'").await, 250);
     // Every completed order's history ends with the saga's completion, after three steps.
     let sample = statuses.iter().find(|(_, s)| s == "COMPLETED").unwrap().0.clone();
-    let order: Value = system.client.get(format!("{}/api/orders/{sample}", system.base)).send().await.unwrap().json().await.unwrap();
-    let actions: Vec<String> = order["history"].as_array().unwrap().iter().map(|h| format!("{} {}", h["step"].as_str().unwrap(), h["action"].as_str().unwrap())).collect();
-    assert_eq!(actions, [
-        "payment requested", "payment succeeded", "inventory requested", "inventory succeeded",
-        "shipping requested", "shipping succeeded", "order completed",
-    ]);
+    let order: Value =
+        system.client.get(format!("{}/api/orders/{sample}", system.base)).send().await.unwrap().json().await.unwrap();
+    let actions: Vec<String> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| format!("{} {}", h["step"].as_str().unwrap(), h["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "payment requested",
+            "payment succeeded",
+            "inventory requested",
+            "inventory succeeded",
+            "shipping requested",
+            "shipping succeeded",
+            "order completed",
+        ]
+    );
     // Everything written to the outbox reached the broker.
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await, 0);
 }

@@ -49,7 +49,10 @@ impl Compiler {
         match humantime::parse_duration(text) {
             Ok(d) => d,
             Err(e) => {
-                self.problem(path, format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""));
+                self.problem(
+                    path,
+                    format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""),
+                );
                 default
             }
         }
@@ -65,16 +68,21 @@ impl Compiler {
     }
 
     fn retry(&mut self, path: &str, spec: Option<&RetrySpec>) -> RetryPolicy {
-        let default = RetryPolicy { attempts: 3, backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) };
+        let default =
+            RetryPolicy { attempts: 3, backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) };
         let Some(spec) = spec else { return default };
         let attempts = spec.attempts.unwrap_or(default.attempts);
         if attempts == 0 {
             self.problem(&format!("{path}.attempts"), "attempts must be at least 1 (the first attempt counts)");
         }
         let backoff = self.duration(&format!("{path}.backoff"), spec.backoff.as_deref(), default.backoff);
-        let max_backoff = self.duration(&format!("{path}.max_backoff"), spec.max_backoff.as_deref(), default.max_backoff);
+        let max_backoff =
+            self.duration(&format!("{path}.max_backoff"), spec.max_backoff.as_deref(), default.max_backoff);
         if max_backoff < backoff {
-            self.problem(&format!("{path}.max_backoff"), "max_backoff is shorter than backoff; raise it or lower backoff");
+            self.problem(
+                &format!("{path}.max_backoff"),
+                "max_backoff is shorter than backoff; raise it or lower backoff",
+            );
         }
         RetryPolicy { attempts: attempts.max(1), backoff, max_backoff }
     }
@@ -92,7 +100,8 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         c.problem("service.listen", format!("`{listen_text}` is not a socket address; write it like \"0.0.0.0:8080\""));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
-    let shutdown_grace = c.duration("service.shutdown_grace", spec.service.shutdown_grace.as_deref(), Duration::from_secs(10));
+    let shutdown_grace =
+        c.duration("service.shutdown_grace", spec.service.shutdown_grace.as_deref(), Duration::from_secs(10));
 
     let broker = compile_broker(&mut c, &spec.broker);
     let store = compile_store(&mut c, &spec.store);
@@ -147,14 +156,17 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         }
         let name = consumer.name.clone().unwrap_or_else(|| consumer.handler.clone());
         if !names.insert(name.clone()) {
-            c.problem(&format!("{at}.name"), format!("a consumer named `{name}` already exists in this file; give each a distinct `name`"));
+            c.problem(
+                &format!("{at}.name"),
+                format!("a consumer named `{name}` already exists in this file; give each a distinct `name`"),
+            );
         }
         match handlers::build(&consumer.handler, &consumer.params) {
             Ok(handler) => consumers.push(ConsumerConfig {
                 group: consumer.group.clone().unwrap_or_else(|| format!("{service}.{name}")),
                 name,
                 topic: consumer.topic.clone(),
-                                handler,
+                handler,
                 on_success: consumer.on_success.clone(),
                 on_failure: consumer.on_failure.clone(),
             }),
@@ -197,7 +209,12 @@ fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfig {
             let part = part.trim();
             let ok = part.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                c.problem("broker.brokers", format!("`{part}` is not `host:port`; write \"embedded\" or a list like \"kafka-0:9092,kafka-1:9092\""));
+                c.problem(
+                    "broker.brokers",
+                    format!(
+                        "`{part}` is not `host:port`; write \"embedded\" or a list like \"kafka-0:9092,kafka-1:9092\""
+                    ),
+                );
             }
         }
         Brokers::List(text)
@@ -223,7 +240,10 @@ fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfig {
 fn compile_store(c: &mut Compiler, spec: &StoreSpec) -> StoreConfig {
     let url = spec.url.clone().unwrap_or_else(|| "sqlite://chaos-symphony.db".to_string());
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-        c.problem("store.url", format!("unsupported database URL `{url}`; use postgres://… or sqlite://path/to/file.db"));
+        c.problem(
+            "store.url",
+            format!("unsupported database URL `{url}`; use postgres://… or sqlite://path/to/file.db"),
+        );
     }
     StoreConfig { url, max_connections: spec.max_connections.unwrap_or(10) }
 }
@@ -243,13 +263,19 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
     for (i, step) in spec.steps.iter().enumerate() {
         let at = format!("saga.steps[{i}]");
         if !seen_names.insert(step.name.clone()) {
-            c.problem(&format!("{at}.name"), format!("step name `{}` is used twice; step names must be unique", step.name));
+            c.problem(
+                &format!("{at}.name"),
+                format!("step name `{}` is used twice; step names must be unique", step.name),
+            );
         }
         c.event_type(&format!("{at}.request"), &step.request);
         let mut claim = |c: &mut Compiler, path: String, reply: &str, what: String| {
             c.event_type(&path, reply);
             if let Some(owner) = reply_owner.insert(reply.to_string(), what.clone()) {
-                c.problem(&path, format!("reply `{reply}` is already the {owner}; each reply type must mean one thing"));
+                c.problem(
+                    &path,
+                    format!("reply `{reply}` is already the {owner}; each reply type must mean one thing"),
+                );
             }
         };
         claim(c, format!("{at}.success"), &step.success, format!("success of step `{}`", step.name));
@@ -259,7 +285,7 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
         let timeout = match &step.timeout {
             Some(_) => c.duration(&format!("{at}.timeout"), step.timeout.as_deref(), Duration::from_secs(30)),
             None => {
-                c.problem(&format!("{at}"), format!("step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name));
+                c.problem(&at, format!("step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name));
                 Duration::from_secs(30)
             }
         };
@@ -268,7 +294,7 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
         let irreversible = step.irreversible.unwrap_or(false);
         if side_effect && !irreversible && step.compensation.is_none() {
             c.problem(
-                &format!("{at}"),
+                &at,
                 format!("step `{}` has a side effect but no compensation; add [saga.steps.compensation] or set `irreversible = true`", step.name),
             );
         }
@@ -282,12 +308,21 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
             let timeout = match &comp.timeout {
                 Some(_) => c.duration(&format!("{cat}.timeout"), comp.timeout.as_deref(), Duration::from_secs(30)),
                 None => {
-                    c.problem(&cat, format!("compensation of step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name));
+                    c.problem(
+                        &cat,
+                        format!("compensation of step `{}` has no timeout; add e.g. `timeout = \"10s\"`", step.name),
+                    );
                     Duration::from_secs(30)
                 }
             };
             let retry = c.retry(&format!("{cat}.retry"), comp.retry.as_ref());
-            CompensationDefinition { request: comp.request.clone(), success: comp.success.clone(), failure: comp.failure.clone(), timeout, retry }
+            CompensationDefinition {
+                request: comp.request.clone(),
+                success: comp.success.clone(),
+                failure: comp.failure.clone(),
+                timeout,
+                retry,
+            }
         });
         steps.push(StepDefinition {
             name: step.name.clone(),
@@ -348,10 +383,13 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
         for (i, step) in def.steps.iter().enumerate() {
             let mut need_consumer = |path: String, topic: &str| {
                 if !consumed.contains(topic) {
-                    problems.push((index, Problem::at_value(
-                        KeyPath::parse(&path),
-                        format!("request `{topic}` is consumed by no service, so the step would always time out"),
-                    )));
+                    problems.push((
+                        index,
+                        Problem::at_value(
+                            KeyPath::parse(&path),
+                            format!("request `{topic}` is consumed by no service, so the step would always time out"),
+                        ),
+                    ));
                 }
             };
             need_consumer(format!("saga.steps[{i}].request"), &step.request);

@@ -16,11 +16,15 @@ pub fn mermaid(def: &SagaDefinition) -> String {
         let _ = writeln!(out, "    s{i} -- \"{}\" --> {next}", step.success);
         if let Some(comp) = &step.compensation {
             let _ = writeln!(out, "    c{i}[/\"undo {}<br/>{} → {}\"/]", step.name, comp.request, comp.success);
-            let below = if i == 0 { "cancelled".to_string() } else { format!("c{}", i - 1) };
+            let below = (0..i)
+                .rev()
+                .find(|j| def.steps[*j].compensation.is_some())
+                .map_or("cancelled".to_string(), |j| format!("c{j}"));
             let _ = writeln!(out, "    c{i} -- \"{}\" --> {below}", comp.success);
             if let Some(failure) = &comp.failure {
                 let _ = writeln!(out, "    c{i} -. \"{failure}\" .-> failed");
             }
+            let _ = writeln!(out, "    c{i} -. \"timeout x{}\" .-> failed", comp.retry.attempts);
         }
         // Where a failing step goes: undo the previous completed step, or end cancelled.
         let undo_previous = (0..i).rev().find(|j| def.steps[*j].compensation.is_some());

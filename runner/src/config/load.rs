@@ -45,11 +45,8 @@ pub struct LoadedPipeline {
 }
 
 /// Environment variables with a short name, and the key each one sets.
-pub const ENVIRONMENT_ALIASES: &[(&str, &str)] = &[
-    ("brokers", "broker.brokers"),
-    ("database_url", "store.url"),
-    ("listen", "service.listen"),
-];
+pub const ENVIRONMENT_ALIASES: &[(&str, &str)] =
+    &[("brokers", "broker.brokers"), ("database_url", "store.url"), ("listen", "service.listen")];
 
 /// Lists the pipeline files (`*.toml`) of a directory, sorted by name.
 pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -85,7 +82,12 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Di
                 let mut without_steps = saga.clone();
                 let steps = without_steps.remove("steps");
                 without_steps.insert("steps".into(), toml::Value::Array(Vec::new()));
-                shape::<SagaSpec>(source, &KeyPath::root().key("saga"), toml::Value::Table(without_steps), &mut diagnostics);
+                shape::<SagaSpec>(
+                    source,
+                    &KeyPath::root().key("saga"),
+                    toml::Value::Table(without_steps),
+                    &mut diagnostics,
+                );
                 match steps {
                     Some(toml::Value::Array(items)) => {
                         for (i, item) in items.iter().enumerate() {
@@ -93,7 +95,10 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Di
                             shape::<StepSpec>(source, &at, item.clone(), &mut diagnostics);
                         }
                     }
-                    Some(_) => diagnostics.push(source.at_path(&KeyPath::parse("saga.steps"), "`saga.steps` must be an array of tables: write each step as [[saga.steps]]")),
+                    Some(_) => diagnostics.push(source.at_path(
+                        &KeyPath::parse("saga.steps"),
+                        "`saga.steps` must be an array of tables: write each step as [[saga.steps]]",
+                    )),
                     None => {}
                 }
             }
@@ -109,9 +114,7 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Di
         diagnostics.sort_by_key(|d| (d.line, d.column));
         return Err(diagnostics);
     }
-    toml::Value::Table(table)
-        .try_into::<PipelineSpec>()
-        .map_err(|e| vec![source.at_offset(0, e.message().trim())])
+    toml::Value::Table(table).try_into::<PipelineSpec>().map_err(|e| vec![source.at_offset(0, e.message().trim())])
 }
 
 fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) {
@@ -159,7 +162,11 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
 
 /// Loads several files and runs the system-wide checks over them (and over `context`,
 /// pipelines that are part of the system but not being checked themselves).
-pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions) -> Result<Vec<LoadedPipeline>, Diagnostics> {
+pub fn load_system(
+    paths: &[PathBuf],
+    context: &[PathBuf],
+    options: &LoadOptions,
+) -> Result<Vec<LoadedPipeline>, Diagnostics> {
     let mut diagnostics = Vec::new();
     let mut loaded = Vec::new();
     for path in paths {
@@ -168,11 +175,12 @@ pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions
             Err(Diagnostics(mut d)) => diagnostics.append(&mut d),
         }
     }
-    let extra: Vec<LoadedPipeline> = context
-        .iter()
-        .filter(|p| !paths.contains(p))
-        .filter_map(|p| load(p, options).ok())
-        .collect();
+    // `pipelines/a.toml` and `./pipelines/a.toml` are the same file.
+    let same = |a: &PathBuf, b: &PathBuf| {
+        a == b || (a.canonicalize().ok().is_some() && a.canonicalize().ok() == b.canonicalize().ok())
+    };
+    let extra: Vec<LoadedPipeline> =
+        context.iter().filter(|c| !paths.iter().any(|p| same(p, c))).filter_map(|p| load(p, options).ok()).collect();
     let all: Vec<&Pipeline> = loaded.iter().chain(extra.iter()).map(|l| &l.pipeline).collect();
     for (index, problem) in check_system(&all) {
         if let Some(file) = loaded.get(index) {
@@ -188,7 +196,8 @@ pub fn load_system(paths: &[PathBuf], context: &[PathBuf], options: &LoadOptions
 
 /// The problems of one file as diagnostics, in file order.
 fn located(source: &SourceMap, problems: Vec<Problem>) -> Vec<Diagnostic> {
-    let mut diagnostics: Vec<Diagnostic> = problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)).collect();
+    let mut diagnostics: Vec<Diagnostic> =
+        problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)).collect();
     diagnostics.sort_by_key(|d| (d.line, d.column));
     diagnostics
 }

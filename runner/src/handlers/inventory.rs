@@ -21,17 +21,21 @@ pub struct ReserveParams {
 
 pub async fn seed(store: &Store, params: &ReserveParams) -> Result<(), StoreError> {
     for (sku, units) in &params.seed {
-        let exists = sqlx::query("SELECT 1 FROM stock WHERE sku = $1").bind(sku).fetch_optional(store.pool()).await?;
-        if exists.is_none() {
-            // Another replica may seed at the same moment; the primary key keeps one row.
-            let _ = sqlx::query("INSERT INTO stock (sku, available) VALUES ($1, $2)").bind(sku).bind(units).execute(store.pool()).await;
-        }
+        // Existing stock is kept: seeding only stocks SKUs that are new (replicas may race here).
+        sqlx::query("INSERT INTO stock (sku, available) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING")
+            .bind(sku)
+            .bind(units)
+            .execute(store.pool())
+            .await?;
     }
     Ok(())
 }
 
 async fn reservation_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query("SELECT status, reason FROM reservations WHERE order_id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query("SELECT status, reason FROM reservations WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(match row {
         Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
         None => None,
@@ -52,10 +56,13 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
     }
     let mut problem = None;
     for (sku, quantity) in &wanted {
-        let row = sqlx::query("SELECT available FROM stock WHERE sku = $1").bind(*sku).fetch_optional(&mut **tx).await?;
+        let row =
+            sqlx::query("SELECT available FROM stock WHERE sku = $1").bind(*sku).fetch_optional(&mut **tx).await?;
         match row {
             None => problem = Some(format!("unknown SKU {sku}")),
-            Some(row) if row.try_get::<i64, _>(0)? < *quantity => problem = Some(format!("insufficient stock for {sku}")),
+            Some(row) if row.try_get::<i64, _>(0)? < *quantity => {
+                problem = Some(format!("insufficient stock for {sku}"))
+            }
             Some(_) => continue,
         }
         break;
@@ -103,7 +110,11 @@ pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
                 .await?;
             for line in lines {
                 let (sku, quantity): (String, i64) = (line.try_get(0)?, line.try_get(1)?);
-                sqlx::query("UPDATE stock SET available = available + $1 WHERE sku = $2").bind(quantity).bind(&sku).execute(&mut **tx).await?;
+                sqlx::query("UPDATE stock SET available = available + $1 WHERE sku = $2")
+                    .bind(quantity)
+                    .bind(&sku)
+                    .execute(&mut **tx)
+                    .await?;
             }
             sqlx::query("UPDATE reservations SET status = 'released', released_at_ms = $1 WHERE order_id = $2")
                 .bind(now_ms)

@@ -73,7 +73,9 @@ pub const HANDLERS: &[HandlerInfo] = &[
 
 #[derive(Debug)]
 pub enum BuildError {
-    UnknownHandler { known: Vec<&'static str> },
+    UnknownHandler {
+        known: Vec<&'static str>,
+    },
     /// Parameter problems, by path relative to `params`.
     Params(Vec<Problem>),
 }
@@ -113,7 +115,12 @@ fn no_params(params: &Params) -> Result<(), Vec<Problem>> {
         return Ok(());
     }
     // Every key is reported, at the key itself, so one run lists all there is to remove.
-    Err(params.keys().map(|key| Problem::at_key(KeyPath::root().key(key), format!("this handler takes no parameters; remove `{key}`"))).collect())
+    Err(params
+        .keys()
+        .map(|key| {
+            Problem::at_key(KeyPath::root().key(key), format!("this handler takes no parameters; remove `{key}`"))
+        })
+        .collect())
 }
 
 /// What a handler answered.

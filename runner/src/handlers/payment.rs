@@ -23,15 +23,19 @@ async fn status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<St
     let row = sqlx::query("SELECT status, reason FROM payments WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(&mut **tx)
-        .await
-        ?;
+        .await?;
     Ok(match row {
         Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
         None => None,
     })
 }
 
-pub async fn charge(tx: &mut Tx, params: &ChargeParams, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+pub async fn charge(
+    tx: &mut Tx,
+    params: &ChargeParams,
+    order: &OrderPayload,
+    now_ms: i64,
+) -> Result<Outcome, HandlerError> {
     let charged = json!({ "orderId": order.order_id, "amount": order.total, "currency": order.currency });
     match status(tx, &order.order_id).await? {
         Some((status, _)) if status == "charged" => return Ok(Outcome::Success(charged)),
@@ -65,7 +69,9 @@ pub async fn charge(tx: &mut Tx, params: &ChargeParams, order: &OrderPayload, no
 }
 
 pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
-    let refunded = |amount: i64| Outcome::Success(json!({ "orderId": order.order_id, "refunded": amount, "currency": order.currency }));
+    let refunded = |amount: i64| {
+        Outcome::Success(json!({ "orderId": order.order_id, "refunded": amount, "currency": order.currency }))
+    };
     match status(tx, &order.order_id).await? {
         Some((status, _)) if status == "charged" => {
             sqlx::query("UPDATE payments SET status = 'refunded', refunded_at_ms = $1 WHERE order_id = $2 AND status = 'charged'")

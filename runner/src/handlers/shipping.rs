@@ -17,14 +17,22 @@ pub struct ScheduleParams {
 }
 
 async fn shipment_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query("SELECT status, reason FROM shipments WHERE order_id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
+    let row = sqlx::query("SELECT status, reason FROM shipments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     Ok(match row {
         Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
         None => None,
     })
 }
 
-pub async fn schedule(tx: &mut Tx, params: &ScheduleParams, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
+pub async fn schedule(
+    tx: &mut Tx,
+    params: &ScheduleParams,
+    order: &OrderPayload,
+    now_ms: i64,
+) -> Result<Outcome, HandlerError> {
     let country = &order.ship_to.country;
     let scheduled = || Outcome::Success(json!({ "orderId": order.order_id, "country": country }));
     match shipment_status(tx, &order.order_id).await? {

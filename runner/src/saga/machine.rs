@@ -191,6 +191,12 @@ impl Transition {
 /// Applies one input to a saga instance (`None` when it does not exist yet).
 pub fn advance(def: &SagaDefinition, state: Option<&SagaState>, input: Input<'_>, now_ms: i64) -> Transition {
     let mut t = Transition::default();
+    if let Some(missing) = state.and_then(|s| unknown_step(def, s)) {
+        // The definition changed under an instance in flight: end it visibly instead of guessing.
+        let reason = format!("saga definition changed while in flight: step #{missing} no longer exists");
+        t.state = Some(finish(def, Status::Failed, Some(reason), &mut t));
+        return t;
+    }
     let next = match (state, input) {
         (None, Input::Start) => Some(start_step(def, 0, 1, now_ms, &mut t)),
         (None, _) | (Some(_), Input::Start) => None,
@@ -204,6 +210,18 @@ pub fn advance(def: &SagaDefinition, state: Option<&SagaState>, input: Input<'_>
     };
     t.state = next;
     t
+}
+
+/// A step index the state refers to that the definition does not have.
+fn unknown_step(def: &SagaDefinition, state: &SagaState) -> Option<usize> {
+    let valid = |i: &usize| def.steps.get(*i).is_some();
+    match state {
+        SagaState::Running { step, .. } => (!valid(step)).then_some(*step),
+        SagaState::Compensating { pending, .. } => {
+            pending.iter().find(|i| !valid(i) || def.steps[**i].compensation.is_none()).copied()
+        }
+        _ => None,
+    }
 }
 
 fn start_step(def: &SagaDefinition, step: usize, attempt: u32, now_ms: i64, t: &mut Transition) -> SagaState {

@@ -19,7 +19,10 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig) -> Result<(), Transpor
     tracing::info!(consumer = name, group = config.group, "orchestrator started");
     let timer = tokio::spawn(run_timer(ctx.clone(), config.clone()));
     let redeliver = ctx.broker.config().redeliver_each_message;
-    consume(consumer, &name, ctx.shutdown.clone(), redeliver, |incoming| on_event(&ctx, &config.definition, &name, incoming)).await;
+    consume(consumer, &name, ctx.shutdown.clone(), redeliver, |incoming| {
+        on_event(&ctx, &config.definition, &name, incoming)
+    })
+    .await;
     let _ = timer.await;
     tracing::info!(consumer = name, "orchestrator stopped");
     Ok(())
@@ -33,7 +36,12 @@ fn store_error(e: StoreError) -> HandleError {
     }
 }
 
-async fn on_event(ctx: &ServiceContext, def: &SagaDefinition, inbox_name: &str, incoming: Incoming) -> Result<(), HandleError> {
+async fn on_event(
+    ctx: &ServiceContext,
+    def: &SagaDefinition,
+    inbox_name: &str,
+    incoming: Incoming,
+) -> Result<(), HandleError> {
     let event = &incoming.event;
     let now = now_ms();
     let mut tx = ctx.store.begin().await.map_err(store_error)?;
@@ -103,7 +111,7 @@ async fn run_timer(ctx: ServiceContext, config: SagaConfig) {
             _ = ctx.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let due = match sagas::due(&ctx.store, now_ms(), 200).await {
+        let due = match sagas::due(&ctx.store, &config.definition.name, now_ms(), 200).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for due sagas");

@@ -42,7 +42,9 @@ fn describe(def: &SagaDefinition, state: &SagaState) -> String {
         Waiting::Backoff { until_ms } => format!("backoff-until {until_ms}"),
     };
     match state {
-        SagaState::Running { step, attempt, waiting } => format!("running {}#{attempt} {}", def.steps[*step].name, wait(waiting)),
+        SagaState::Running { step, attempt, waiting } => {
+            format!("running {}#{attempt} {}", def.steps[*step].name, wait(waiting))
+        }
         SagaState::Compensating { pending, attempt, waiting, .. } => {
             let names: Vec<&str> = pending.iter().map(|i| def.steps[*i].name.as_str()).collect();
             format!("compensating {}#{attempt} {}", names.join(">"), wait(waiting))
@@ -68,7 +70,9 @@ fn check(def: &SagaDefinition, script: &str) {
         let input = match kind {
             "start" => Input::Start,
             "tick" => Input::Tick,
-            "reply" => Input::Reply { event_type: &reply_type, detail: (!reason.is_empty()).then_some(reason.as_str()) },
+            "reply" => {
+                Input::Reply { event_type: &reply_type, detail: (!reason.is_empty()).then_some(reason.as_str()) }
+            }
             other => panic!("line {n}: unknown input {other}"),
         };
         let t = advance(def, state.as_ref(), input, now);
@@ -80,7 +84,9 @@ fn check(def: &SagaDefinition, script: &str) {
                     .iter()
                     .map(|c| match c {
                         Command::Send { event_type, .. } => format!("send {event_type}"),
-                        Command::Finish { status, event_type, .. } => format!("finish {} {event_type}", status.as_str()),
+                        Command::Finish { status, event_type, .. } => {
+                            format!("finish {} {event_type}", status.as_str())
+                        }
                     })
                     .collect();
                 format!("{}; {}", describe(def, next), commands.join(", ")).trim_end_matches("; ").to_string()
@@ -95,14 +101,17 @@ fn check(def: &SagaDefinition, script: &str) {
 
 #[test]
 fn every_step_succeeds() {
-    check(&definition(), "
+    check(
+        &definition(),
+        "
         0 start => running payment#1 reply-by 10000; send payment.requested
         5 reply payment.ok => running inventory#1 reply-by 10005; send inventory.requested
         6 reply inventory.ok => running shipping#1 reply-by 10006; send shipping.requested
         7 reply shipping.ok => completed; finish COMPLETED order.completed
         8 reply shipping.ok => ignored
         9 tick => ignored
-    ");
+    ",
+    );
 }
 
 #[test]
@@ -128,19 +137,24 @@ fn later_step_refused_compensates_completed_steps_in_reverse() {
 
 #[test]
 fn duplicates_and_late_replies_are_ignored() {
-    check(&definition(), "
+    check(
+        &definition(),
+        "
         0 start => running payment#1 reply-by 10000; send payment.requested
         0 start => ignored
         1 reply inventory.ok => ignored
         2 reply payment.ok => running inventory#1 reply-by 10002; send inventory.requested
         3 reply payment.ok => ignored
         4 reply payment.refused late => ignored
-    ");
+    ",
+    );
 }
 
 #[test]
 fn timeout_retries_with_exponential_capped_backoff() {
-    check(&definition(), "
+    check(
+        &definition(),
+        "
         0 start => running payment#1 reply-by 10000; send payment.requested
         9999 tick => ignored
         10000 tick => running payment#1 backoff-until 11000
@@ -149,13 +163,16 @@ fn timeout_retries_with_exponential_capped_backoff() {
         21000 tick => running payment#2 backoff-until 22500
         22500 tick => running payment#3 reply-by 32500; send payment.requested
         30000 reply payment.ok => running inventory#1 reply-by 40000; send inventory.requested
-    ");
+    ",
+    );
 }
 
 #[test]
 fn step_timing_out_for_good_is_compensated_itself_then_earlier_steps() {
     // The last attempt may have taken effect without answering: undo it too.
-    check(&definition(), "
+    check(
+        &definition(),
+        "
         0 start => running payment#1 reply-by 10000; send payment.requested
         1 reply payment.ok => running inventory#1 reply-by 10001; send inventory.requested
         10001 tick => running inventory#1 backoff-until 11001
@@ -165,7 +182,8 @@ fn step_timing_out_for_good_is_compensated_itself_then_earlier_steps() {
         32501 tick => compensating inventory>payment#1 reply-by 37501; send inventory.undo
         32600 reply inventory.undone => compensating payment#1 reply-by 37600; send payment.undo
         32700 reply payment.undone => cancelled (inventory timed out after 3 attempts); finish CANCELLED order.cancelled
-    ");
+    ",
+    );
 }
 
 #[test]
@@ -194,16 +212,36 @@ fn refused_compensation_fails_the_saga() {
 fn irreversible_steps_are_not_compensated() {
     let mut def = definition();
     def.steps[0] = step("payment", false);
-    check(&def, "
+    check(
+        &def,
+        "
         0 start => running payment#1 reply-by 10000; send payment.requested
         1 reply payment.ok => running inventory#1 reply-by 10001; send inventory.requested
         2 reply inventory.refused gone => cancelled (inventory failed: gone); finish CANCELLED order.cancelled
-    ");
+    ",
+    );
 }
 
 #[test]
 fn state_round_trips_through_json() {
-    let state = SagaState::Compensating { pending: vec![1, 0], attempt: 2, waiting: Waiting::Backoff { until_ms: 42 }, reason: "x".into() };
+    let state = SagaState::Compensating {
+        pending: vec![1, 0],
+        attempt: 2,
+        waiting: Waiting::Backoff { until_ms: 42 },
+        reason: "x".into(),
+    };
     let text = serde_json::to_string(&state).unwrap();
     assert_eq!(serde_json::from_str::<SagaState>(&text).unwrap(), state);
+}
+
+#[test]
+fn an_instance_whose_step_vanished_from_the_definition_fails_visibly() {
+    let def = definition();
+    let state = SagaState::Running { step: 7, attempt: 1, waiting: Waiting::Reply { deadline_ms: 10 } };
+    let t = advance(&def, Some(&state), Input::Tick, 20);
+    assert_eq!(
+        t.state,
+        Some(SagaState::Failed { reason: "saga definition changed while in flight: step #7 no longer exists".into() })
+    );
+    assert!(matches!(&t.commands[..], [Command::Finish { status: Status::Failed, .. }]));
 }

@@ -39,17 +39,27 @@ pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Router {
         .with_state(AppState { ctx, config })
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the {}-byte limit", state.config.max_body_bytes))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the {}-byte limit", state.config.max_body_bytes),
+            )
         } else {
             ApiError::new(rejection.status(), format!("cannot read the request body: {}", rejection.body_text()))
         }
     })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.starts_with("application/json") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the order as JSON with `Content-Type: application/json`"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the order as JSON with `Content-Type: application/json`",
+        ));
     }
     let order = parse_order(&body)?;
     let total = order.validate().map_err(|invalid| {
@@ -71,7 +81,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Result<
         .filter(|t| t.split('-').count() == 4)
         .map_or_else(new_traceparent, str::to_string);
     let ctx = &state.ctx;
-    let event = Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));
+    let event =
+        Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));
     let now = now_ms();
     let mut tx = ctx.store.begin().await.map_err(ApiError::internal)?;
     orders::insert(&mut tx, &payload, now).await.map_err(ApiError::internal)?;
@@ -94,7 +105,9 @@ fn parse_order(body: &[u8]) -> Result<NewOrder, ApiError> {
         let field = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => {
                 ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
             }
             serde_json::error::Category::Data => {
@@ -122,7 +135,10 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<R
 
 const STATUSES: [&str; 4] = ["PENDING", "COMPLETED", "CANCELLED", "FAILED"];
 
-async fn list(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     for key in query.keys() {
         if !["status", "limit", "cursor"].contains(&key.as_str()) {
@@ -143,7 +159,9 @@ async fn list(State(state): State<AppState>, Query(query): Query<HashMap<String,
         None => 50.min(max),
     };
     let cursor = match query.get("cursor") {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| bad("cursor must be the nextCursor of a previous page".to_string()))?),
+        Some(c) => {
+            Some(c.parse::<i64>().map_err(|_| bad("cursor must be the nextCursor of a previous page".to_string()))?)
+        }
         None => None,
     };
     let page = orders::list(&state.ctx.store, status, cursor, limit).await.map_err(ApiError::internal)?;

@@ -37,7 +37,8 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig) -> Result<(), Transpo
         let results = futures::future::join_all(batch.iter().map(|row| publisher.publish(&row.event))).await;
         // Only the prefix before the first failure counts: a later row of the same order
         // must not be marked while an earlier one is still to be sent.
-        let acknowledged: Vec<i64> = batch.iter().zip(&results).take_while(|(_, r)| r.is_ok()).map(|(row, _)| row.seq).collect();
+        let acknowledged: Vec<i64> =
+            batch.iter().zip(&results).take_while(|(_, r)| r.is_ok()).map(|(row, _)| row.seq).collect();
         if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
             failures += 1;
             tracing::warn!(error = %e, published = acknowledged.len(), "relay publish failed; will resend the rest");

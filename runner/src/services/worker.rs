@@ -27,12 +27,23 @@ fn store_error(e: StoreError) -> HandleError {
     }
 }
 
-async fn handle(ctx: &ServiceContext, config: &ConsumerConfig, inbox_name: &str, incoming: Incoming) -> Result<(), HandleError> {
+async fn handle(
+    ctx: &ServiceContext,
+    config: &ConsumerConfig,
+    inbox_name: &str,
+    incoming: Incoming,
+) -> Result<(), HandleError> {
     let request = &incoming.event;
     let now = now_ms();
     let mut tx = ctx.store.begin().await.map_err(store_error)?;
     let reply = |event_type: &str, payload: serde_json::Value| {
-        Event::new(event_type, &request.key, &ctx.service, payload, Some(child_traceparent(request.traceparent.as_deref())))
+        Event::new(
+            event_type,
+            &request.key,
+            &ctx.service,
+            payload,
+            Some(child_traceparent(request.traceparent.as_deref())),
+        )
     };
     if let Some(recorded) = inbox::find(&mut tx, inbox_name, &request.id).await.map_err(store_error)? {
         // Seen before: repeat the recorded reply, with no second effect.
@@ -58,8 +69,14 @@ async fn handle(ctx: &ServiceContext, config: &ConsumerConfig, inbox_name: &str,
         .await
         .map_err(store_error)?;
     match event_type {
-        Some(event_type) => outbox::insert(&mut tx, ctx.store.dialect(), &reply(event_type, payload)).await.map_err(store_error)?,
-        None => tracing::warn!(consumer = inbox_name, id = request.id, "handler refused the request and the consumer has no on_failure reply"),
+        Some(event_type) => {
+            outbox::insert(&mut tx, ctx.store.dialect(), &reply(event_type, payload)).await.map_err(store_error)?
+        }
+        None => tracing::warn!(
+            consumer = inbox_name,
+            id = request.id,
+            "handler refused the request and the consumer has no on_failure reply"
+        ),
     }
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();

@@ -150,7 +150,9 @@ fn sqlite_url(url: &str) -> String {
 pub fn is_transient(error: &StoreError) -> bool {
     match error {
         StoreError::Conflict(_) => true,
-        StoreError::Database(e) => !matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. }),
+        StoreError::Database(e) => {
+            !matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. })
+        }
         StoreError::Migration(_) | StoreError::Corrupt(_) => false,
     }
 }

@@ -23,7 +23,13 @@ pub async fn insert(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<()
     Ok(())
 }
 
-pub async fn set_status(tx: &mut Tx, order_id: &str, status: &str, reason: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+pub async fn set_status(
+    tx: &mut Tx,
+    order_id: &str,
+    status: &str,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE orders SET status = $1, reason = $2, updated_at_ms = $3 WHERE id = $4")
         .bind(status)
         .bind(reason)
@@ -64,7 +70,8 @@ pub struct HistoryView {
     pub at_ms: i64,
 }
 
-const COLUMNS: &str = "seq, id, status, reason, customer_id, currency, total, items, ship_to, created_at_ms, updated_at_ms";
+const COLUMNS: &str =
+    "seq, id, status, reason, customer_id, currency, total, items, ship_to, created_at_ms, updated_at_ms";
 
 fn view(row: &sqlx::any::AnyRow) -> Result<OrderView, StoreError> {
     let items: String = row.try_get(7)?;
@@ -99,27 +106,25 @@ pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, Sto
         .await?;
     let history = rows
         .iter()
-        .map(|r| Ok(HistoryView { step: r.try_get(0)?, action: r.try_get(1)?, detail: r.try_get(2)?, at_ms: r.try_get(3)? }))
+        .map(|r| {
+            Ok(HistoryView { step: r.try_get(0)?, action: r.try_get(1)?, detail: r.try_get(2)?, at_ms: r.try_get(3)? })
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
     order.history = Some(history);
     Ok(Some(order))
 }
 
 /// Orders newest first; `before` is the cursor returned with the previous page.
-pub async fn list(store: &Store, status: Option<&str>, before: Option<i64>, limit: u32) -> Result<Vec<OrderView>, StoreError> {
+pub async fn list(
+    store: &Store,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<OrderView>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR status = $1) AND seq < $2 ORDER BY seq DESC LIMIT {limit}"
     );
-    let rows = sqlx::query(&sql)
-        .bind(status.unwrap_or(""))
-        .bind(before.unwrap_or(i64::MAX))
-        .fetch_all(store.pool())
-        .await?;
+    let rows =
+        sqlx::query(&sql).bind(status.unwrap_or("")).bind(before.unwrap_or(i64::MAX)).fetch_all(store.pool()).await?;
     rows.iter().map(view).collect()
-}
-
-/// Count of orders by status (for tests and the console).
-pub async fn count_by_status(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = sqlx::query("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status").fetch_all(store.pool()).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }

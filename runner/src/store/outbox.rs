@@ -54,7 +54,8 @@ pub async fn unpublished(store: &Store, limit: u32) -> Result<Vec<Pending>, Stor
                     id: row.try_get(1)?,
                     key: row.try_get(2)?,
                     event_type: row.try_get(3)?,
-                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
                     traceparent: row.try_get(5)?,
                     source: row.try_get(6)?,
                     time: row.try_get(7)?,

@@ -30,7 +30,8 @@ pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga>, StoreErro
     }))
 }
 
-/// Creates a saga; fails with a conflict when another writer created it first.
+/// Creates a saga; when another writer created it first, the unique key fails the insert
+/// and the caller retries the whole message (then finding the saga).
 pub async fn insert(
     tx: &mut Tx,
     id: &str,
@@ -93,8 +94,10 @@ pub async fn add_history(tx: &mut Tx, id: &str, entries: &[HistoryEntry], now_ms
 }
 
 /// Sagas whose timeout or backoff is due.
-pub async fn due(store: &Store, now_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
-    let sql = format!("SELECT id FROM sagas WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= $1 ORDER BY wake_at_ms LIMIT {limit}");
-    let rows = sqlx::query(&sql).bind(now_ms).fetch_all(store.pool()).await?;
+pub async fn due(store: &Store, saga: &str, now_ms: i64, limit: u32) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT id FROM sagas WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= $1 AND saga = $2 ORDER BY wake_at_ms LIMIT {limit}"
+    );
+    let rows = sqlx::query(&sql).bind(now_ms).bind(saga).fetch_all(store.pool()).await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }

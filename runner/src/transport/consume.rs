@@ -32,8 +32,13 @@ pub enum HandleError {
 /// Runs until `shutdown`: each message is handled (retrying transient failures) before its
 /// offset is stored; stored offsets are committed in the background and once more on exit.
 /// `redeliver` hands each message to `handle` twice, as a broker redelivery would.
-pub async fn consume<F, Fut>(consumer: StreamConsumer, name: &str, shutdown: CancellationToken, redeliver: bool, mut handle: F)
-where
+pub async fn consume<F, Fut>(
+    consumer: StreamConsumer,
+    name: &str,
+    shutdown: CancellationToken,
+    redeliver: bool,
+    mut handle: F,
+) where
     F: FnMut(Incoming) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
 {
@@ -75,7 +80,12 @@ where
 }
 
 /// Returns false when shutdown interrupted the retries.
-async fn handle_with_retries<F, Fut>(handle: &mut F, incoming: &Incoming, name: &str, shutdown: &CancellationToken) -> bool
+async fn handle_with_retries<F, Fut>(
+    handle: &mut F,
+    incoming: &Incoming,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> bool
 where
     F: FnMut(Incoming) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
@@ -85,11 +95,25 @@ where
         match handle(incoming.clone()).await {
             Ok(()) => return true,
             Err(HandleError::Permanent(reason)) => {
-                tracing::error!(consumer = name, topic = incoming.topic, offset = incoming.offset, id = incoming.event.id, reason, "message cannot be handled; skipped");
+                tracing::error!(
+                    consumer = name,
+                    topic = incoming.topic,
+                    offset = incoming.offset,
+                    id = incoming.event.id,
+                    reason,
+                    "message cannot be handled; skipped"
+                );
                 return true;
             }
             Err(HandleError::Transient(reason)) => {
-                tracing::warn!(consumer = name, topic = incoming.topic, offset = incoming.offset, reason, retry_in_ms = delay.as_millis() as u64, "handling failed; will retry");
+                tracing::warn!(
+                    consumer = name,
+                    topic = incoming.topic,
+                    offset = incoming.offset,
+                    reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "handling failed; will retry"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,
                     _ = tokio::time::sleep(delay) => {}
@@ -111,11 +135,7 @@ fn commit(consumer: &StreamConsumer, name: &str) {
 fn decode<M: Message>(message: &M) -> Result<Event, String> {
     let header = |name: &str| -> Option<String> {
         let headers = message.headers()?;
-        headers
-            .iter()
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+        headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
     };
     let id = header("ce_id").ok_or("missing header ce_id")?;
     let event_type = header("ce_type").unwrap_or_else(|| message.topic().to_string());

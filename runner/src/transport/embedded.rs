@@ -34,10 +34,10 @@ impl EmbeddedBroker {
             return Err(TransportError::Broker("cannot start the embedded broker".into()));
         }
         // SAFETY: `cluster` is non-null; the returned string lives as long as the cluster.
-        let bootstrap = unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(cluster)) }
-            .to_string_lossy()
-            .into_owned();
+        let bootstrap =
+            unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(cluster)) }.to_string_lossy().into_owned();
         // Consumers joining a group start at once instead of after the default 3 s delay.
+        // SAFETY: `cluster` is non-null and owned by this value.
         unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0) };
         Ok(EmbeddedBroker { cluster, _owner: owner, bootstrap })
     }

@@ -38,6 +38,8 @@ pub struct Broker {
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
     config: BrokerConfig,
+    /// A client kept for metadata requests (readiness probes), made on first use.
+    metadata_client: Arc<std::sync::OnceLock<rdkafka::producer::BaseProducer>>,
 }
 
 impl Broker {
@@ -45,21 +47,27 @@ impl Broker {
     pub fn connect(config: &BrokerConfig) -> Result<Self, TransportError> {
         match &config.brokers {
             Brokers::Embedded => Ok(Self::on_embedded(Arc::new(EmbeddedBroker::start(1)?), config)),
-            Brokers::List(list) => Ok(Broker { bootstrap: list.clone(), embedded: None, config: config.clone() }),
+            Brokers::List(list) => Ok(Broker {
+                bootstrap: list.clone(),
+                embedded: None,
+                config: config.clone(),
+                metadata_client: Arc::default(),
+            }),
         }
     }
 
     /// Uses an embedded broker that is shared with other services of this process.
     pub fn on_embedded(embedded: Arc<EmbeddedBroker>, config: &BrokerConfig) -> Self {
-        Broker { bootstrap: embedded.bootstrap_servers().to_string(), embedded: Some(embedded), config: config.clone() }
+        Broker {
+            bootstrap: embedded.bootstrap_servers().to_string(),
+            embedded: Some(embedded),
+            config: config.clone(),
+            metadata_client: Arc::default(),
+        }
     }
 
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
-    }
-
-    pub fn is_embedded(&self) -> bool {
-        self.embedded.is_some()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -88,10 +96,8 @@ impl Broker {
             return Ok(());
         }
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let new_topics: Vec<NewTopic<'_>> = missing
-            .iter()
-            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
-            .collect();
+        let new_topics: Vec<NewTopic<'_>> =
+            missing.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
             .request_timeout(Some(Duration::from_secs(5)));
@@ -181,9 +187,13 @@ impl Broker {
     /// Whether the broker answers a metadata request within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> bool {
         let config = self.client_config();
+        let cell = self.metadata_client.clone();
         tokio::task::spawn_blocking(move || {
-            let Ok(producer) = config.create::<rdkafka::producer::BaseProducer>() else { return false };
-            producer.client().fetch_metadata(None, timeout).is_ok()
+            if cell.get().is_none() {
+                let Ok(producer) = config.create::<rdkafka::producer::BaseProducer>() else { return false };
+                let _ = cell.set(producer);
+            }
+            cell.get().is_some_and(|producer| producer.client().fetch_metadata(None, timeout).is_ok())
         })
         .await
         .unwrap_or(false)
@@ -212,11 +222,7 @@ impl Publisher {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let record = FutureRecord::to(&event.event_type).key(&event.key).payload(&payload).headers(headers);
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| TransportError::Kafka(e))
+        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| TransportError::Kafka(e))
     }
 
     /// Waits until everything sent so far is acknowledged (used on shutdown).

@@ -29,7 +29,10 @@ impl TempPg {
         let admin = pg_admin_url();
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::AnyConnection::connect_with_url(&admin).await;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create the test database (is PostgreSQL running on 127.0.0.1:5432?)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database (is PostgreSQL running on 127.0.0.1:5432?)");
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
         TempPg { url: format!("{base}/{name}"), name }
     }
@@ -60,7 +63,11 @@ pub fn shipped_pipelines(database_url: &str) -> Vec<Pipeline> {
     let files = config::pipeline_files(&pipelines_dir()).expect("pipelines directory");
     let options = LoadOptions {
         defaults: Defaults { brokers: Some("embedded".into()), database_url: Some(database_url.into()) },
-        overrides: config::Overrides { database_url: Some(database_url.into()), brokers: Some("embedded".into()), listen: None },
+        overrides: config::Overrides {
+            database_url: Some(database_url.into()),
+            brokers: Some("embedded".into()),
+            listen: None,
+        },
         use_environment: false,
     };
     let loaded = config::load_system(&files, &[], &options).unwrap_or_else(|d| panic!("shipped pipelines: {d}"));
@@ -93,7 +100,8 @@ impl System {
 
     /// Posts an order and returns its id; panics unless the answer is 202.
     pub async fn post_order(&self, body: &Value) -> String {
-        let response = self.client.post(format!("{}/api/orders", self.base)).json(body).send().await.expect("POST /api/orders");
+        let response =
+            self.client.post(format!("{}/api/orders", self.base)).json(body).send().await.expect("POST /api/orders");
         assert_eq!(response.status(), 202, "posting {body}");
         let answer: Value = response.json().await.unwrap();
         answer["orderId"].as_str().unwrap().to_string()
@@ -109,7 +117,11 @@ impl System {
             if statuses.len() >= expected && pending == 0 {
                 return statuses;
             }
-            assert!(started.elapsed() < timeout, "{pending} of {} orders still PENDING after {timeout:?}", statuses.len());
+            assert!(
+                started.elapsed() < timeout,
+                "{pending} of {} orders still PENDING after {timeout:?}",
+                statuses.len()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -128,6 +140,9 @@ pub fn temp_sqlite() -> (tempfile::TempDir, String) {
 
 /// The single number a query returns (as BIGINT on both databases; SUM is NUMERIC on PostgreSQL).
 pub async fn scalar(store: &Store, sql: &str) -> i64 {
-    let row = sqlx::query(&format!("SELECT CAST(({sql}) AS BIGINT)")).fetch_one(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let row = sqlx::query(&format!("SELECT CAST(({sql}) AS BIGINT)"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     row.try_get::<Option<i64>, _>(0).unwrap().unwrap_or(0)
 }
