@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
 
-use super::{refused, HandlerError, Outcome};
+use super::{refused, row_status, HandlerError, Outcome};
 use crate::order::OrderPayload;
 use crate::store::{Store, StoreError, Tx};
 
@@ -31,20 +31,9 @@ pub async fn seed(store: &Store, params: &ReserveParams) -> Result<(), StoreErro
     Ok(())
 }
 
-async fn reservation_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query("SELECT status, reason FROM reservations WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-        None => None,
-    })
-}
-
 pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let reserved = || Outcome::Success(json!({ "orderId": order.order_id, "items": order.items }));
-    match reservation_status(tx, &order.order_id).await? {
+    match row_status(tx, "reservations", &order.order_id).await? {
         Some((status, _)) if status == "reserved" => return Ok(reserved()),
         Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's reservation was already released")),
@@ -102,7 +91,7 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
 
 pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let released = || Outcome::Success(json!({ "orderId": order.order_id }));
-    match reservation_status(tx, &order.order_id).await? {
+    match row_status(tx, "reservations", &order.order_id).await? {
         Some((status, _)) if status == "reserved" => {
             let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
                 .bind(&order.order_id)

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sqlx::Row;
 
 use crate::config::compile::Problem;
 use crate::config::diagnostic::{KeyPath, Segment};
@@ -163,6 +164,23 @@ impl Handler {
             Handler::ShippingCancel => shipping::cancel(tx, &order, now_ms).await,
         }
     }
+}
+
+/// The status and reason of the order's row in a service table (`payments`, `reservations`,
+/// `shipments`): the row that makes a repeated request answer as the first one did.
+async fn row_status(
+    tx: &mut Tx,
+    table: &'static str,
+    order_id: &str,
+) -> Result<Option<(String, Option<String>)>, HandlerError> {
+    let row = sqlx::query(&format!("SELECT status, reason FROM {table} WHERE order_id = $1"))
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+        None => None,
+    })
 }
 
 /// A failure reply with its reason.

@@ -2,9 +2,8 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::Row;
 
-use super::{refused, HandlerError, Outcome};
+use super::{refused, row_status, HandlerError, Outcome};
 use crate::order::OrderPayload;
 use crate::store::Tx;
 
@@ -19,17 +18,6 @@ pub struct ChargeParams {
     pub blocked_customer_prefix: Option<String>,
 }
 
-async fn status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query("SELECT status, reason FROM payments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-        None => None,
-    })
-}
-
 pub async fn charge(
     tx: &mut Tx,
     params: &ChargeParams,
@@ -37,7 +25,7 @@ pub async fn charge(
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
     let charged = json!({ "orderId": order.order_id, "amount": order.total, "currency": order.currency });
-    match status(tx, &order.order_id).await? {
+    match row_status(tx, "payments", &order.order_id).await? {
         Some((status, _)) if status == "charged" => return Ok(Outcome::Success(charged)),
         Some((status, reason)) if status == "declined" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's payment was already cancelled")),
@@ -72,7 +60,7 @@ pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Ou
     let refunded = |amount: i64| {
         Outcome::Success(json!({ "orderId": order.order_id, "refunded": amount, "currency": order.currency }))
     };
-    match status(tx, &order.order_id).await? {
+    match row_status(tx, "payments", &order.order_id).await? {
         Some((status, _)) if status == "charged" => {
             sqlx::query("UPDATE payments SET status = 'refunded', refunded_at_ms = $1 WHERE order_id = $2 AND status = 'charged'")
                 .bind(now_ms)

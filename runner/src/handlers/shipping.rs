@@ -2,9 +2,8 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::Row;
 
-use super::{refused, HandlerError, Outcome};
+use super::{refused, row_status, HandlerError, Outcome};
 use crate::order::OrderPayload;
 use crate::store::Tx;
 
@@ -16,17 +15,6 @@ pub struct ScheduleParams {
     pub refuse_countries: Vec<String>,
 }
 
-async fn shipment_status(tx: &mut Tx, order_id: &str) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query("SELECT status, reason FROM shipments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-        None => None,
-    })
-}
-
 pub async fn schedule(
     tx: &mut Tx,
     params: &ScheduleParams,
@@ -35,7 +23,7 @@ pub async fn schedule(
 ) -> Result<Outcome, HandlerError> {
     let country = &order.ship_to.country;
     let scheduled = || Outcome::Success(json!({ "orderId": order.order_id, "country": country }));
-    match shipment_status(tx, &order.order_id).await? {
+    match row_status(tx, "shipments", &order.order_id).await? {
         Some((status, _)) if status == "scheduled" => return Ok(scheduled()),
         Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's shipment was already cancelled")),
@@ -62,7 +50,7 @@ pub async fn schedule(
 
 pub async fn cancel(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let cancelled = Outcome::Success(json!({ "orderId": order.order_id }));
-    match shipment_status(tx, &order.order_id).await? {
+    match row_status(tx, "shipments", &order.order_id).await? {
         Some((status, _)) if status == "scheduled" => {
             sqlx::query("UPDATE shipments SET status = 'cancelled', cancelled_at_ms = $1 WHERE order_id = $2")
                 .bind(now_ms)

@@ -6,8 +6,8 @@ use serde_json::json;
 use super::machine::{advance, Command, Input, SagaDefinition, Transition};
 use crate::config::model::SagaConfig;
 use crate::event::{child_traceparent, now_ms, Event};
-use crate::services::ServiceContext;
-use crate::store::{inbox, is_transient, orders, outbox, sagas, StoreError, Tx};
+use crate::services::{store_error, ServiceContext};
+use crate::store::{inbox, orders, outbox, sagas, StoreError, Tx};
 use crate::transport::{consume, HandleError, Incoming, TransportError};
 
 pub async fn run(ctx: ServiceContext, config: SagaConfig) -> Result<(), TransportError> {
@@ -26,14 +26,6 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig) -> Result<(), Transpor
     let _ = timer.await;
     tracing::info!(consumer = name, "orchestrator stopped");
     Ok(())
-}
-
-fn store_error(e: StoreError) -> HandleError {
-    if is_transient(&e) {
-        HandleError::Transient(e.to_string())
-    } else {
-        HandleError::Permanent(e.to_string())
-    }
 }
 
 async fn on_event(

@@ -4,10 +4,10 @@
 use crate::config::model::ConsumerConfig;
 use crate::event::{child_traceparent, now_ms, Event};
 use crate::handlers::{HandlerError, Outcome};
-use crate::store::{inbox, is_transient, outbox, StoreError};
+use crate::store::{inbox, outbox};
 use crate::transport::{consume, HandleError, Incoming, TransportError};
 
-use super::ServiceContext;
+use super::{store_error, ServiceContext};
 
 pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), TransportError> {
     let consumer = ctx.broker.consumer(&config.group, std::slice::from_ref(&config.topic))?;
@@ -17,14 +17,6 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     consume(consumer, &name, ctx.shutdown.clone(), redeliver, |incoming| handle(&ctx, &config, &name, incoming)).await;
     tracing::info!(consumer = name, "consumer stopped");
     Ok(())
-}
-
-fn store_error(e: StoreError) -> HandleError {
-    if is_transient(&e) {
-        HandleError::Transient(e.to_string())
-    } else {
-        HandleError::Permanent(e.to_string())
-    }
 }
 
 async fn handle(
