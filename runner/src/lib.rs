@@ -10,4 +10,5 @@ pub mod runtime;
 pub mod saga;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod transport;

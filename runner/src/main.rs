@@ -67,6 +67,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    runner::telemetry::process_started();
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match run(cli) {

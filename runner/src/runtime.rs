@@ -55,6 +55,7 @@ struct Health {
 
 /// Starts every pipeline in this process, serving all their routes on `listen`.
 pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Running, RuntimeError> {
+    crate::telemetry::prometheus();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let outbox_written = Arc::new(Notify::new());
@@ -103,7 +104,9 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
             app = app.nest(order_api::PREFIX, order_api::router(ctx.clone(), api.clone()));
         }
         if let Some(config) = &pipeline.relay {
-            spawn(&tasks, &shutdown, "relay", relay::run(ctx.clone(), config.clone()));
+            let status = relay::RelayStatus::new("starting");
+            app = app.nest(relay::PREFIX, relay::status::router(status.clone()));
+            spawn(&tasks, &shutdown, "relay", relay::run(ctx.clone(), config.clone(), status));
         }
         for consumer in &pipeline.consumers {
             spawn(&tasks, &shutdown, "consumer", worker::run(ctx.clone(), consumer.clone()));
@@ -118,7 +121,11 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
         brokers: distinct_brokers(&contexts),
         shutdown: shutdown.clone(),
     };
-    let health_routes = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(health);
+    let health_routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+        .route("/metrics", get(crate::telemetry::metrics_endpoint));
     let app = app.merge(health_routes).layer(tower_http::trace::TraceLayer::new_for_http());
 
     let listener =
@@ -150,9 +157,10 @@ fn distinct_brokers(contexts: &[ServiceContext]) -> Vec<Broker> {
 }
 
 /// Runs a part; if it fails to start, the whole runner stops rather than limp along.
-fn spawn<F>(tasks: &TaskTracker, shutdown: &CancellationToken, what: &'static str, future: F)
+fn spawn<F, E>(tasks: &TaskTracker, shutdown: &CancellationToken, what: &'static str, future: F)
 where
-    F: std::future::Future<Output = Result<(), TransportError>> + Send + 'static,
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
 {
     let shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -325,15 +325,32 @@ max_page_size = 0
 [relay]
 mode = "logical"
 "#,
-        expected: &[r#"test.toml:2:8: unknown relay mode `logical`; expected "polling""#],
+        expected: &[r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
     },
     Case {
-        name: "relay mode wal is not available",
+        name: "relay WAL settings",
         toml: r#"
 [relay]
-mode = "wal"
+mode = "polling"
+after_publish = "keep"
+slot = "Relay-Slot"
+publication = "chaos outbox"
+tables = ["public.outbox.x"]
+max_retained_wal = "lots"
+on_retained_wal_limit = "panic"
+on_slot_lost = "ignore"
+heartbeat_interval = "soon"
 "#,
-        expected: &[r#"test.toml:2:8: relay mode `wal` is not available in this build; use "polling""#],
+        expected: &[
+            r#"test.toml:3:17: `keep` needs relay mode "wal": polling finds unpublished rows by their mark"#,
+            r#"test.toml:4:8: `Relay-Slot` is not a valid slot name; use up to 63 lower-case letters, digits and `_`"#,
+            r#"test.toml:5:15: `chaos outbox` is not a valid publication name; use up to 63 lower-case letters, digits and `_`"#,
+            r#"test.toml:6:11: `public.outbox.x` is not a table name; write `outbox` or `schema.outbox`"#,
+            r#"test.toml:7:20: `lots` is not a size; write it like "512MiB" or "2GiB""#,
+            r#"test.toml:8:25: unknown value `panic`; expected "warn" or "drop_slot""#,
+            r#"test.toml:9:16: unknown value `ignore`; expected "fail" or "recreate""#,
+            r#"test.toml:10:22: invalid duration `soon` (expected number at 0); write it like "500ms", "10s" or "2m""#,
+        ],
     },
     Case {
         name: "relay after_publish and batch_size",
@@ -343,7 +360,7 @@ after_publish = "archive"
 batch_size = 0
 "#,
         expected: &[
-            r#"test.toml:2:17: unknown value `archive`; expected "mark" or "delete""#,
+            r#"test.toml:2:17: unknown value `archive`; expected "mark", "delete" or "keep""#,
             "test.toml:3:14: batch_size must be at least 1",
         ],
     },
@@ -542,7 +559,7 @@ listen = "nowhere"
 url = "mysql://localhost/orders"
 "#,
         expected: &[
-            r#"test.toml:2:8: unknown relay mode `logical`; expected "polling""#,
+            r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#,
             r#"test.toml:5:10: `nowhere` is not a socket address; write it like "0.0.0.0:8080""#,
             "test.toml:8:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db",
         ],
@@ -719,7 +736,7 @@ timeout = "10s"
             ("relay.toml", "[relay]\nmode = \"logical\"\n"),
         ],
         context: &[],
-        expected: &[r#"relay.toml:2:8: unknown relay mode `logical`; expected "polling""#],
+        expected: &[r#"relay.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
     },
 ];
 

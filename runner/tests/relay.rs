@@ -17,8 +17,11 @@ use runner::store::outbox;
 use serde_json::json;
 use support::{scalar, System, TempPg};
 
-fn relay_pipeline(database_url: &str, after_publish: &str) -> runner::config::Pipeline {
-    let text = format!("[service]\nname = \"outbox-relay\"\n[relay]\npoll_interval = \"10ms\"\nbatch_size = 50\nafter_publish = \"{after_publish}\"\n");
+fn relay_pipeline(database_url: &str, mode: &str, after_publish: &str) -> runner::config::Pipeline {
+    let text = format!(
+        "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"{mode}\"\npoll_interval = \"10ms\"\nbatch_size = 50\n\
+         after_publish = \"{after_publish}\"\nstatus_interval = \"200ms\"\n"
+    );
     let options = LoadOptions {
         overrides: Overrides {
             brokers: Some("embedded".into()),
@@ -78,8 +81,23 @@ async fn consume(bootstrap: &str, expected: usize) -> Vec<(String, i64, HashMap<
     received
 }
 
-async fn relay_publishes_in_order_with_headers(database_url: &str, after_publish: &str) {
-    let system = System::start(vec![relay_pipeline(database_url, after_publish)]).await;
+/// Waits until the relay runs in `mode` and, in WAL mode, streams from its slot.
+pub async fn wait_relay_ready(system: &System, mode: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value =
+            system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
+        if status["mode"] == mode && (mode == "polling" || !status["startToStreamingMs"].is_null()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "relay not ready: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn relay_publishes_in_order_with_headers(database_url: &str, mode: &str, after_publish: &str) {
+    let system = System::start(vec![relay_pipeline(database_url, mode, after_publish)]).await;
+    wait_relay_ready(&system, mode).await;
     let broker = system.running.embedded_broker.clone().unwrap();
     let written = write_rows(&system, 20, 10, 0).await;
     let received = consume(broker.bootstrap_servers(), written.len()).await;
@@ -130,9 +148,16 @@ async fn relay_publishes_in_order_with_headers(database_url: &str, after_publish
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_on_postgres() {
+async fn wal_relay_on_postgres() {
     let db = TempPg::create("chaos_relay").await;
-    relay_publishes_in_order_with_headers(&db.url, "mark").await;
+    relay_publishes_in_order_with_headers(&db.url, "wal", "mark").await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_relay_on_postgres() {
+    let db = TempPg::create("chaos_relay").await;
+    relay_publishes_in_order_with_headers(&db.url, "polling", "mark").await;
     // The outbox id column is a real uuid, as Debezium's outbox router expects.
     let store =
         runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 1 })
@@ -152,5 +177,5 @@ async fn relay_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_on_sqlite_deleting_published_rows() {
     let (_dir, url) = support::temp_sqlite();
-    relay_publishes_in_order_with_headers(&url, "delete").await;
+    relay_publishes_in_order_with_headers(&url, "polling", "delete").await;
 }

@@ -121,19 +121,38 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     });
 
     let relay = spec.relay.as_ref().map(|relay| {
-        match relay.mode.as_deref().unwrap_or("polling") {
-            "polling" => {}
-            "wal" => c.problem("relay.mode", "relay mode `wal` is not available in this build; use \"polling\""),
-            other => c.problem("relay.mode", format!("unknown relay mode `{other}`; expected \"polling\"")),
-        }
+        let mode = match relay.mode.as_deref().unwrap_or("auto") {
+            "polling" => RelayMode::Polling,
+            "wal" => RelayMode::Wal,
+            "auto" => RelayMode::Auto,
+            other => {
+                c.problem(
+                    "relay.mode",
+                    format!("unknown relay mode `{other}`; expected \"auto\", \"wal\" or \"polling\""),
+                );
+                RelayMode::Auto
+            }
+        };
         let after_publish = match relay.after_publish.as_deref().unwrap_or("mark") {
             "mark" => AfterPublish::Mark,
             "delete" => AfterPublish::Delete,
+            "keep" if mode == RelayMode::Wal => AfterPublish::Keep,
+            "keep" => {
+                c.problem(
+                    "relay.after_publish",
+                    "`keep` needs relay mode \"wal\": polling finds unpublished rows by their mark",
+                );
+                AfterPublish::Mark
+            }
             other => {
-                c.problem("relay.after_publish", format!("unknown value `{other}`; expected \"mark\" or \"delete\""));
+                c.problem(
+                    "relay.after_publish",
+                    format!("unknown value `{other}`; expected \"mark\", \"delete\" or \"keep\""),
+                );
                 AfterPublish::Mark
             }
         };
+        let wal = compile_wal(&mut c, relay);
         let batch_size = relay.batch_size.unwrap_or(500);
         if batch_size == 0 {
             c.problem("relay.batch_size", "batch_size must be at least 1");
@@ -142,6 +161,8 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
             poll_interval: c.duration("relay.poll_interval", relay.poll_interval.as_deref(), Duration::from_millis(20)),
             batch_size: batch_size.max(1),
             after_publish,
+            mode,
+            wal,
         }
     });
 
@@ -187,6 +208,12 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         }
     }
 
+    if relay.as_ref().is_some_and(|r| r.mode == RelayMode::Wal) && store.url.starts_with("sqlite:") {
+        c.problem(
+            "relay.mode",
+            "relay mode \"wal\" reads PostgreSQL's WAL, but the database is SQLite; use \"polling\" or \"auto\"",
+        );
+    }
     let saga = spec.saga.as_ref().map(|saga| compile_saga(&mut c, saga, &service));
 
     if spec.order_api.is_none() && spec.relay.is_none() && spec.consumers.is_empty() && spec.saga.is_none() {
@@ -198,6 +225,116 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     } else {
         Err(c.problems)
     }
+}
+
+/// A PostgreSQL name the relay puts into SQL: lower-case letters, digits and `_`.
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        && !name.starts_with(|ch: char| ch.is_ascii_digit())
+}
+
+fn compile_wal(c: &mut Compiler, relay: &RelaySpec) -> WalConfig {
+    if let Some(slot) = &relay.slot {
+        if !is_identifier(slot) {
+            c.problem(
+                "relay.slot",
+                format!("`{slot}` is not a valid slot name; use up to 63 lower-case letters, digits and `_`"),
+            );
+        }
+    }
+    let publication = relay.publication.clone().unwrap_or_else(|| "chaos_outbox".to_string());
+    if !is_identifier(&publication) {
+        c.problem(
+            "relay.publication",
+            format!("`{publication}` is not a valid publication name; use up to 63 lower-case letters, digits and `_`"),
+        );
+    }
+    let tables = relay.tables.clone().unwrap_or_else(|| vec!["outbox".to_string()]);
+    if tables.is_empty() {
+        c.problem("relay.tables", "list at least one outbox table");
+    }
+    for (i, table) in tables.iter().enumerate() {
+        if !table.split('.').all(is_identifier) || table.split('.').count() > 2 {
+            c.problem(
+                &format!("relay.tables[{i}]"),
+                format!("`{table}` is not a table name; write `outbox` or `schema.outbox`"),
+            );
+        }
+    }
+    let max_retained_wal = relay.max_retained_wal.as_deref().and_then(|text| match parse_bytes(text) {
+        Some(bytes) => Some(bytes),
+        None => {
+            c.problem(
+                "relay.max_retained_wal",
+                format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""),
+            );
+            None
+        }
+    });
+    let drop_slot_over_limit = match relay.on_retained_wal_limit.as_deref().unwrap_or("warn") {
+        "warn" => false,
+        "drop_slot" => true,
+        other => {
+            c.problem(
+                "relay.on_retained_wal_limit",
+                format!("unknown value `{other}`; expected \"warn\" or \"drop_slot\""),
+            );
+            false
+        }
+    };
+    if drop_slot_over_limit && max_retained_wal.is_none() && relay.max_retained_wal.is_none() {
+        c.problem("relay.on_retained_wal_limit", "`drop_slot` needs `max_retained_wal` to say when");
+    }
+    let recreate_lost_slot = match relay.on_slot_lost.as_deref().unwrap_or("fail") {
+        "fail" => false,
+        "recreate" => true,
+        other => {
+            c.problem("relay.on_slot_lost", format!("unknown value `{other}`; expected \"fail\" or \"recreate\""));
+            false
+        }
+    };
+    WalConfig {
+        slot: relay.slot.clone(),
+        publication,
+        tables,
+        heartbeat_interval: c.duration(
+            "relay.heartbeat_interval",
+            relay.heartbeat_interval.as_deref(),
+            Duration::from_secs(10),
+        ),
+        status_interval: c.duration("relay.status_interval", relay.status_interval.as_deref(), Duration::from_secs(1)),
+        monitor_interval: c.duration(
+            "relay.monitor_interval",
+            relay.monitor_interval.as_deref(),
+            Duration::from_secs(5),
+        ),
+        max_retained_wal,
+        drop_slot_over_limit,
+        recreate_lost_slot,
+    }
+}
+
+/// `512MiB`, `2GiB`, `100kB`, `1GB` or a plain number of bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        "TB" => 1_000_000_000_000,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfig {

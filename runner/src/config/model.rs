@@ -56,13 +56,38 @@ pub struct OrderApiConfig {
 pub enum AfterPublish {
     Mark,
     Delete,
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    Polling,
+    Wal,
+    /// `Wal` on PostgreSQL with `wal_level=logical`, otherwise `Polling`.
+    Auto,
 }
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    pub mode: RelayMode,
     pub poll_interval: Duration,
     pub batch_size: u32,
     pub after_publish: AfterPublish,
+    pub wal: WalConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// `None`: derived from the database name.
+    pub slot: Option<String>,
+    pub publication: String,
+    pub tables: Vec<String>,
+    pub heartbeat_interval: Duration,
+    pub status_interval: Duration,
+    pub monitor_interval: Duration,
+    pub max_retained_wal: Option<u64>,
+    pub drop_slot_over_limit: bool,
+    pub recreate_lost_slot: bool,
 }
 
 #[derive(Debug, Clone)]

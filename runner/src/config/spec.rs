@@ -101,7 +101,9 @@ pub struct OrderApiSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySpec {
-    /// `"polling"` reads unpublished rows with queries; it works on PostgreSQL and SQLite.
+    /// `"wal"` streams the outbox's inserts from PostgreSQL by logical replication;
+    /// `"polling"` reads unpublished rows with queries (PostgreSQL and SQLite);
+    /// `"auto"` (the default) picks `wal` on PostgreSQL with `wal_level=logical`, else `polling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// Pause between polls when the outbox is empty, e.g. `"20ms"`.
@@ -110,9 +112,37 @@ pub struct RelaySpec {
     /// Rows read and published per round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
-    /// `"mark"` keeps published rows with their publish time; `"delete"` removes them.
+    /// `"mark"` keeps published rows with their publish time, `"delete"` removes them,
+    /// `"keep"` leaves them untouched (WAL mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_publish: Option<String>,
+    /// WAL mode: replication slot name (default `relay_<database>`; slot names are cluster-wide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// WAL mode: publication name, created on the outbox table(s) for inserts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<String>,
+    /// WAL mode: the outbox table(s) to follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
+    /// WAL mode: how often an idle relay writes a heartbeat into the WAL, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<String>,
+    /// WAL mode: how often the confirmed position is reported to PostgreSQL, e.g. `"1s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_interval: Option<String>,
+    /// WAL mode: how often slot lag and retained WAL are measured, e.g. `"5s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_interval: Option<String>,
+    /// WAL mode: warn when the slot holds back more WAL than this, e.g. `"1GiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retained_wal: Option<String>,
+    /// WAL mode: `"warn"` (default) or `"drop_slot"` when `max_retained_wal` is passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_retained_wal_limit: Option<String>,
+    /// WAL mode: `"fail"` (default: report and keep retrying) or `"recreate"` when the slot is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_slot_lost: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

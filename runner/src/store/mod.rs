@@ -67,6 +67,7 @@ impl Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    url: String,
 }
 
 static MIGRATIONS_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -98,7 +99,7 @@ impl Store {
             Dialect::Postgres => pool.max_connections(config.max_connections.max(2)),
         };
         let pool = pool.connect_with(options).await?;
-        let store = Store { pool, dialect };
+        let store = Store { pool, dialect, url: config.url.clone() };
         match dialect {
             Dialect::Postgres => MIGRATIONS_POSTGRES.run(&store.pool).await?,
             Dialect::Sqlite => MIGRATIONS_SQLITE.run(&store.pool).await?,
@@ -112,6 +113,11 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The URL the store was opened with (the WAL relay opens its replication connection from it).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {

@@ -35,13 +35,15 @@ pub struct Pending {
 }
 
 /// The oldest unpublished rows, in insertion order.
-pub async fn unpublished(store: &Store, limit: u32) -> Result<Vec<Pending>, StoreError> {
+/// `up_to` bounds the rows to those with `seq` at most that (a one-off catch-up).
+pub async fn unpublished(store: &Store, limit: u32, up_to: Option<i64>) -> Result<Vec<Pending>, StoreError> {
     let d = store.dialect();
     let sql = format!(
         "SELECT seq, {}, aggregateid, type, {}, traceparent, source, occurred_at FROM outbox \
-         WHERE published_at_ms IS NULL ORDER BY seq LIMIT {}",
+         WHERE published_at_ms IS NULL AND seq <= {} ORDER BY seq LIMIT {}",
         d.text("id"),
         d.text("payload"),
+        up_to.unwrap_or(i64::MAX),
         limit
     );
     let rows = sqlx::query(&sql).fetch_all(store.pool()).await?;
@@ -80,8 +82,32 @@ pub async fn acknowledge(store: &Store, seqs: &[i64], delete: bool, now_ms: i64)
     Ok(())
 }
 
+/// The newest row's `seq` (0 when empty).
+pub async fn last_seq(store: &Store) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM outbox").fetch_one(store.pool()).await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Rows not yet published (for readiness and tests).
 pub async fn backlog(store: &Store) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").fetch_one(store.pool()).await?;
     Ok(row.try_get(0)?)
+}
+
+/// Marks (or deletes) rows by id, after the WAL relay saw them acknowledged.
+pub async fn acknowledge_ids(store: &Store, ids: &[String], delete: bool, now_ms: i64) -> Result<(), StoreError> {
+    // Ids come from the table itself; only well-formed uuids are put into the statement.
+    let list: Vec<String> =
+        ids.iter().filter(|id| uuid::Uuid::parse_str(id).is_ok()).map(|id| format!("'{id}'")).collect();
+    if list.is_empty() {
+        return Ok(());
+    }
+    let list = list.join(",");
+    let sql = if delete {
+        format!("DELETE FROM outbox WHERE id IN ({list})")
+    } else {
+        format!("UPDATE outbox SET published_at_ms = {now_ms} WHERE id IN ({list}) AND published_at_ms IS NULL")
+    };
+    sqlx::query(&sql).execute(store.pool()).await?;
+    Ok(())
 }

@@ -206,23 +206,72 @@ pub struct Publisher {
     producer: FutureProducer,
 }
 
+/// One record to publish, borrowed from wherever it was read (an [`Event`] or an outbox row).
+pub struct Record<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub key: &'a str,
+    pub source: &'a str,
+    pub time: &'a str,
+    pub traceparent: Option<&'a str>,
+    /// The JSON payload as bytes.
+    pub payload: &'a [u8],
+}
+
 impl Publisher {
     /// Publishes to the topic named by the event type, keyed by the order id, with
-    /// CloudEvents binary-mode headers and the trace context.
+    /// CloudEvents binary-mode headers and the trace context; waits for the acknowledgement.
     pub async fn publish(&self, event: &Event) -> Result<(), TransportError> {
         let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+        let record = Record {
+            id: &event.id,
+            event_type: &event.event_type,
+            key: &event.key,
+            source: &event.source,
+            time: &event.time,
+            traceparent: event.traceparent.as_deref(),
+            payload: &payload,
+        };
+        self.enqueue(&record).await?.await
+    }
+
+    /// Hands a record to the producer at once (so records keep the order of the calls) and
+    /// returns the wait for its acknowledgement. Waits while the producer's queue is full.
+    pub async fn enqueue(
+        &self,
+        record: &Record<'_>,
+    ) -> Result<impl std::future::Future<Output = Result<(), TransportError>> + Send + 'static, TransportError> {
         let mut headers = OwnedHeaders::new_with_capacity(7)
             .insert(Header { key: "ce_specversion", value: Some("1.0") })
-            .insert(Header { key: "ce_id", value: Some(event.id.as_str()) })
-            .insert(Header { key: "ce_type", value: Some(event.event_type.as_str()) })
-            .insert(Header { key: "ce_source", value: Some(event.source.as_str()) })
-            .insert(Header { key: "ce_time", value: Some(event.time.as_str()) })
+            .insert(Header { key: "ce_id", value: Some(record.id) })
+            .insert(Header { key: "ce_type", value: Some(record.event_type) })
+            .insert(Header { key: "ce_source", value: Some(record.source) })
+            .insert(Header { key: "ce_time", value: Some(record.time) })
             .insert(Header { key: "content-type", value: Some("application/json") });
-        if let Some(traceparent) = &event.traceparent {
-            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+        if let Some(traceparent) = record.traceparent {
+            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent) });
         }
-        let record = FutureRecord::to(&event.event_type).key(&event.key).payload(&payload).headers(headers);
-        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| TransportError::Kafka(e))
+        let mut pending = FutureRecord::to(record.event_type).key(record.key).payload(record.payload).headers(headers);
+        loop {
+            match self.producer.send_result(pending) {
+                Ok(delivery) => {
+                    return Ok(async move {
+                        match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(TransportError::Kafka(e)),
+                            Err(_) => {
+                                Err(TransportError::Broker("the producer was closed before acknowledging".into()))
+                            }
+                        }
+                    });
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                    pending = record;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(TransportError::Kafka(e)),
+            }
+        }
     }
 
     /// Waits until everything sent so far is acknowledged (used on shutdown).

@@ -17,10 +17,26 @@ pub fn pg_admin_url() -> String {
     std::env::var("CHAOS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// A fresh PostgreSQL database, dropped by [`TempPg::drop_database`].
+/// A fresh PostgreSQL database, dropped by [`TempPg::drop_database`], or when the value is
+/// dropped (a failing test too), with its replication slots: a forgotten slot keeps WAL forever.
 pub struct TempPg {
     pub url: String,
     name: String,
+    dropped: bool,
+}
+
+impl Drop for TempPg {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(drop_database_named(&name));
+        })
+        .join();
+    }
 }
 
 impl TempPg {
@@ -34,12 +50,33 @@ impl TempPg {
             .await
             .expect("create the test database (is PostgreSQL running on 127.0.0.1:5432?)");
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
-        TempPg { url: format!("{base}/{name}"), name }
+        TempPg { url: format!("{base}/{name}"), name, dropped: false }
     }
 
-    pub async fn drop_database(self) {
+    pub async fn drop_database(mut self) {
+        self.dropped = true;
+        drop_database_named(&self.name).await;
+    }
+}
+
+async fn drop_database_named(name: &str) {
+    {
         let mut conn = sqlx::AnyConnection::connect_with_url(&pg_admin_url()).await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
+        // A database with a replication slot cannot be dropped; the slot would also keep WAL forever.
+        let _ = sqlx::query(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL",
+        )
+        .bind(name)
+        .execute(&mut conn)
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let _ = sqlx::query(
+            "SELECT CAST(pg_drop_replication_slot(slot_name) AS text) FROM pg_replication_slots WHERE database = $1",
+        )
+        .bind(name)
+        .execute(&mut conn)
+        .await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)).execute(&mut conn).await;
     }
 }
 
