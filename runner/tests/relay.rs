@@ -155,6 +155,31 @@ async fn wal_relay_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_relay_deleting_published_rows_and_ignoring_deletes() {
+    let db = TempPg::create("chaos_relay").await;
+    relay_publishes_in_order_with_headers(&db.url, "wal", "delete").await;
+    // An application may insert and delete an outbox row in one transaction (as with
+    // Debezium's outbox router): the insert is still published, the delete is ignored.
+    let system = System::start(vec![relay_pipeline(&db.url, "wal", "delete")]).await;
+    wait_relay_ready(&system, "wal").await;
+    let store = system.store();
+    let event = Event::new("order.created", "order-deleted", "test", json!({ "n": 0 }), None);
+    let mut tx = store.begin().await.unwrap();
+    outbox::insert(&mut tx, store.dialect(), &event).await.unwrap();
+    sqlx::query("DELETE FROM outbox WHERE id = CAST($1 AS uuid)").bind(&event.id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let bootstrap = system.running.embedded_broker.clone().unwrap().bootstrap_servers().to_string();
+    let received = consume(&bootstrap, 1).await;
+    assert_eq!(received[0].2["ce_id"], event.id);
+    let status: serde_json::Value =
+        system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["publishedTotal"], 1, "{status}");
+    assert_eq!(status["lastError"], serde_json::Value::Null, "{status}");
+    system.stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_relay_on_postgres() {
     let db = TempPg::create("chaos_relay").await;
     relay_publishes_in_order_with_headers(&db.url, "polling", "mark").await;
