@@ -1,4 +1,5 @@
-//! The `runner` command line: run one pipeline, run them all (`up`), check, graph, schema.
+//! The `runner` command line: run one pipeline, run them all (`up`), check, graph, schema,
+//! and check the relay (`relay reconcile`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use runner::config::model::Brokers;
 use runner::config::{self, Defaults, LoadOptions, Overrides};
+use runner::services::relay::reconcile::{reconcile, ReconcileOptions};
+use runner::store::Store;
+use runner::transport::Broker;
 
 #[derive(Parser)]
 #[command(name = "runner", version, about = "Runs Chaos Symphony services from TOML pipeline files")]
@@ -64,6 +69,38 @@ enum Command {
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
+    /// Check the outbox relay.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelayCommand {
+    /// Compare the outbox with what reached the topics: rows missing, duplicated, unknown
+    /// records, order per key. Exit code 0: nothing missing; 1: rows missing; 2: error.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Args)]
+struct ReconcileArgs {
+    /// The relay's pipeline file (its [relay], [store] and [broker] settings).
+    #[arg(long, value_name = "FILE")]
+    pipeline: PathBuf,
+    /// Broker list (overrides the file and RUNNER_BROKERS). For an embedded broker, the
+    /// address the runner hosting it printed at start.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Database URL, postgres://… or sqlite://… (overrides the file and RUNNER_DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Check only the outbox rows with seq >= N.
+    #[arg(long, value_name = "N")]
+    since_seq: Option<i64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -116,6 +153,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{:<20} {}", handler.name, handler.summary);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        // Errors exit with 2 here: 1 means the check ran and found rows missing.
+        Some(Command::Relay { command: RelayCommand::Reconcile(args) }) => {
+            Ok(relay_reconcile(args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }))
         }
         Some(Command::Up { dir, data_dir, overrides }) => {
             let files = config::pipeline_files(&dir)
@@ -175,6 +219,44 @@ fn serve(pipelines: Vec<runner::config::Pipeline>, listen: SocketAddr) -> anyhow
         });
         running.wait().await;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `runner relay reconcile`: prints the report; exit code 1 when rows are missing.
+fn relay_reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions {
+        defaults: Defaults::default(),
+        overrides: Overrides { brokers: args.brokers.clone(), database_url: args.database_url.clone(), listen: None },
+        use_environment: true,
+    };
+    let pipeline = config::load(&args.pipeline, &options).map_err(|d| anyhow::anyhow!("{d}"))?.pipeline;
+    let Some(relay) = pipeline.relay else {
+        bail!(
+            "{} has no [relay] section; pass the relay's pipeline file (like pipelines/outbox-relay.toml)",
+            args.pipeline.display()
+        );
+    };
+    if pipeline.broker.brokers == Brokers::Embedded {
+        bail!(
+            "the broker is \"embedded\", and an embedded broker lives inside a running runner where reconcile \
+             cannot read it; pass its address with --brokers host:port (the runner prints `embedded broker: host:port` \
+             at start)"
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = Store::connect(&pipeline.store).await.context("cannot open the database; check --database-url")?;
+        let broker = Broker::connect(&pipeline.broker)?;
+        let options = ReconcileOptions { since_seq: args.since_seq, after_publish: relay.after_publish };
+        let report = reconcile(&store, &broker, &options).await;
+        store.close().await;
+        let report = report?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        Ok(if report.has_missing() { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
 }
 

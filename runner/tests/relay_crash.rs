@@ -140,7 +140,13 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     // After the last restart, wait until every row reached the topic.
     let expected: HashSet<String> = {
         use sqlx::Row;
-        sqlx::query("SELECT CAST(id AS text) FROM outbox").fetch_all(store.pool()).await.unwrap().iter().map(|r| r.get(0)).collect()
+        sqlx::query("SELECT CAST(id AS text) FROM outbox")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     let records = loop {
@@ -174,7 +180,10 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     // Duplicates come only from the tail published but not yet confirmed at each kill:
     // with status sent every 200 ms that is a few hundred rows per kill at this rate.
     let per_kill = duplicates as f64 / kills.max(1) as f64;
-    eprintln!("{rows} rows, {kills} kills, {} records, {duplicates} duplicates ({per_kill:.0} per kill)", records.len());
+    eprintln!(
+        "{rows} rows, {kills} kills, {} records, {duplicates} duplicates ({per_kill:.0} per kill)",
+        records.len()
+    );
     assert!(kills >= 3, "only {kills} kills happened; the load finished too fast");
     assert!(per_kill < 2_000.0, "{duplicates} duplicates over {kills} kills is more than an unacknowledged tail");
     store.close().await;

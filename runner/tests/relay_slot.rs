@@ -16,7 +16,11 @@ fn relay(database_url: &str, extra: &str) -> runner::config::Pipeline {
         "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"wal\"\nstatus_interval = \"200ms\"\nmonitor_interval = \"200ms\"\n{extra}\n"
     );
     let options = LoadOptions {
-        overrides: Overrides { brokers: Some("embedded".into()), database_url: Some(database_url.into()), listen: None },
+        overrides: Overrides {
+            brokers: Some("embedded".into()),
+            database_url: Some(database_url.into()),
+            listen: None,
+        },
         ..LoadOptions::default()
     };
     load_text(Path::new("relay.toml"), &text, &options).unwrap_or_else(|d| panic!("{d}")).pipeline
@@ -55,10 +59,14 @@ async fn retained_wal_over_the_limit_warns_then_drops_when_configured() {
     assert!(metrics.contains("relay_slot_retained_wal_bytes"), "{metrics}");
     system.stop().await;
 
-    let system = System::start(vec![relay(&db.url, "max_retained_wal = \"1B\"\non_retained_wal_limit = \"drop_slot\"")]).await;
+    let system =
+        System::start(vec![relay(&db.url, "max_retained_wal = \"1B\"\non_retained_wal_limit = \"drop_slot\"")]).await;
     let s = wait_for(&system, "the slot is dropped and reported lost", |s| s["slot"]["lost"] == true).await;
     assert!(error_of(&s).contains("was lost"), "{s}");
-    assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM pg_replication_slots WHERE database = current_database()").await, 0);
+    assert_eq!(
+        scalar(system.store(), "SELECT COUNT(*) FROM pg_replication_slots WHERE database = current_database()").await,
+        0
+    );
     system.stop().await;
     db.drop_database().await;
 }
@@ -72,7 +80,10 @@ async fn a_lost_slot_is_reported_and_recreated_only_on_request() {
     // Someone drops the slot under the running relay.
     runner::services::relay::slot::drop(system.store(), &slot).await.unwrap();
     let s = wait_for(&system, "the loss is reported", |s| s["slot"]["lost"] == true).await;
-    assert!(error_of(&s).contains(&format!("replication slot {slot} was lost (it was dropped); not recreating it")), "{s}");
+    assert!(
+        error_of(&s).contains(&format!("replication slot {slot} was lost (it was dropped); not recreating it")),
+        "{s}"
+    );
     let count = "SELECT COUNT(*) FROM pg_replication_slots WHERE database = current_database()";
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(scalar(system.store(), count).await, 0, "not silently recreated");

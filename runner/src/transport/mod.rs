@@ -6,6 +6,7 @@
 
 mod consume;
 pub mod embedded;
+mod read;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 pub use consume::{consume, HandleError, Incoming};
 pub use embedded::EmbeddedBroker;
+pub use read::{TopicContents, TopicRecord};
 
 use crate::config::model::{BrokerConfig, Brokers};
 use crate::event::Event;
@@ -159,7 +161,13 @@ impl Broker {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
-            .set("message.timeout.ms", "30000")
+            // Never give up on a record locally: a record that timed out while a later one of
+            // the same partition got through would break per-order order. Outages show as lag.
+            .set("message.timeout.ms", "0")
+            .set("reconnect.backoff.max.ms", "1000")
+            // Notice a dead connection in seconds, not the default half minute, and resend.
+            .set("request.timeout.ms", "5000")
+            .set("socket.timeout.ms", "10000")
             .create()?;
         Ok(Publisher { producer })
     }

@@ -1,10 +1,12 @@
 //! The outbox relay (the Debezium role), in two modes: `wal` streams the outbox's inserts by
 //! logical replication ([`wal`]); `polling` queries for unpublished rows ([`polling`]).
 //! Both publish a row to the topic named by its type and count it published only after the
-//! broker's acknowledgement. [`status`] is what the relay reports at `/api/relay/status`.
+//! broker's acknowledgement. [`status`] is what the relay reports at `/api/relay/status`;
+//! [`reconcile`] checks afterwards that every outbox row reached its topic.
 
 pub mod pgoutput;
 mod polling;
+pub mod reconcile;
 pub mod slot;
 pub mod status;
 mod tracker;

@@ -56,9 +56,9 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
         })
     });
     let publisher = ctx.broker.publisher()?;
-    if created && config.after_publish == AfterPublish::Mark {
+    if created && config.after_publish != AfterPublish::Keep {
         // Rows committed before the slot existed are not in its stream: publish the unmarked
-        // rows that exist now. Rows committed in the moment between the slot's creation and
+        // (or, when published rows are deleted, remaining) rows that exist now. Rows committed in the moment between the slot's creation and
         // this read are also streamed: they are the only duplicates a new slot causes.
         let up_to = outbox::last_seq(store).await?;
         let sent = polling::drain(&ctx, &publisher, &config, &status, up_to).await?;
