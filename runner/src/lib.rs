@@ -1,6 +1,7 @@
 //! Chaos Symphony's runner: one generic binary that runs any service of the system from a
 //! TOML pipeline file. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod config;
 pub mod event;
 pub mod handlers;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod order;
 pub mod runtime;
 pub mod saga;
+pub mod schemas;
 pub mod services;
 pub mod store;
 pub mod telemetry;

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::model::{Brokers, Pipeline};
 use crate::saga::orchestrator;
-use crate::services::{order_api, relay, worker, ServiceContext};
+use crate::services::{dlq_admin, order_api, relay, worker, ServiceContext};
 use crate::store::{Store, StoreError};
 use crate::transport::{Broker, EmbeddedBroker, TransportError};
 
@@ -95,6 +95,7 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
             broker,
             shutdown: shutdown.clone(),
             outbox_written: outbox_written.clone(),
+            schemas: pipeline.schemas.clone(),
         });
     }
 
@@ -113,6 +114,11 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
         }
         if let Some(saga) = &pipeline.saga {
             spawn(&tasks, &shutdown, "orchestrator", orchestrator::run(ctx.clone(), saga.clone()));
+        }
+        if let Some(config) = &pipeline.dlq_admin {
+            let routes = dlq_admin::router(ctx.clone(), config.clone(), &pipeline.admin, pipeline.schemas.clone())?;
+            app = app.nest(dlq_admin::PREFIX, routes);
+            spawn(&tasks, &shutdown, "dlq-admin", dlq_admin::run(ctx.clone(), config.clone()));
         }
     }
     let health = Health {

@@ -5,6 +5,18 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub const CONSUMER_RETRIES: &str = "consumer_retries_total";
+pub const DEAD_LETTERS: &str = "dead_letters_total";
+/// Admin requests refused for a missing, malformed or unknown token (`reason`).
+pub const ADMIN_REQUESTS_DENIED: &str = "admin_requests_denied_total";
+/// dlq-admin: entries by dead-letter topic and state (`new`, `replayed`, `discarded`).
+pub const DLQ_ENTRIES: &str = "dlq_entries";
+pub const DLQ_ENTRIES_INGESTED: &str = "dlq_entries_ingested_total";
+/// dlq-admin: messages replayed, by original topic.
+pub const DLQ_REPLAYS: &str = "dlq_replays_total";
+/// dlq-admin: single replays refused (discarded entry, replay limit, no original topic).
+pub const DLQ_REPLAYS_REFUSED: &str = "dlq_replays_refused_total";
+pub const DLQ_DISCARDS: &str = "dlq_discards_total";
 pub const RELAY_EVENTS_PUBLISHED: &str = "relay_events_published_total";
 pub const RELAY_PUBLISH_ERRORS: &str = "relay_publish_errors_total";
 pub const RELAY_COMMIT_TO_ACK_SECONDS: &str = "relay_commit_to_ack_seconds";

@@ -32,7 +32,7 @@ name "payment-svc"
 [servce]
 name = "svc"
 "#,
-        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`"],
+        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`"],
     },
     Case {
         name: "unknown key inside [service]",
@@ -75,7 +75,7 @@ on_sucess = "payment.refunded"
 "#,
         expected: &[
             "test.toml:1:1: `consumers[0]`: missing field `on_success`",
-            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `group`, `handler`, `on_success`, `on_failure`, `params`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
         ],
     },
     Case {
@@ -202,7 +202,7 @@ handler = "payment.charge"
 on_success = "payment.charged"
 params = { decline_over = 100 }
 "#,
-        expected: &["test.toml:5:12: invalid handler parameter: unknown field `decline_over`, expected `decline_above` or `blocked_customer_prefix`"],
+        expected: &["test.toml:5:12: invalid handler parameter: unknown field `decline_over`, expected one of `decline_above`, `blocked_customer_prefix`, `outage`"],
     },
     Case {
         name: "params given to a handler that takes none",
@@ -370,7 +370,7 @@ batch_size = 0
 [service]
 name = "idle"
 "#,
-        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]] or [saga] section"],
+        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga] or [dlq_admin] section"],
     },
     // ---- saga ----
     Case {
@@ -661,7 +661,10 @@ on_failure = "payment.declined"
             ),
         ],
         context: &[],
-        expected: &[r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#],
+        expected: &[
+            r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
+            r#"orchestrator.toml:10:11: `payment.requested` is answered with `payment.done` by its consumer `payment.charge`, but the saga waits for `payment.charged`"#,
+        ],
     },
     SystemCase {
         name: "saga trigger produced by no service",
@@ -718,6 +721,7 @@ timeout = "10s"
         context: &[],
         expected: &[
             r#"orchestrator.toml:15:11: reply `payment.refunded` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.refunded"` or fix the name"#,
+            r#"orchestrator.toml:7:1: `payment.requested` is refused with `payment.declined` by its consumer `payment.charge`, but the saga's failure reply is not declared"#,
             "orchestrator.toml:14:11: request `payment.refund.requested` is consumed by no service, so the step would always time out",
         ],
     },

@@ -151,7 +151,23 @@ async fn run_500_orders(system: &System) {
         if unpublished == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{unpublished} outbox rows never marked published");
+        if std::time::Instant::now() >= deadline {
+            let rows = sqlx::query("SELECT CAST(id AS text), type, seq FROM outbox WHERE published_at_ms IS NULL")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            let rows: Vec<(String, String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+            let relay: Value = system
+                .client
+                .get(format!("{}/api/relay/status", system.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            panic!("{unpublished} outbox rows never marked published: {rows:?}; relay: {relay}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

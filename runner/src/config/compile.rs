@@ -13,6 +13,7 @@ use super::model::*;
 use super::spec::*;
 use crate::handlers::{self, BuildError};
 use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, StepDefinition};
+use crate::transport::dead_letter::ErrorKind;
 
 /// A problem at a key path of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +185,14 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         }
         match handlers::build(&consumer.handler, &consumer.params) {
             Ok(handler) => consumers.push(ConsumerConfig {
+                retry: compile_delivery_retry(&mut c, &format!("{at}.retry"), consumer.retry.as_ref()),
+                dead_letter_topic: match &consumer.dead_letter_topic {
+                    Some(topic) => {
+                        c.event_type(&format!("{at}.dead_letter_topic"), topic);
+                        topic.clone()
+                    }
+                    None => crate::transport::dead_letter::topic_for(&consumer.topic),
+                },
                 group: consumer.group.clone().unwrap_or_else(|| format!("{service}.{name}")),
                 name,
                 topic: consumer.topic.clone(),
@@ -216,15 +225,109 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     }
     let saga = spec.saga.as_ref().map(|saga| compile_saga(&mut c, saga, &service));
 
-    if spec.order_api.is_none() && spec.relay.is_none() && spec.consumers.is_empty() && spec.saga.is_none() {
-        c.problem("", "this pipeline runs nothing; add an [order_api], [relay], [[consumers]] or [saga] section");
+    let dlq_admin = spec.dlq_admin.as_ref().map(|d| {
+        let topics = d.topics.clone().unwrap_or_else(|| "^.*\\.dlq$".to_string());
+        if !topics.starts_with('^') {
+            c.problem(
+                "dlq_admin.topics",
+                "the topic pattern must start with `^` (Kafka reads only such patterns as regular expressions)",
+            );
+        }
+        let max_replays = d.max_replays.unwrap_or(3);
+        let replay_rate = d.replay_rate.unwrap_or(50);
+        if replay_rate == 0 {
+            c.problem("dlq_admin.replay_rate", "replay_rate must be at least 1 message per second");
+        }
+        DlqAdminConfig {
+            topics,
+            group: d.group.clone().unwrap_or_else(|| service.clone()),
+            max_replays,
+            replay_rate: replay_rate.max(1),
+            max_bulk: d.max_bulk.unwrap_or(10_000).max(1),
+        }
+    });
+    let admin = AdminConfig {
+        tokens: spec
+            .admin
+            .iter()
+            .flat_map(|a| a.tokens.iter().map(|(who, token)| (who.clone(), token.clone())))
+            .collect(),
+    };
+    for (who, token) in &admin.tokens {
+        if token.len() < 16 {
+            c.problem(
+                &format!("admin.tokens.{who}"),
+                format!("the token of `{who}` is shorter than 16 characters; use a long random one"),
+            );
+        }
+    }
+    if dlq_admin.is_some() && admin.tokens.is_empty() {
+        c.problem("dlq_admin", "the dead-letter console changes things and needs [admin] tokens; add one, e.g. with RUNNER_ADMIN__TOKENS__OPERATOR");
+    }
+    if spec.order_api.is_none()
+        && spec.relay.is_none()
+        && spec.consumers.is_empty()
+        && spec.saga.is_none()
+        && spec.dlq_admin.is_none()
+    {
+        c.problem(
+            "",
+            "this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga] or [dlq_admin] section",
+        );
     }
 
     if c.problems.is_empty() {
-        Ok(Pipeline { service, listen, shutdown_grace, broker, store, order_api, relay, consumers, saga })
+        Ok(Pipeline {
+            service,
+            listen,
+            shutdown_grace,
+            broker,
+            store,
+            order_api,
+            relay,
+            consumers,
+            saga,
+            dlq_admin,
+            schemas_dir: None,
+            schemas: std::sync::Arc::new(crate::schemas::SchemaRegistry::empty()),
+            admin,
+        })
     } else {
         Err(c.problems)
     }
+}
+
+fn compile_delivery_retry(c: &mut Compiler, path: &str, spec: Option<&DeliveryRetrySpec>) -> DeliveryRetry {
+    let default = DeliveryRetry::default();
+    let Some(spec) = spec else { return default };
+    let attempts = spec.attempts.unwrap_or(default.attempts);
+    if attempts == 0 {
+        c.problem(&format!("{path}.attempts"), "attempts must be at least 1 (the first attempt counts)");
+    }
+    let backoff = c.duration(&format!("{path}.backoff"), spec.backoff.as_deref(), default.backoff);
+    let max_backoff = c.duration(&format!("{path}.max_backoff"), spec.max_backoff.as_deref(), default.max_backoff);
+    if max_backoff < backoff {
+        c.problem(&format!("{path}.max_backoff"), "max_backoff is shorter than backoff; raise it or lower backoff");
+    }
+    let jitter = spec.jitter.unwrap_or(default.jitter);
+    if !(0.0..=1.0).contains(&jitter) {
+        c.problem(&format!("{path}.jitter"), "jitter is a share of the delay: write a number from 0 to 1");
+    }
+    let mut retryable = Vec::new();
+    for (i, name) in spec.retryable.clone().unwrap_or_else(|| vec!["handler_failed".into()]).iter().enumerate() {
+        match ErrorKind::parse(name) {
+            Some(kind @ (ErrorKind::HandlerFailed | ErrorKind::Unavailable)) => retryable.push(kind),
+            Some(kind) => c.problem(
+                &format!("{path}.retryable[{i}]"),
+                format!("`{kind}` failures fail the same way every time and are never retried; remove it"),
+            ),
+            None => c.problem(
+                &format!("{path}.retryable[{i}]"),
+                format!("unknown failure kind `{name}`; retryable kinds are \"handler_failed\" and \"unavailable\""),
+            ),
+        }
+    }
+    DeliveryRetry { attempts: attempts.max(1), backoff, max_backoff, jitter, retryable }
 }
 
 /// A PostgreSQL name the relay puts into SQL: lower-case letters, digits and `_`.
@@ -493,6 +596,29 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
     let produced: BTreeSet<String> = pipelines.iter().flat_map(|p| p.produced_topics()).collect();
     let consumed: BTreeSet<String> = pipelines.iter().flat_map(|p| p.consumed_topics()).collect();
     let mut problems = Vec::new();
+    // Every event type a pipeline produces or consumes needs a schema (dead letters keep theirs).
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        if !pipeline.schemas.enabled() {
+            continue;
+        }
+        let types: BTreeSet<String> =
+            pipeline.produced_topics().into_iter().chain(pipeline.consumed_topics()).collect();
+        for event_type in types.iter().filter(|t| !t.ends_with(".dlq")) {
+            if !pipeline.schemas.has(event_type) {
+                let dir = pipeline.schemas.dir().map(|d| d.display().to_string()).unwrap_or_default();
+                problems.push((
+                    index,
+                    Problem::at_value(
+                        KeyPath::root(),
+                        format!(
+                            "event type `{event_type}` has no schema; add {dir}/{}",
+                            crate::schemas::file_name(event_type)
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
     for (index, pipeline) in pipelines.iter().enumerate() {
         let Some(saga) = &pipeline.saga else { continue };
         let def = &saga.definition;
@@ -514,6 +640,35 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
                 need_producer(format!("saga.steps[{i}].compensation.success"), &comp.success, "reply");
                 if let Some(f) = &comp.failure {
                     need_producer(format!("saga.steps[{i}].compensation.failure"), f, "reply");
+                }
+            }
+        }
+        // The service that consumes a step's request must answer with the step's reply types.
+        for (i, step) in def.steps.iter().enumerate() {
+            let requests = [(format!("saga.steps[{i}]"), &step.request, &step.success, &step.failure)];
+            let compensation = step
+                .compensation
+                .as_ref()
+                .map(|c| (format!("saga.steps[{i}].compensation"), &c.request, &c.success, &c.failure));
+            for (at, request, success, failure) in requests.into_iter().chain(compensation) {
+                for consumer in pipelines.iter().flat_map(|p| &p.consumers).filter(|c| &c.topic == request) {
+                    if &consumer.on_success != success {
+                        problems.push((index, Problem::at_value(
+                            KeyPath::parse(&format!("{at}.success")),
+                            format!("`{request}` is answered with `{}` by its consumer `{}`, but the saga waits for `{success}`", consumer.on_success, consumer.name),
+                        )));
+                    }
+                    if consumer.on_failure.is_some() && consumer.on_failure.as_ref() != failure.as_ref() {
+                        problems.push((index, Problem::at_value(
+                            KeyPath::parse(&at),
+                            format!(
+                                "`{request}` is refused with `{}` by its consumer `{}`, but the saga's failure reply is {}",
+                                consumer.on_failure.as_deref().unwrap_or_default(),
+                                consumer.name,
+                                failure.as_deref().map_or("not declared".to_string(), |f| format!("`{f}`"))
+                            ),
+                        )));
+                    }
                 }
             }
         }

@@ -156,8 +156,32 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     parse_spec(&source, text).map_err(Diagnostics)?;
     let spec = layered(text, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
-    let pipeline = compile(&spec, default_name).map_err(|problems| Diagnostics(located(&source, problems)))?;
+    let mut pipeline = compile(&spec, default_name).map_err(|problems| Diagnostics(located(&source, problems)))?;
+    attach_schemas(path, &spec, &source, &mut pipeline)?;
     Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source })
+}
+
+/// Reads the event schemas named by `[schemas] dir` (relative to the pipeline file), or
+/// from `../schemas/events` beside it when that folder exists.
+fn attach_schemas(
+    path: &Path,
+    spec: &PipelineSpec,
+    source: &SourceMap,
+    pipeline: &mut Pipeline,
+) -> Result<(), Diagnostics> {
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let configured = spec.schemas.as_ref().and_then(|s| s.dir.clone());
+    let dir = base.join(configured.as_deref().unwrap_or("../schemas/events"));
+    if configured.is_none() && !dir.is_dir() {
+        return Ok(());
+    }
+    let registry = crate::schemas::SchemaRegistry::load(&dir).map_err(|problems| {
+        let at = KeyPath::parse("schemas.dir");
+        Diagnostics(problems.into_iter().map(|p| source.at_path(&at, p)).collect())
+    })?;
+    pipeline.schemas_dir = Some(dir);
+    pipeline.schemas = std::sync::Arc::new(registry);
+    Ok(())
 }
 
 /// Loads several files and runs the system-wide checks over them (and over `context`,
@@ -217,9 +241,10 @@ fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
             if let Some((_, target)) = ENVIRONMENT_ALIASES.iter().find(|(alias, _)| *alias == key) {
                 return Some(target.to_string().into());
             }
-            // RUNNER_BROKER__PARTITIONS=8 sets broker.partitions; only the shared sections.
+            // RUNNER_BROKER__PARTITIONS=8 sets broker.partitions; RUNNER_ADMIN__TOKENS__OPERATOR
+            // sets an admin token. Only these shared sections.
             let nested = key.replace("__", ".");
-            ["broker.", "store.", "service."].iter().any(|p| nested.starts_with(p)).then(|| nested.into())
+            ["broker.", "store.", "service.", "admin."].iter().any(|p| nested.starts_with(p)).then(|| nested.into())
         }));
     }
     let o = &options.overrides;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::handlers::Handler;
 use crate::saga::machine::SagaDefinition;
+use crate::transport::dead_letter::{self, ErrorKind};
 
 /// A service, ready to run.
 #[derive(Debug, Clone)]
@@ -19,6 +20,27 @@ pub struct Pipeline {
     pub relay: Option<RelayConfig>,
     pub consumers: Vec<ConsumerConfig>,
     pub saga: Option<SagaConfig>,
+    pub dlq_admin: Option<DlqAdminConfig>,
+    /// Where the event schemas are, resolved against the pipeline file; `None`: not validated.
+    pub schemas_dir: Option<std::path::PathBuf>,
+    /// The event schemas, read by the loader from `schemas_dir`.
+    pub schemas: std::sync::Arc<crate::schemas::SchemaRegistry>,
+    pub admin: AdminConfig,
+}
+
+/// Bearer tokens of the admin APIs, by holder name.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    pub tokens: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DlqAdminConfig {
+    pub topics: String,
+    pub group: String,
+    pub max_replays: u32,
+    pub replay_rate: u32,
+    pub max_bulk: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +120,30 @@ pub struct ConsumerConfig {
     pub handler: Handler,
     pub on_success: String,
     pub on_failure: Option<String>,
+    pub retry: DeliveryRetry,
+    pub dead_letter_topic: String,
+}
+
+/// A consumer's retry policy (see `transport::DeliveryPolicy`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRetry {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub jitter: f64,
+    pub retryable: Vec<ErrorKind>,
+}
+
+impl Default for DeliveryRetry {
+    fn default() -> Self {
+        DeliveryRetry {
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            jitter: 0.2,
+            retryable: vec![ErrorKind::HandlerFailed],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,9 +163,12 @@ impl Pipeline {
         for consumer in &self.consumers {
             topics.push(consumer.on_success.clone());
             topics.extend(consumer.on_failure.clone());
+            topics.push(consumer.dead_letter_topic.clone());
         }
         if let Some(saga) = &self.saga {
             topics.extend(saga.definition.produced_topics());
+            // The orchestrator's own poison replies.
+            topics.extend(saga.definition.replies().into_iter().map(|t| dead_letter::topic_for(&t)));
         }
         topics
     }

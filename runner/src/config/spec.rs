@@ -34,6 +34,53 @@ pub struct PipelineSpec {
     /// Orchestrate a saga: a sequence of steps with compensations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saga: Option<SagaSpec>,
+    /// Serve the dead-letter console (`/api/dlq`): follow every dead-letter topic, browse, replay, discard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlq_admin: Option<DlqAdminSpec>,
+    /// Where the event schemas are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<SchemasSpec>,
+    /// Who may call the admin APIs (every endpoint that changes something).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemasSpec {
+    /// Folder of `<event type>.schema.json` files, relative to this pipeline file
+    /// (default `../schemas/events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Bearer tokens by the name of who holds them, e.g. `{ operator = "…" }`; the name is
+    /// recorded in audit trails. Set them from the environment, e.g. `RUNNER_ADMIN__TOKENS__OPERATOR`.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DlqAdminSpec {
+    /// Dead-letter topics to follow, as a regular expression (default `^.*\\.dlq$`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<String>,
+    /// Consumer group (default `<service>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How many times one message may be replayed before replay is refused (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replays: Option<u32>,
+    /// Largest rate of a bulk replay, messages per second (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_rate: Option<u32>,
+    /// Largest number of messages one bulk replay or discard may touch (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bulk: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -166,6 +213,33 @@ pub struct ConsumerSpec {
     /// The handler's parameters, checked against the handler's own types.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// How failures are retried before the message goes to the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<DeliveryRetrySpec>,
+    /// Where messages go after the last attempt (default `<topic>.dlq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRetrySpec {
+    /// Tries of a retryable failure, the first included (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Delay after the first failure, doubled each time (default `"200ms"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    /// Longest delay between tries (default `"5s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+    /// Share of each delay drawn at random, 0 to 1 (default 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<f64>,
+    /// Failure kinds worth another try (default `["handler_failed"]`); `undecodable`,
+    /// `schema_invalid` and `rejected` never are, `unavailable` always is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

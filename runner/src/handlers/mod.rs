@@ -138,6 +138,9 @@ pub enum HandlerError {
     /// The request itself is wrong; retrying cannot help.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The handler could not do its work now (a downstream outage); worth retrying.
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -16,6 +16,10 @@ pub struct ChargeParams {
     /// Customers whose id starts with this are declined.
     #[serde(default)]
     pub blocked_customer_prefix: Option<String>,
+    /// Simulates a card-gateway outage: every charge fails with this message (and is
+    /// retried, then dead-lettered) while set.
+    #[serde(default)]
+    pub outage: Option<String>,
 }
 
 pub async fn charge(
@@ -30,6 +34,9 @@ pub async fn charge(
         Some((status, reason)) if status == "declined" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's payment was already cancelled")),
         None => {}
+    }
+    if let Some(outage) = &params.outage {
+        return Err(HandlerError::Failed(format!("card gateway unavailable: {outage}")));
     }
     let decline = if params.decline_above.is_some_and(|limit| order.total > limit) {
         Some(format!("amount {} exceeds the limit of {}", order.total, params.decline_above.unwrap_or_default()))

@@ -73,8 +73,9 @@ impl SagaDefinition {
         topics
     }
 
-    pub fn consumed_topics(&self) -> Vec<String> {
-        let mut topics = vec![self.trigger.clone()];
+    /// Every reply type the saga waits for.
+    pub fn replies(&self) -> Vec<String> {
+        let mut topics = Vec::new();
         for step in &self.steps {
             topics.push(step.success.clone());
             topics.extend(step.failure.clone());
@@ -83,6 +84,25 @@ impl SagaDefinition {
                 topics.extend(c.failure.clone());
             }
         }
+        topics
+    }
+
+    /// The dead-letter topics of the saga's requests: a request that lands there failed.
+    pub fn request_dead_letter_topics(&self) -> Vec<String> {
+        let mut topics = Vec::new();
+        for step in &self.steps {
+            topics.push(crate::transport::dead_letter::topic_for(&step.request));
+            if let Some(c) = &step.compensation {
+                topics.push(crate::transport::dead_letter::topic_for(&c.request));
+            }
+        }
+        topics
+    }
+
+    pub fn consumed_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.trigger.clone()];
+        topics.extend(self.replies());
+        topics.extend(self.request_dead_letter_topics());
         topics
     }
 }
@@ -156,6 +176,8 @@ pub enum Input<'a> {
     Reply { event_type: &'a str, detail: Option<&'a str> },
     /// Time passed: due timeouts and backoffs fire.
     Tick,
+    /// A request of the given type was dead-lettered by the service that consumed it.
+    DeadLettered { request: &'a str, detail: Option<&'a str> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +278,14 @@ fn running(
             Some(begin_compensation(def, (0..step).rev().collect(), reason, now_ms, t))
         }
         Input::Reply { .. } => None,
+        Input::DeadLettered { request, detail } if request == definition.request => {
+            let why = detail.unwrap_or("no reason given");
+            t.note(&definition.name, "dead-lettered", Some(why.to_string()));
+            let reason = format!("{} request dead-lettered: {why}", definition.name);
+            // Like a request never answered: undo it too, so a replay of it is refused.
+            Some(begin_compensation(def, (0..=step).rev().collect(), reason, now_ms, t))
+        }
+        Input::DeadLettered { .. } => None,
         Input::Tick => match waiting {
             Waiting::Reply { deadline_ms } if now_ms >= deadline_ms => {
                 if attempt < definition.retry.attempts {
@@ -344,6 +374,17 @@ fn compensating(
             Some(finish(def, Status::Failed, Some(why), t))
         }
         Input::Reply { .. } => None,
+        Input::DeadLettered { request, detail } if request == compensation.request => {
+            let why = detail.unwrap_or("no reason given");
+            t.note(&step.name, "compensation dead-lettered", Some(why.to_string()));
+            Some(finish(
+                def,
+                Status::Failed,
+                Some(format!("{reason}; compensating {} dead-lettered: {why}", step.name)),
+                t,
+            ))
+        }
+        Input::DeadLettered { .. } => None,
         Input::Tick => match waiting {
             Waiting::Reply { deadline_ms } if now_ms >= deadline_ms => {
                 if attempt < compensation.retry.attempts {

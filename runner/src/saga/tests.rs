@@ -245,3 +245,29 @@ fn an_instance_whose_step_vanished_from_the_definition_fails_visibly() {
     );
     assert!(matches!(&t.commands[..], [Command::Finish { status: Status::Failed, .. }]));
 }
+
+#[test]
+fn a_dead_lettered_request_fails_its_step_and_is_undone_like_a_timeout() {
+    let def = definition();
+    let s0 = advance(&def, None, Input::Start, 0).state.unwrap();
+    let s1 = advance(&def, Some(&s0), Input::Reply { event_type: "payment.ok", detail: None }, 1).state.unwrap();
+    let t = advance(&def, Some(&s1), Input::DeadLettered { request: "payment.requested", detail: Some("late") }, 2);
+    assert!(t.state.is_none(), "a dead letter of another step's request is ignored");
+    let t = advance(
+        &def,
+        Some(&s1),
+        Input::DeadLettered { request: "inventory.requested", detail: Some("gateway down") },
+        2,
+    );
+    let Some(SagaState::Compensating { pending, .. }) = &t.state else { panic!("{t:?}") };
+    assert_eq!(pending, &[1, 0], "the dead-lettered step itself is undone, then payment");
+    assert_eq!(
+        t.commands,
+        [Command::Send { event_type: "inventory.undo".into(), step: "inventory".into(), attempt: 1 }]
+    );
+    // A dead-lettered compensation cannot finish: the saga fails.
+    let state = t.state.unwrap();
+    let t = advance(&def, Some(&state), Input::DeadLettered { request: "inventory.undo", detail: Some("poison") }, 3);
+    let Some(SagaState::Failed { reason }) = &t.state else { panic!("{t:?}") };
+    assert_eq!(reason, "inventory request dead-lettered: gateway down; compensating inventory dead-lettered: poison");
+}

@@ -1,6 +1,7 @@
 //! The parts a pipeline can run: the order API, the outbox relay, handler consumers
 //! (workers) and the saga orchestrator. Each takes a [`ServiceContext`].
 
+pub mod dlq_admin;
 pub mod order_api;
 pub mod relay;
 pub mod worker;
@@ -10,8 +11,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{is_transient, Store, StoreError};
-use crate::transport::{Broker, HandleError};
+use crate::event::Event;
+use crate::schemas::SchemaRegistry;
+use crate::store::{is_transient, outbox, Store, StoreError, Tx};
+use crate::transport::dead_letter::ErrorKind;
+use crate::transport::{Broker, DeliveryPolicy, HandleError};
 
 /// What every part of a running service shares.
 #[derive(Clone)]
@@ -22,13 +26,49 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// Woken after an outbox write commits, so an in-process relay publishes at once.
     pub outbox_written: Arc<Notify>,
+    /// Event schemas: what is written to the outbox and what is received is checked.
+    pub schemas: Arc<SchemaRegistry>,
 }
 
-/// A database failure while handling a message: retried when it may pass, otherwise permanent.
+impl ServiceContext {
+    /// Writes an event to the outbox inside `tx`, after checking it against its schema.
+    pub async fn emit(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
+        self.schemas.validate(&event.event_type, &event.payload).map_err(|problem| {
+            HandleError::new(ErrorKind::SchemaInvalid, format!("refusing to publish an invalid event: {problem}"))
+        })?;
+        outbox::insert(tx, self.store.dialect(), event).await.map_err(store_error)
+    }
+
+    /// Checks a received event against its schema; an invalid one is dead-lettered.
+    pub fn check_received(&self, event: &Event) -> Result<(), HandleError> {
+        self.schemas
+            .validate(&event.event_type, &event.payload)
+            .map_err(|problem| HandleError::new(ErrorKind::SchemaInvalid, problem))
+    }
+}
+
+/// A database failure while handling a message: an unavailable database is waited out;
+/// anything else (corrupt data) is a handler failure, retried and then dead-lettered.
 pub fn store_error(e: StoreError) -> HandleError {
-    if is_transient(&e) {
-        HandleError::Transient(e.to_string())
-    } else {
-        HandleError::Permanent(e.to_string())
+    let kind = if is_transient(&e) { ErrorKind::Unavailable } else { ErrorKind::HandlerFailed };
+    HandleError::new(kind, e.to_string())
+}
+
+/// The delivery policy of a consumer from its compiled retry settings.
+pub fn delivery_policy(
+    group: &str,
+    retry: &crate::config::model::DeliveryRetry,
+    dead_letter_topic: Option<String>,
+    broker: &Broker,
+) -> DeliveryPolicy {
+    DeliveryPolicy {
+        group: group.to_string(),
+        attempts: retry.attempts,
+        backoff: retry.backoff,
+        max_backoff: retry.max_backoff,
+        jitter: retry.jitter,
+        retryable: retry.retryable.clone(),
+        dead_letter_topic,
+        redeliver: broker.config().redeliver_each_message,
     }
 }

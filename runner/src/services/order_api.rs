@@ -18,7 +18,7 @@ use crate::config::model::OrderApiConfig;
 use crate::event::{new_traceparent, now_ms, Event};
 use crate::http::ApiError;
 use crate::order::{NewOrder, OrderPayload};
-use crate::store::{orders, outbox};
+use crate::store::orders;
 
 /// Where the routes of order-api are mounted.
 pub const PREFIX: &str = "/api/orders";
@@ -86,7 +86,7 @@ async fn create(
     let now = now_ms();
     let mut tx = ctx.store.begin().await.map_err(ApiError::internal)?;
     orders::insert(&mut tx, &payload, now).await.map_err(ApiError::internal)?;
-    outbox::insert(&mut tx, ctx.store.dialect(), &event).await.map_err(ApiError::internal)?;
+    ctx.emit(&mut tx, &event).await.map_err(ApiError::internal)?;
     tx.commit().await.map_err(ApiError::internal)?;
     ctx.outbox_written.notify_one();
     let location = format!("{PREFIX}/{}", payload.order_id);

@@ -4,17 +4,22 @@
 use crate::config::model::ConsumerConfig;
 use crate::event::{child_traceparent, now_ms, Event};
 use crate::handlers::{HandlerError, Outcome};
-use crate::store::{inbox, outbox};
+use crate::store::inbox;
 use crate::transport::{consume, HandleError, Incoming, TransportError};
 
-use super::{store_error, ServiceContext};
+use super::{delivery_policy, store_error, ServiceContext};
+use crate::transport::dead_letter::ErrorKind;
 
 pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), TransportError> {
     let consumer = ctx.broker.consumer(&config.group, std::slice::from_ref(&config.topic))?;
     let name = format!("{}/{}", ctx.service, config.name);
-    let redeliver = ctx.broker.config().redeliver_each_message;
+    let policy = delivery_policy(&config.group, &config.retry, Some(config.dead_letter_topic.clone()), &ctx.broker);
+    let dead_letters = ctx.broker.publisher()?;
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");
-    consume(consumer, &name, ctx.shutdown.clone(), redeliver, |incoming| handle(&ctx, &config, &name, incoming)).await;
+    consume(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |incoming| {
+        handle(&ctx, &config, &name, incoming)
+    })
+    .await;
     tracing::info!(consumer = name, "consumer stopped");
     Ok(())
 }
@@ -26,6 +31,7 @@ async fn handle(
     incoming: Incoming,
 ) -> Result<(), HandleError> {
     let request = &incoming.event;
+    ctx.check_received(request)?;
     let now = now_ms();
     let mut tx = ctx.store.begin().await.map_err(store_error)?;
     let reply = |event_type: &str, payload: serde_json::Value| {
@@ -41,7 +47,7 @@ async fn handle(
         // Seen before: repeat the recorded reply, with no second effect.
         if let (Some(event_type), Some(payload)) = (recorded.reply_type, recorded.reply_payload) {
             let payload = serde_json::from_str(&payload).unwrap_or_default();
-            outbox::insert(&mut tx, ctx.store.dialect(), &reply(&event_type, payload)).await.map_err(store_error)?;
+            ctx.emit(&mut tx, &reply(&event_type, payload)).await?;
         }
         tx.commit().await.map_err(|e| store_error(e.into()))?;
         ctx.outbox_written.notify_one();
@@ -49,7 +55,8 @@ async fn handle(
     }
     let outcome = match config.handler.handle(&mut tx, &request.payload, now).await {
         Ok(outcome) => outcome,
-        Err(HandlerError::Invalid(reason)) => return Err(HandleError::Permanent(reason)),
+        Err(HandlerError::Invalid(reason)) => return Err(HandleError::new(ErrorKind::Rejected, reason)),
+        Err(HandlerError::Failed(reason)) => return Err(HandleError::new(ErrorKind::HandlerFailed, reason)),
         Err(HandlerError::Store(e)) => return Err(store_error(e)),
     };
     let (event_type, payload) = match outcome {
@@ -61,9 +68,7 @@ async fn handle(
         .await
         .map_err(store_error)?;
     match event_type {
-        Some(event_type) => {
-            outbox::insert(&mut tx, ctx.store.dialect(), &reply(event_type, payload)).await.map_err(store_error)?
-        }
+        Some(event_type) => ctx.emit(&mut tx, &reply(event_type, payload)).await?,
         None => tracing::warn!(
             consumer = inbox_name,
             id = request.id,

@@ -1,13 +1,72 @@
-//! The consume loop shared by every consumer: decode, handle, and only then store the offset.
+//! The consume loop shared by every consumer: decode, handle with the consumer's retry
+//! policy, dead-letter what cannot be handled, and only then store the offset. One poison
+//! message costs at most its retries; the partition then moves on.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::Event;
+use super::dead_letter::{self, ErrorKind};
+use super::Publisher;
+use crate::event::{now_rfc3339, Event};
+use crate::telemetry;
+
+/// A record as it came from the broker: key, payload and headers untouched.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Unix milliseconds, when the broker gave one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RawMessage {
+    fn from_borrowed(message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect())
+            .unwrap_or_default();
+        RawMessage {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The CloudEvents record as an [`Event`], or why it is not one.
+    pub fn decode(&self) -> Result<Event, String> {
+        let id = self.header("ce_id").ok_or("missing header ce_id")?;
+        let event_type = self.header("ce_type").unwrap_or_else(|| self.topic.clone());
+        let key = self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("missing key")?;
+        let payload = self.payload.as_deref().ok_or("empty payload")?;
+        let payload = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+        Ok(Event {
+            id,
+            event_type,
+            key,
+            source: self.header("ce_source").unwrap_or_default(),
+            time: self.header("ce_time").unwrap_or_default(),
+            traceparent: self.header("traceparent"),
+            payload,
+        })
+    }
+}
 
 /// A record taken from a topic, decoded into an [`Event`].
 #[derive(Debug, Clone)]
@@ -16,30 +75,100 @@ pub struct Incoming {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    pub raw: Arc<RawMessage>,
 }
 
-/// Why handling a message did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    /// Worth trying again (database or broker unavailable, write conflict).
-    #[error("{0}")]
-    Transient(String),
-    /// Trying again would fail the same way (undecodable or invalid message).
-    #[error("{0}")]
-    Permanent(String),
+/// Why handling a message did not succeed, and what kind of failure it was.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct HandleError {
+    pub kind: ErrorKind,
+    pub message: String,
 }
 
-/// Runs until `shutdown`: each message is handled (retrying transient failures) before its
-/// offset is stored; stored offsets are committed in the background and once more on exit.
-/// `redeliver` hands each message to `handle` twice, as a broker redelivery would.
+impl HandleError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        HandleError { kind, message: message.into() }
+    }
+}
+
+/// How a consumer retries and where its dead letters go.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    /// Consumer group, recorded on dead letters.
+    pub group: String,
+    /// Tries of a retryable failure, the first included.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Share of each delay drawn at random (0 to 1), so retries of many consumers spread out.
+    pub jitter: f64,
+    /// Failure kinds worth another try. `unavailable` is always retried until it passes.
+    pub retryable: Vec<ErrorKind>,
+    /// Where messages go after the last attempt; `None` for the default `<topic>.dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// Test aid: hand every message to the handler twice, as a redelivery would.
+    pub redeliver: bool,
+}
+
+impl DeliveryPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let base = self.backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_backoff);
+        let spread = base.as_secs_f64() * self.jitter.clamp(0.0, 1.0) * rand::random::<f64>();
+        Duration::from_secs_f64((base.as_secs_f64() - spread).max(0.0))
+    }
+}
+
+/// A failure that ends a message's handling, with its history.
+struct Exhausted {
+    error: HandleError,
+    attempts: u32,
+    first_failure_at: String,
+}
+
+/// Runs until `shutdown`: each message is decoded into an [`Event`] and handled (retrying as
+/// the policy says), or sent to its dead-letter topic, before its offset is stored; stored
+/// offsets are committed in the background and once more on exit.
 pub async fn consume<F, Fut>(
     consumer: StreamConsumer,
     name: &str,
     shutdown: CancellationToken,
-    redeliver: bool,
+    policy: DeliveryPolicy,
+    dead_letters: Publisher,
     mut handle: F,
 ) where
     F: FnMut(Incoming) -> Fut,
+    Fut: Future<Output = Result<(), HandleError>>,
+{
+    consume_raw(consumer, name, shutdown, policy, dead_letters, move |raw: Arc<RawMessage>| {
+        let decoded = raw.decode().map(|event| Incoming {
+            event,
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+            raw: raw.clone(),
+        });
+        let handled = decoded.map(&mut handle);
+        async move {
+            match handled {
+                Ok(future) => future.await,
+                Err(reason) => Err(HandleError::new(ErrorKind::Undecodable, reason)),
+            }
+        }
+    })
+    .await
+}
+
+/// As [`consume`], handing the handler the record as it came (key, payload, headers).
+pub async fn consume_raw<F, Fut>(
+    consumer: StreamConsumer,
+    name: &str,
+    shutdown: CancellationToken,
+    policy: DeliveryPolicy,
+    dead_letters: Publisher,
+    mut handle: F,
+) where
+    F: FnMut(Arc<RawMessage>) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
 {
     loop {
@@ -47,73 +176,137 @@ pub async fn consume<F, Fut>(
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => message,
         };
-        let message = match message {
-            Ok(message) => message,
+        let raw = match message {
+            Ok(message) => Arc::new(RawMessage::from_borrowed(&message)),
             Err(e) => {
                 tracing::warn!(consumer = name, error = %e, "consume error; continuing");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
-        match decode(&message) {
-            Err(reason) => {
-                tracing::error!(consumer = name, topic, partition, offset, reason, "undecodable message skipped");
-            }
-            Ok(event) => {
-                let incoming = Incoming { event, topic: topic.clone(), partition, offset };
-                let deliveries = if redeliver { 2 } else { 1 };
-                for _ in 0..deliveries {
-                    if !handle_with_retries(&mut handle, &incoming, name, &shutdown).await {
-                        // Shutting down mid-retry: leave the offset unstored so the message comes back.
-                        commit(&consumer, name);
-                        return;
-                    }
+        let mut outcome = Ok(());
+        for _ in 0..if policy.redeliver { 2 } else { 1 } {
+            match handle_with_retries(&mut handle, &raw, name, &policy, &shutdown).await {
+                Some(Ok(())) => {}
+                Some(Err(exhausted)) => {
+                    outcome = Err(exhausted);
+                    break;
+                }
+                // Shutting down mid-retry: leave the offset unstored so the message comes back.
+                None => {
+                    commit(&consumer, name);
+                    return;
                 }
             }
         }
-        if let Err(e) = consumer.store_offset(&topic, partition, offset) {
+        if let Err(exhausted) = outcome {
+            if !dead_letter(&dead_letters, &raw, &policy, name, exhausted, &shutdown).await {
+                commit(&consumer, name);
+                return;
+            }
+        }
+        if let Err(e) = consumer.store_offset(&raw.topic, raw.partition, raw.offset) {
             tracing::warn!(consumer = name, error = %e, "cannot store offset");
         }
     }
     commit(&consumer, name);
 }
 
-/// Returns false when shutdown interrupted the retries.
+/// `None` when shutdown interrupted the retries.
 async fn handle_with_retries<F, Fut>(
     handle: &mut F,
-    incoming: &Incoming,
+    raw: &Arc<RawMessage>,
     name: &str,
+    policy: &DeliveryPolicy,
     shutdown: &CancellationToken,
-) -> bool
+) -> Option<Result<(), Exhausted>>
 where
-    F: FnMut(Incoming) -> Fut,
+    F: FnMut(Arc<RawMessage>) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
 {
-    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    let mut first_failure_at = None;
     loop {
-        match handle(incoming.clone()).await {
-            Ok(()) => return true,
-            Err(HandleError::Permanent(reason)) => {
-                tracing::error!(
-                    consumer = name,
-                    topic = incoming.topic,
-                    offset = incoming.offset,
-                    id = incoming.event.id,
-                    reason,
-                    "message cannot be handled; skipped"
-                );
+        attempt += 1;
+        let error = match handle(raw.clone()).await {
+            Ok(()) => return Some(Ok(())),
+            Err(error) => error,
+        };
+        let first = first_failure_at.get_or_insert_with(now_rfc3339).clone();
+        let retry = error.kind == ErrorKind::Unavailable
+            || (policy.retryable.contains(&error.kind) && attempt < policy.attempts.max(1));
+        if !retry {
+            return Some(Err(Exhausted { error, attempts: attempt, first_failure_at: first }));
+        }
+        // An unavailable database is waited out, not counted towards the attempts.
+        let delay =
+            if error.kind == ErrorKind::Unavailable { policy.delay(attempt.min(8)) } else { policy.delay(attempt) };
+        metrics::counter!(telemetry::CONSUMER_RETRIES, "consumer" => name.to_string()).increment(1);
+        tracing::warn!(
+            consumer = name,
+            topic = raw.topic,
+            offset = raw.offset,
+            error = %error,
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            "handling failed; will retry"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Sends the message to its dead-letter topic and waits for the acknowledgement, trying
+/// until it succeeds; false when shutdown came first (the offset then stays unstored).
+async fn dead_letter(
+    publisher: &Publisher,
+    raw: &RawMessage,
+    policy: &DeliveryPolicy,
+    name: &str,
+    exhausted: Exhausted,
+    shutdown: &CancellationToken,
+) -> bool {
+    let topic = policy.dead_letter_topic.clone().unwrap_or_else(|| dead_letter::topic_for(&raw.topic));
+    let mut headers: Vec<(String, Vec<u8>)> =
+        raw.headers.iter().filter(|(k, _)| !k.starts_with("dlq_") || k == dead_letter::REPLAY_COUNT).cloned().collect();
+    let added = [
+        (dead_letter::ORIGINAL_TOPIC, raw.topic.clone()),
+        (dead_letter::ORIGINAL_PARTITION, raw.partition.to_string()),
+        (dead_letter::ORIGINAL_OFFSET, raw.offset.to_string()),
+        (dead_letter::ORIGINAL_TIMESTAMP, raw.timestamp_ms.map(|t| t.to_string()).unwrap_or_default()),
+        (dead_letter::CONSUMER_GROUP, policy.group.clone()),
+        (dead_letter::ERROR_KIND, exhausted.error.kind.as_str().to_string()),
+        (dead_letter::ERROR_MESSAGE, exhausted.error.message.clone()),
+        (dead_letter::ATTEMPTS, exhausted.attempts.to_string()),
+        (dead_letter::FIRST_FAILURE_AT, exhausted.first_failure_at.clone()),
+        (dead_letter::LAST_FAILURE_AT, now_rfc3339()),
+    ];
+    headers.extend(added.into_iter().map(|(k, v)| (k.to_string(), v.into_bytes())));
+    tracing::warn!(
+        consumer = name,
+        topic = raw.topic,
+        offset = raw.offset,
+        dead_letter_topic = topic,
+        error = %exhausted.error,
+        attempts = exhausted.attempts,
+        "message dead-lettered; moving on"
+    );
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match publisher.publish_raw(&topic, raw.key.as_deref(), raw.payload.as_deref(), &headers).await {
+            Ok(()) => {
+                metrics::counter!(
+                    telemetry::DEAD_LETTERS,
+                    "topic" => raw.topic.clone(),
+                    "kind" => exhausted.error.kind.as_str()
+                )
+                .increment(1);
                 return true;
             }
-            Err(HandleError::Transient(reason)) => {
-                tracing::warn!(
-                    consumer = name,
-                    topic = incoming.topic,
-                    offset = incoming.offset,
-                    reason,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "handling failed; will retry"
-                );
+            Err(e) => {
+                tracing::error!(consumer = name, dead_letter_topic = topic, error = %e, "cannot dead-letter; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,
                     _ = tokio::time::sleep(delay) => {}
@@ -130,20 +323,4 @@ fn commit(consumer: &StreamConsumer, name: &str) {
         Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(consumer = name, error = %e, "final offset commit failed"),
     }
-}
-
-fn decode<M: Message>(message: &M) -> Result<Event, String> {
-    let header = |name: &str| -> Option<String> {
-        let headers = message.headers()?;
-        headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    let id = header("ce_id").ok_or("missing header ce_id")?;
-    let event_type = header("ce_type").unwrap_or_else(|| message.topic().to_string());
-    let source = header("ce_source").unwrap_or_default();
-    let time = header("ce_time").unwrap_or_default();
-    let traceparent = header("traceparent");
-    let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("missing key")?;
-    let payload = message.payload().ok_or("empty payload")?;
-    let payload = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-    Ok(Event { id, event_type, key, source, time, traceparent, payload })
 }

@@ -5,6 +5,7 @@
 //! offset only after its message was fully handled (at-least-once), see [`consume`].
 
 mod consume;
+pub mod dead_letter;
 pub mod embedded;
 mod read;
 
@@ -19,7 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-pub use consume::{consume, HandleError, Incoming};
+pub use consume::{consume, consume_raw, DeliveryPolicy, HandleError, Incoming, RawMessage};
 pub use embedded::EmbeddedBroker;
 pub use read::{TopicContents, TopicRecord};
 
@@ -280,6 +281,29 @@ impl Publisher {
                 Err((e, _)) => return Err(TransportError::Kafka(e)),
             }
         }
+    }
+
+    /// Publishes a record as bytes with the given headers (dead letters, replays) and waits
+    /// for the acknowledgement.
+    pub async fn publish_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), TransportError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned = owned.insert(Header { key: name.as_str(), value: Some(value.as_slice()) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| TransportError::Kafka(e))
     }
 
     /// Waits until everything sent so far is acknowledged (used on shutdown).

@@ -183,3 +183,52 @@ pub async fn scalar(store: &Store, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     row.try_get::<Option<i64>, _>(0).unwrap().unwrap_or(0)
 }
+
+/// One record read back from a topic: key, payload and headers.
+pub struct TopicRecord {
+    pub key: Option<String>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+/// Reads a topic from the beginning up to its end as of now, with a throw-away client.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut total = 0;
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        total += high;
+        assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (records.len() as i64) < total {
+        assert!(Instant::now() < deadline, "read {} of {total} records of {topic}", records.len());
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(TopicRecord {
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    records
+}

@@ -43,8 +43,8 @@ impl AckTracker {
         self.advance();
     }
 
-    /// A position with nothing of ours before it (keep-alive, heartbeat): confirmable when
-    /// nothing is pending.
+    /// A position received on the stream with nothing of ours before it still unacknowledged
+    /// (a heartbeat message): confirmable when nothing is pending.
     pub fn idle_at(&mut self, lsn: u64) {
         if self.pending.is_empty() {
             self.confirmed = self.confirmed.max(lsn);

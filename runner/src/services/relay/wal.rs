@@ -69,12 +69,17 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
     let monitor = tokio::spawn(monitor(ctx.clone(), config.clone(), slot_name.clone(), status.clone()));
 
     let mut failures = 0u32;
+    // Rows acknowledged but not yet marked or deleted; kept across sessions so an
+    // interrupted session does not forget them.
+    let mut published_ids: Vec<String> = Vec::new();
     while !ctx.shutdown.is_cancelled() {
         if !slot_present(&ctx, &config, &slot_name, &status).await {
             pause(&ctx, config.wal.monitor_interval).await;
             continue;
         }
-        match session(&ctx, &config, &slot_name, &publisher, &status).await {
+        let result = session(&ctx, &config, &slot_name, &publisher, &status, &mut published_ids).await;
+        finish_rows(&ctx, &config, &mut published_ids).await;
+        match result {
             Ok(()) => break,
             Err(e) => {
                 failures += 1;
@@ -214,6 +219,7 @@ async fn session(
     slot_name: &str,
     publisher: &Publisher,
     status: &RelayStatus,
+    published_ids: &mut Vec<String>,
 ) -> Result<(), RelayError> {
     let mut client = ReplicationClient::connect(replication_config(ctx.store.url(), slot_name, config)?)
         .await
@@ -227,7 +233,6 @@ async fn session(
     let mut tracker = AckTracker::default();
     let mut transaction: Vec<OutboxRow> = Vec::new();
     let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
-    let mut published_ids: Vec<String> = Vec::new();
     let mut heartbeat = tokio::time::interval(config.wal.heartbeat_interval);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(200));
     heartbeat.tick().await;
@@ -256,7 +261,7 @@ async fn session(
                     tokio::time::timeout_at(deadline, in_flight.next()).await
                 {
                     if result.is_ok() {
-                        delivered(&mut tracker, status, config, &mut published_ids, txn, created, id);
+                        delivered(&mut tracker, status, config, published_ids, txn, created, id);
                     }
                 }
                 if let Some(lsn) = tracker.take_confirmable() {
@@ -264,12 +269,12 @@ async fn session(
                     // The position is sent on the next status update.
                     tokio::time::sleep(config.wal.status_interval + Duration::from_millis(100)).await;
                 }
-                finish_rows(ctx, config, &mut published_ids).await;
+                finish_rows(ctx, config, published_ids).await;
                 let _ = client.shutdown().await;
                 return Ok(());
             }
             Step::Delivered(txn, created, id) => {
-                delivered(&mut tracker, status, config, &mut published_ids, txn, created, id);
+                delivered(&mut tracker, status, config, published_ids, txn, created, id);
             }
             Step::PublishFailed(e) => {
                 metrics::counter!(telemetry::RELAY_PUBLISH_ERRORS).increment(1);
@@ -305,7 +310,10 @@ async fn session(
                         tracing::trace!("heartbeat came back through the stream");
                     }
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => tracker.idle_at(wal_end.as_u64()),
+                // A keep-alive's position may lie past a commit not streamed to us yet:
+                // confirming it could skip that transaction after a restart. Idle slots move
+                // with heartbeats instead, whose position comes after everything before it.
+                ReplicationEvent::KeepAlive { .. } => {}
                 ReplicationEvent::StoppedAt { .. } => return Ok(()),
             },
             Step::Heartbeat => {
@@ -324,7 +332,7 @@ async fn session(
                     s.lag_seconds = lag;
                     s.in_flight_rows = tracker.pending_rows();
                 });
-                finish_rows(ctx, config, &mut published_ids).await;
+                finish_rows(ctx, config, published_ids).await;
             }
         }
         if let Some(lsn) = tracker.take_confirmable() {
