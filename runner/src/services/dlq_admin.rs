@@ -719,7 +719,9 @@ pub fn router(
     admin: &AdminConfig,
     schemas: Arc<SchemaRegistry>,
 ) -> Result<Router, TransportError> {
-    let publisher = ctx.broker.publisher()?;
+    // A replay fails definitely after 10 s rather than lingering in the producer queue and
+    // arriving after the operator was told it failed.
+    let publisher = ctx.broker.publisher_with_timeout(Some(PUBLISH_TIMEOUT))?;
     Ok(Router::new()
         .route("/topics", get(topics))
         .route("/entries", get(list))
@@ -964,8 +966,9 @@ async fn replay(
     let key = entry.key_bytes();
     let target = format!("dead-letter {}", entry.id);
     let action = "dlq.replay";
+    // The producer itself fails the record after PUBLISH_TIMEOUT; this is only a backstop.
     let sent = tokio::time::timeout(
-        PUBLISH_TIMEOUT,
+        PUBLISH_TIMEOUT + Duration::from_secs(2),
         state.publisher.publish_raw(&topic, key.as_deref(), payload.as_deref(), &headers),
     )
     .await;

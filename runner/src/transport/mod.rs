@@ -157,14 +157,20 @@ impl Broker {
 
     /// A producer that waits for every record's acknowledgement and keeps per-partition order.
     pub fn publisher(&self) -> Result<Publisher, TransportError> {
+        // Never give up on a record locally: a record that timed out while a later one of the
+        // same partition got through would break per-order order. Outages show as lag.
+        self.publisher_with_timeout(None)
+    }
+
+    /// A producer whose records fail after `timeout` instead of waiting for the broker
+    /// forever: for an operator's request (a replay) that must get a definite answer.
+    pub fn publisher_with_timeout(&self, timeout: Option<Duration>) -> Result<Publisher, TransportError> {
         let producer: FutureProducer = self
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
-            // Never give up on a record locally: a record that timed out while a later one of
-            // the same partition got through would break per-order order. Outages show as lag.
-            .set("message.timeout.ms", "0")
+            .set("message.timeout.ms", timeout.map_or(0, |t| t.as_millis().max(1)).to_string())
             .set("reconnect.backoff.max.ms", "1000")
             // Notice a dead connection in seconds, not the default half minute, and resend.
             .set("request.timeout.ms", "5000")
