@@ -17,7 +17,7 @@ use super::status::{RelayStatus, SlotState};
 use super::tracker::{AckTracker, TxnId};
 use super::{polling, RelayError};
 use crate::config::model::{AfterPublish, RelayConfig};
-use crate::event::now_ms;
+use crate::event::{now_micros, now_ms};
 use crate::services::ServiceContext;
 use crate::store::outbox;
 use crate::telemetry;
@@ -326,7 +326,7 @@ async fn session(
             Step::Housekeeping => {
                 let lag = tracker
                     .oldest_pending_commit_micros()
-                    .map_or(0.0, |commit| ((now_ms() * 1000 - commit).max(0)) as f64 / 1e6);
+                    .map_or(0.0, |commit| ((now_micros() - commit).max(0)) as f64 / 1e6);
                 metrics::gauge!(telemetry::RELAY_LAG_SECONDS).set(lag);
                 status.update(|s| {
                     s.lag_seconds = lag;
@@ -351,7 +351,7 @@ fn delivered(
     id: String,
 ) {
     tracker.ack(txn);
-    let latency = created_micros.map(|created| (now_ms() * 1000 - created).max(0) as u64);
+    let latency = created_micros.map(|created| (now_micros() - created).max(0) as u64);
     status.published(latency);
     metrics::counter!(telemetry::RELAY_EVENTS_PUBLISHED, "mode" => "wal").increment(1);
     if config.after_publish != AfterPublish::Keep {
