@@ -9,9 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use runner::config::Pipeline;
 use runner::schemas::SchemaRegistry;
@@ -209,54 +206,12 @@ struct Record {
     headers: HashMap<String, String>,
 }
 
-/// Reads `topic` from the beginning up to its current end, with an independent client.
+/// Every record of a topic, as [`Record`]s (nothing when the topic does not exist).
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("dlq-test-{}", uuid::Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    let mut ends = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).unwrap();
-        if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
-            ends.insert(partition, high);
-        }
-    }
-    let mut records = Vec::new();
-    if ends.is_empty() {
-        return records;
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ends.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = message.unwrap();
-        if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
-            ends.remove(&message.partition());
-        }
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Record {
-            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
-    }
-    records
+    support::read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|r| Record { key: r.key, payload: r.payload.unwrap_or_default(), headers: r.headers })
+        .collect()
 }
 
 fn order(order_id: &str, total: Value) -> Value {

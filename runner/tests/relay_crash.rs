@@ -10,9 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use runner::config::model::StoreConfig;
 use runner::event::Event;
 use runner::store::{outbox, Store};
@@ -66,37 +63,15 @@ async fn write_orders(store: Store, writer: usize, writers: usize) {
     }
 }
 
-/// Every record of the topic: (partition, offset order) → key, ce_id, n.
+/// Every record of the topic in partition order: key, ce_id and the payload's `n`.
 fn read_topic(bootstrap: &str) -> Vec<(String, String, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("crash-check-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(10)).unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(TOPIC, p, Duration::from_secs(10)).unwrap();
-        ends.insert(p, high);
-        assignment.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let total: i64 = ends.values().sum();
-    let mut records = Vec::with_capacity(total as usize);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (records.len() as i64) < total {
-        assert!(Instant::now() < deadline, "read {} of {total} records", records.len());
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else { continue };
-        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-        let headers = message.headers().unwrap();
-        let id = headers.iter().find(|h| h.key == "ce_id").and_then(|h| h.value).unwrap();
-        let payload: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-        records.push((key, String::from_utf8(id.to_vec()).unwrap(), payload["n"].as_i64().unwrap()));
-    }
-    records
+    support::read_topic(bootstrap, TOPIC)
+        .into_iter()
+        .map(|r| {
+            let payload: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
+            (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use runner::config::model::StoreConfig;
 use runner::config::{load_text, LoadOptions, Overrides};
 use runner::event::Event;
@@ -74,30 +71,15 @@ async fn row_exists(store: &Store, id: &str) -> bool {
         .is_ok_and(|row| row.is_some())
 }
 
+/// Every record of the topic in partition order: key, ce_id and the payload's `n`.
 fn read_topic(bootstrap: &str) -> Vec<(String, String, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("outage-check-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    let mut total = 0;
-    for p in 0..4 {
-        let (_, high) = consumer.fetch_watermarks(TOPIC, p, Duration::from_secs(10)).unwrap();
-        total += high;
-        assignment.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    while (records.len() as i64) < total {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else { continue };
-        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-        let id = message.headers().unwrap().iter().find(|h| h.key == "ce_id").and_then(|h| h.value).unwrap().to_vec();
-        let payload: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-        records.push((key, String::from_utf8(id).unwrap(), payload["n"].as_i64().unwrap()));
-    }
-    records
+    support::read_topic(bootstrap, TOPIC)
+        .into_iter()
+        .map(|r| {
+            let payload: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
+            (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

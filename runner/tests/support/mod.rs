@@ -191,7 +191,8 @@ pub struct TopicRecord {
     pub headers: std::collections::HashMap<String, String>,
 }
 
-/// Reads a topic from the beginning up to its end as of now, with a throw-away client.
+/// Reads a topic from the beginning up to its end as of now, with a throw-away client
+/// (nothing for a topic that does not exist).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
@@ -202,7 +203,10 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
         .create()
         .unwrap();
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if partitions == 0 {
+        return Vec::new();
+    }
     let mut assignment = rdkafka::TopicPartitionList::new();
     let mut total = 0;
     for p in 0..partitions {
