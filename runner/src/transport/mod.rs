@@ -169,7 +169,9 @@ impl Broker {
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            // Send at once: under load records batch anyway while requests are in flight, and
+            // at low rates a linger is pure latency (see docs/benchmarks.md).
+            .set("linger.ms", "0")
             .set("message.timeout.ms", timeout.map_or(0, |t| t.as_millis().max(1)).to_string())
             .set("reconnect.backoff.max.ms", "1000")
             // Notice a dead connection in seconds, not the default half minute, and resend.
