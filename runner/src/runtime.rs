@@ -71,6 +71,13 @@ pub async fn start(pipelines: Vec<Pipeline>, listen: SocketAddr) -> Result<Runni
     let mut stores: HashMap<String, Store> = HashMap::new();
     let mut contexts = Vec::new();
     for pipeline in &pipelines {
+        if !pipeline.schemas.enabled() {
+            tracing::warn!(
+                service = pipeline.service,
+                "no event schemas: events of this service are not validated; put the schemas in \
+                 ../schemas/events beside the pipeline file or set [schemas] dir"
+            );
+        }
         let store = match stores.get(&pipeline.store.url) {
             Some(store) => store.clone(),
             None => {
