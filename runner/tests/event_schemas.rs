@@ -755,8 +755,8 @@ const CHECK_CASES: &[CheckCase] = &[
             "payment.refunded",
         ],
         expected: &[
-            "pipelines/orchestrator.toml:1:1: event type `payment.charged` has no schema; add <tmp>/pipelines/../schemas/events/payment.charged.schema.json",
-            "pipelines/payment.toml:1:1: event type `payment.charged` has no schema; add <tmp>/pipelines/../schemas/events/payment.charged.schema.json",
+            "pipelines/orchestrator.toml:10:11: event type `payment.charged` has no schema; add <tmp>/pipelines/../schemas/events/payment.charged.schema.json",
+            "pipelines/payment.toml:5:14: event type `payment.charged` has no schema; add <tmp>/pipelines/../schemas/events/payment.charged.schema.json",
         ],
     },
     CheckCase {
@@ -772,7 +772,7 @@ const CHECK_CASES: &[CheckCase] = &[
             "payment.refund.requested",
             "payment.refunded",
         ],
-        expected: &["pipelines/orchestrator.toml:1:1: event type `order.completed` has no schema; add <tmp>/pipelines/../schemas/events/order.completed.schema.json"],
+        expected: &["pipelines/orchestrator.toml:3:16: event type `order.completed` has no schema; add <tmp>/pipelines/../schemas/events/order.completed.schema.json"],
     },
     CheckCase {
         name: "a step request answered with another success type",

@@ -590,6 +590,43 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
     }
 }
 
+/// The first key of a pipeline that names an event type (the root when only a default names it).
+fn where_named(pipeline: &Pipeline, event_type: &str) -> KeyPath {
+    let mut candidates: Vec<(String, &str)> = Vec::new();
+    if let Some(api) = &pipeline.order_api {
+        candidates.push(("order_api.created_event".into(), &api.created_event));
+    }
+    for (i, c) in pipeline.consumers.iter().enumerate() {
+        candidates.push((format!("consumers[{i}].topic"), &c.topic));
+        candidates.push((format!("consumers[{i}].on_success"), &c.on_success));
+        if let Some(failure) = &c.on_failure {
+            candidates.push((format!("consumers[{i}].on_failure"), failure));
+        }
+    }
+    if let Some(saga) = &pipeline.saga {
+        let d = &saga.definition;
+        candidates.push(("saga.trigger".into(), &d.trigger));
+        candidates.push(("saga.on_completed".into(), &d.on_completed));
+        candidates.push(("saga.on_cancelled".into(), &d.on_cancelled));
+        candidates.push(("saga.on_failed".into(), &d.on_failed));
+        for (i, step) in d.steps.iter().enumerate() {
+            candidates.push((format!("saga.steps[{i}].request"), &step.request));
+            candidates.push((format!("saga.steps[{i}].success"), &step.success));
+            if let Some(failure) = &step.failure {
+                candidates.push((format!("saga.steps[{i}].failure"), failure));
+            }
+            if let Some(c) = &step.compensation {
+                candidates.push((format!("saga.steps[{i}].compensation.request"), &c.request));
+                candidates.push((format!("saga.steps[{i}].compensation.success"), &c.success));
+                if let Some(failure) = &c.failure {
+                    candidates.push((format!("saga.steps[{i}].compensation.failure"), failure));
+                }
+            }
+        }
+    }
+    candidates.into_iter().find(|(_, t)| *t == event_type).map_or_else(KeyPath::root, |(path, _)| KeyPath::parse(&path))
+}
+
 /// Checks that need the whole system: every topic a saga waits on (or sends to) has a
 /// service at the other end. Returns problems per pipeline index.
 pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
@@ -609,7 +646,7 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
                 problems.push((
                     index,
                     Problem::at_value(
-                        KeyPath::root(),
+                        where_named(pipeline, event_type),
                         format!(
                             "event type `{event_type}` has no schema; add {dir}/{}",
                             crate::schemas::file_name(event_type)
