@@ -63,17 +63,6 @@ async fn write_orders(store: Store, writer: usize, writers: usize) {
     }
 }
 
-/// Every record of the topic in partition order: key, ce_id and the payload's `n`.
-fn read_topic(bootstrap: &str) -> Vec<(String, String, i64)> {
-    support::read_topic(bootstrap, TOPIC)
-        .into_iter()
-        .map(|r| {
-            let payload: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
-            (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     let db = TempPg::create("chaos_crash").await;
@@ -126,7 +115,7 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let records = loop {
         let bootstrap = bootstrap.clone();
-        let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap)).await.unwrap();
+        let records = tokio::task::spawn_blocking(move || support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
         let seen: HashSet<&String> = records.iter().map(|(_, id, _)| id).collect();
         let missing = expected.iter().filter(|id| !seen.contains(id)).count();
         if missing == 0 {

@@ -71,17 +71,6 @@ async fn row_exists(store: &Store, id: &str) -> bool {
         .is_ok_and(|row| row.is_some())
 }
 
-/// Every record of the topic in partition order: key, ce_id and the payload's `n`.
-fn read_topic(bootstrap: &str) -> Vec<(String, String, i64)> {
-    support::read_topic(bootstrap, TOPIC)
-        .into_iter()
-        .map(|r| {
-            let payload: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
-            (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_survives_a_postgres_restart_and_a_broker_outage() {
     let db = TempPg::create("chaos_outage").await;
@@ -131,7 +120,7 @@ async fn relay_survives_a_postgres_restart_and_a_broker_outage() {
     eprintln!("relay status after the outages: {relay_status}");
     system.stop().await;
 
-    let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap)).await.unwrap();
+    let records = tokio::task::spawn_blocking(move || support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
     let mut seen = HashSet::new();
     let mut next_n: HashMap<&str, i64> = HashMap::new();
     for (key, id, n) in &records {

@@ -236,3 +236,14 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
     }
     records
 }
+
+/// A topic of test events whose payload is `{"n": …}`: key, ce_id and n of every record.
+pub fn read_numbered(bootstrap: &str, topic: &str) -> Vec<(String, String, i64)> {
+    read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|r| {
+            let payload: Value = serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
+            (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
+        })
+        .collect()
+}

@@ -40,6 +40,19 @@ impl From<pgoutput::DecodeError> for RelayError {
     }
 }
 
+/// Delay before the next try after `failures` failures in a row: 200 ms doubling to 5 s.
+fn backoff(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(std::time::Duration::from_secs(5))
+}
+
+/// Sleeps for `delay`, or less when the service shuts down.
+async fn pause(ctx: &ServiceContext, delay: std::time::Duration) {
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => {}
+        _ = tokio::time::sleep(delay) => {}
+    }
+}
+
 /// Which mode `auto` means on this database.
 pub async fn resolve_mode(ctx: &ServiceContext, mode: RelayMode) -> RelayMode {
     match (mode, ctx.store.dialect()) {

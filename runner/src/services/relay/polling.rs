@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{RelayError, RelayStatus};
+use super::{backoff, pause, RelayError, RelayStatus};
 use crate::config::model::{AfterPublish, RelayConfig};
 use crate::event::now_ms;
 use crate::services::ServiceContext;
@@ -88,15 +88,4 @@ async fn round(
         return Err(RelayError::Transport(e));
     }
     Ok(acknowledged.len())
-}
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
-}
-
-async fn pause(ctx: &ServiceContext, delay: Duration) {
-    tokio::select! {
-        _ = ctx.shutdown.cancelled() => {}
-        _ = tokio::time::sleep(delay) => {}
-    }
 }

@@ -15,7 +15,7 @@ use super::pgoutput::{self, Change, Relations};
 use super::slot::{self, HEARTBEAT_PREFIX};
 use super::status::{RelayStatus, SlotState};
 use super::tracker::{AckTracker, TxnId};
-use super::{polling, RelayError};
+use super::{backoff, pause, polling, RelayError};
 use crate::config::model::{AfterPublish, RelayConfig};
 use crate::event::{now_micros, now_ms};
 use crate::services::ServiceContext;
@@ -95,17 +95,6 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
     publisher.flush(Duration::from_secs(5));
     tracing::info!(service = ctx.service, "WAL relay stopped");
     Ok(())
-}
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
-}
-
-async fn pause(ctx: &ServiceContext, delay: Duration) {
-    tokio::select! {
-        _ = ctx.shutdown.cancelled() => {}
-        _ = tokio::time::sleep(delay) => {}
-    }
 }
 
 /// Whether the slot exists; a vanished slot is reported, never silently replaced unless
