@@ -21,6 +21,8 @@ pub struct Event {
     pub time: String,
     pub traceparent: Option<String>,
     pub payload: Value,
+    /// The topic when it is not the one named by the type (a canary's topic).
+    pub topic: Option<String>,
 }
 
 impl Event {
@@ -33,6 +35,7 @@ impl Event {
             time: now_rfc3339(),
             traceparent,
             payload,
+            topic: None,
         }
     }
 }
@@ -54,6 +57,11 @@ pub fn now_ms() -> i64 {
 /// W3C trace context: a new trace for a new order.
 pub fn new_traceparent() -> String {
     format!("00-{}-{}-01", Uuid::new_v4().simple(), &Uuid::new_v4().simple().to_string()[..16])
+}
+
+/// The trace id of a W3C `traceparent` (32 hex digits), for logs.
+pub fn trace_id(traceparent: Option<&str>) -> Option<&str> {
+    traceparent.and_then(|p| p.split('-').nth(1)).filter(|t| t.len() == 32)
 }
 
 /// The same trace, a new span: what a consumer puts on the events it produces.

@@ -1,7 +1,7 @@
 //! HTTP plumbing shared by every service: the one error type, which logs the cause and
 //! answers the client a clean JSON message.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -40,4 +40,60 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(body)).into_response()
     }
+}
+
+/// A JSON request body of type `T`: `415` without a JSON content type, `400` for malformed
+/// JSON, `422` naming the field for the wrong shape.
+pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the request body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `{field}`: {inner}"))
+                    .with_fields(vec![(field, inner.to_string())])
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}")),
+        }
+    })?;
+    deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// A plain HTTP/1.0 GET of `url` (http only), returning the body: enough for asking
+/// Prometheus's HTTP API without another client library.
+pub fn get_blocking(url: &url::Url, timeout: std::time::Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    if url.scheme() != "http" {
+        return Err(format!("only http:// URLs are supported, not {url}"));
+    }
+    let host = url.host_str().ok_or("URL without a host")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("host without an address")?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(head.lines().next().unwrap_or_default().to_string());
+    }
+    Ok(body.to_string())
 }

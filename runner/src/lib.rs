@@ -2,6 +2,7 @@
 //! TOML pipeline file. See ARCHITECTURE.md for the map.
 
 pub mod admin;
+pub mod chaos;
 pub mod config;
 pub mod event;
 pub mod handlers;
@@ -11,6 +12,7 @@ pub mod runtime;
 pub mod saga;
 pub mod schemas;
 pub mod services;
+pub mod slo;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -69,10 +69,27 @@ enum Command {
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
+    /// Service-level objectives: generate Prometheus rules.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
     /// Check the outbox relay.
     Relay {
         #[command(subcommand)]
         command: RelayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Generates Prometheus recording and burn-rate alert rules from every `[[slo.objectives]]`.
+    Rules {
+        /// Pipeline files or directories (default `pipelines`).
+        paths: Vec<PathBuf>,
+        /// Write the rules here instead of printing them (e.g. dashboards/rules/slo.rules.yml).
+        #[arg(long, value_name = "PATH")]
+        write: Option<PathBuf>,
     },
 }
 
@@ -154,6 +171,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Slo { command: SloCommand::Rules { paths, write } }) => {
+            let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
+            let mut files = Vec::new();
+            for path in paths {
+                if path.is_dir() {
+                    files.extend(
+                        config::pipeline_files(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                    );
+                } else {
+                    files.push(path);
+                }
+            }
+            let loaded =
+                config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let objectives: Vec<_> = loaded.into_iter().flat_map(|l| l.pipeline.slo).collect();
+            if objectives.is_empty() {
+                bail!("no [[slo.objectives]] in the pipeline files; declare some (see pipelines/orchestrator.toml)");
+            }
+            let rules = runner::slo::prometheus_rules(&objectives);
+            match write {
+                Some(path) => {
+                    std::fs::write(&path, rules).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => print!("{rules}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         // Errors exit with 2 here: 1 means the check ran and found rows missing.
         Some(Command::Relay { command: RelayCommand::Reconcile(args) }) => {
             Ok(relay_reconcile(args).unwrap_or_else(|e| {
@@ -169,7 +213,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let database = format!("sqlite://{}", data_dir.join("chaos-symphony.db").display());
             let options = LoadOptions {
-                defaults: Defaults { brokers: Some("embedded".into()), database_url: Some(database) },
+                defaults: Defaults {
+                    brokers: Some("embedded".into()),
+                    database_url: Some(database),
+                    chaos_enabled: Some(true),
+                },
                 overrides: Overrides { listen: None, ..to_overrides(&overrides) },
                 use_environment: true,
             };
@@ -181,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen: SocketAddr = listen
                 .parse()
                 .with_context(|| format!("`{listen}` is not a socket address; write it like 127.0.0.1:8080"))?;
-            serve(loaded.into_iter().map(|l| l.pipeline).collect(), listen)
+            serve(loaded, listen, options)
         }
         None => {
             let Some(file) = cli.pipeline else {
@@ -194,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let loaded = config::load(&file, &options).map_err(|d| anyhow::anyhow!("{d}"))?;
             let listen = loaded.pipeline.listen;
-            serve(vec![loaded.pipeline], listen)
+            serve(vec![loaded], listen, options)
         }
     }
 }
@@ -203,10 +251,11 @@ fn to_overrides(args: &OverrideArgs) -> Overrides {
     Overrides { brokers: args.brokers.clone(), database_url: args.database_url.clone(), listen: args.listen.clone() }
 }
 
-fn serve(pipelines: Vec<runner::config::Pipeline>, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+/// Runs the loaded pipelines, reloading each file when it changes.
+fn serve(loaded: Vec<config::LoadedPipeline>, listen: SocketAddr, options: LoadOptions) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let running = runner::runtime::start(pipelines, listen).await?;
+        let running = runner::runtime::start_watched(loaded, listen, options).await?;
         if let Some(broker) = &running.embedded_broker {
             eprintln!("embedded broker: {}", broker.bootstrap_servers());
         }

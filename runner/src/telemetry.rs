@@ -27,6 +27,61 @@ pub const RELAY_SLOT_LOST: &str = "relay_slot_lost";
 pub const RELAY_RECONNECTS: &str = "relay_reconnects_total";
 pub const RELAY_OUTBOX_BACKLOG: &str = "relay_outbox_backlog";
 
+/// Chaos: every injection, by service, rule and fault.
+pub const CHAOS_INJECTIONS: &str = "chaos_injections_total";
+/// Messages a `drop` fault acknowledged without handling, by consumer.
+pub const CHAOS_DROPPED: &str = "chaos_messages_dropped_total";
+/// Reloads of a pipeline file, by service and result (`applied`, `unchanged`, `rejected`, `restart_required`).
+pub const CONFIG_RELOADS: &str = "runner_config_reloads_total";
+/// The share of a saga step's requests sent to the canary, by step (0 to 100).
+pub const CANARY_PERCENT: &str = "canary_percent";
+/// Requests of a canary step by variant (`stable`, `canary`).
+pub const CANARY_REQUESTS: &str = "canary_requests_total";
+/// Outcomes of a canary step's requests by variant and result (`success`, `failure`).
+pub const CANARY_OUTCOMES: &str = "canary_outcomes_total";
+/// Decisions of the canary analysis (`promote`, `hold`, `rollback`, `complete`).
+pub const CANARY_DECISIONS: &str = "canary_decisions_total";
+/// Handled messages by service, handler, variant and outcome (`success`, `refused`, `error`).
+pub const HANDLER_MESSAGES: &str = "handler_messages_total";
+/// Time to handle one message, by service, handler and variant.
+pub const HANDLER_DURATION_SECONDS: &str = "handler_duration_seconds";
+
+/// Sagas that ended, by saga and status (`COMPLETED`, `CANCELLED`, `FAILED`).
+pub const SAGAS_FINISHED: &str = "saga_finished_total";
+/// Time from a saga's trigger to its end, by saga and status: the order's end-to-end latency.
+pub const SAGA_DURATION_SECONDS: &str = "saga_duration_seconds";
+/// Buckets of [`SAGA_DURATION_SECONDS`]; latency objectives must name one of them.
+pub const SAGA_DURATION_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// Time from a step's latest request to its answer, by saga, step and variant.
+pub const SAGA_STEP_DURATION_SECONDS: &str = "saga_step_duration_seconds";
+/// Answers to step requests by saga, step, variant and result (`success`, `failure`).
+pub const SAGA_STEP_RESULTS: &str = "saga_step_results_total";
+/// Compensations started, by saga and step.
+pub const SAGA_COMPENSATIONS: &str = "saga_compensations_total";
+
+/// Saga instances by state (`running`, `compensating`, `completed`, …), sampled periodically.
+pub const SAGAS: &str = "sagas";
+/// HTTP requests by service, route (the route pattern, never an id), method and status.
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+/// HTTP request duration by service, route and method.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+
+/// Messages a consumer group has yet to handle, by group, topic and partition.
+pub const CONSUMER_LAG: &str = "consumer_lag";
+
+/// streams-analytics: orders seen starting (`order.created`).
+pub const ANALYTICS_ORDERS_STARTED: &str = "analytics_orders_started_total";
+/// streams-analytics: orders seen finishing, by outcome.
+pub const ANALYTICS_ORDERS_FINISHED: &str = "analytics_orders_finished_total";
+/// streams-analytics: end-to-end latency from `order.created` to the final event.
+pub const ANALYTICS_ORDER_LATENCY_SECONDS: &str = "analytics_order_latency_seconds";
+/// streams-analytics: orders in the last `window` (1m, 5m, 1h) by outcome (and `started`).
+pub const ANALYTICS_WINDOW_ORDERS: &str = "analytics_window_orders";
+/// streams-analytics: share of finished orders compensated, per window.
+pub const ANALYTICS_WINDOW_COMPENSATION_RATIO: &str = "analytics_window_compensation_ratio";
+/// streams-analytics: end-to-end latency quantiles (p50, p95, p99) per window.
+pub const ANALYTICS_WINDOW_LATENCY_SECONDS: &str = "analytics_window_latency_seconds";
+
 /// When this process started (first call; `main` calls it at once).
 pub fn process_started() -> std::time::Instant {
     static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
@@ -43,6 +98,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
                 &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             )
             .expect("valid buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(SAGA_DURATION_SECONDS.to_string()),
+                SAGA_DURATION_BUCKETS,
+            )
+            .expect("valid buckets")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (tests start many systems in one process).
@@ -54,4 +114,25 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// `/metrics` in the Prometheus text format.
 pub async fn metrics_endpoint() -> String {
     prometheus().render()
+}
+
+/// Middleware counting every request of a service's routes by route pattern and status.
+pub async fn http_metrics(
+    axum::extract::State(service): axum::extract::State<String>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = [("service", service), ("route", route), ("method", method)];
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    let mut with_status = labels.to_vec();
+    with_status.push(("status", response.status().as_u16().to_string()));
+    metrics::counter!(HTTP_REQUESTS, &with_status).increment(1);
+    response
 }

@@ -32,7 +32,7 @@ name "payment-svc"
 [servce]
 name = "svc"
 "#,
-        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`"],
+        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`"],
     },
     Case {
         name: "unknown key inside [service]",
@@ -41,7 +41,7 @@ name = "svc"
 name = "svc"
 listen_addr = "0.0.0.0:8080"
 "#,
-        expected: &["test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`"],
+        expected: &["test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`, `variant`"],
     },
     Case {
         name: "string where a number is expected",
@@ -75,7 +75,7 @@ on_sucess = "payment.refunded"
 "#,
         expected: &[
             "test.toml:1:1: `consumers[0]`: missing field `on_success`",
-            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
         ],
     },
     Case {
@@ -88,7 +88,7 @@ nmae = "svc"
 partitions = "four"
 "#,
         expected: &[
-            "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`",
+            "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`, `variant`",
             r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
         ],
     },
@@ -370,7 +370,94 @@ batch_size = 0
 [service]
 name = "idle"
 "#,
-        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga] or [dlq_admin] section"],
+        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section"],
+    },
+    // ---- chaos ----
+    Case {
+        name: "chaos rules are checked field by field",
+        toml: r#"
+[service]
+name = "payment-svc"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+[chaos]
+enabled = true
+[[chaos.rules]]
+id = "lose"
+target = { kind = "topic", topic = "payment.requested" }
+fault = { kind = "drop" }
+probability = 2.0
+[[chaos.rules]]
+id = "slow-db"
+target = { kind = "store", service = "payment-svc" }
+fault = { kind = "latency", fixed = "soon" }
+ttl = "0s"
+"#,
+        expected: &[
+            // `allow_drop` is missing: the rule's own table is pointed at.
+            "test.toml:9:1: a drop fault loses messages on purpose; set `allow_drop = true` to confirm",
+            "test.toml:13:15: 2 is not a probability; use 0 to 1",
+            "test.toml:17:37: invalid duration (expected number at 0); write it like \"200ms\" or \"2s\"",
+            "test.toml:18:7: a ttl of zero never runs; omit it or raise it",
+        ],
+    },
+    Case {
+        name: "canary settings are checked",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+irreversible = true
+[saga.canary]
+step = "paymnt"
+percent = 120
+[saga.canary.analysis]
+steps = [50, 25]
+"#,
+        expected: &[
+            "test.toml:13:8: no step named `paymnt`; steps: payment",
+            "test.toml:14:11: 120 is not a percentage; use 0 to 100",
+            "test.toml:16:9: steps must be ascending percentages between 0 and 100, e.g. [10, 25, 50, 100]",
+        ],
+    },
+    Case {
+        name: "slo objectives are checked",
+        toml: r#"
+[service]
+name = "orchestrator"
+[slo]
+[[slo.objectives]]
+name = "ok"
+kind = "latency"
+objective = 1.5
+threshold = "3s"
+[[slo.objectives]]
+name = "bad name"
+kind = "success_ratio"
+objective = 0.99
+bad_statuses = ["LOST"]
+[[slo.objectives]]
+name = "x"
+kind = "availability"
+objective = 0.9
+"#,
+        expected: &[
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:7:13: 1.5 is not a target share; use e.g. 0.99 (above 0, below 1)",
+            "test.toml:8:13: a latency threshold must be a histogram bucket: one of 0.1s, 0.25s, 0.5s, 1s, 2s, 5s, 10s, 30s, 60s, 300s",
+            "test.toml:10:8: use letters, digits, `_` and `-` (it is a label value)",
+            "test.toml:13:16: `LOST` is not a final status; use COMPLETED, CANCELLED or FAILED",
+            "test.toml:16:8: unknown kind `availability`; use \"success_ratio\" or \"latency\"",
+        ],
     },
     // ---- saga ----
     Case {

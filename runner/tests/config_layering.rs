@@ -24,8 +24,11 @@ fn load(defaults: Defaults, overrides: Overrides, use_environment: bool) -> runn
 
 #[test]
 fn each_layer_overrides_the_one_below() {
-    let defaults =
-        Defaults { brokers: Some("default-broker:9092".into()), database_url: Some("sqlite://default.db".into()) };
+    let defaults = Defaults {
+        brokers: Some("default-broker:9092".into()),
+        database_url: Some("sqlite://default.db".into()),
+        chaos_enabled: None,
+    };
 
     // The file beats the defaults where it speaks; the defaults fill the rest.
     let p = load(defaults.clone(), Overrides::default(), false);

@@ -34,11 +34,7 @@ fn shipped_pipelines() -> Vec<LoadedPipeline> {
 /// Every event type the shipped pipelines produce or consume (dead-letter topics keep their
 /// original event's payload and have no schema of their own).
 fn shipped_types() -> BTreeSet<String> {
-    shipped_pipelines()
-        .iter()
-        .flat_map(|loaded| loaded.pipeline.produced_topics().into_iter().chain(loaded.pipeline.consumed_topics()))
-        .filter(|t| !t.ends_with(".dlq"))
-        .collect()
+    shipped_pipelines().iter().flat_map(|loaded| loaded.pipeline.event_types()).collect()
 }
 
 // ---- (a) every shipped type has a schema; every schema compiles and names itself ----
@@ -548,7 +544,7 @@ async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
     let store = Store::connect(&StoreConfig { url, max_connections: 1 }).await.expect("the SQLite store opens");
     let consumers: Vec<_> = pipelines.iter().flat_map(|p| &p.pipeline.consumers).collect();
-    assert_eq!(consumers.len(), 6, "the shipped consumers");
+    assert_eq!(consumers.len(), 7, "the shipped consumers (the canary's charge included)");
     for consumer in &consumers {
         consumer.handler.prepare(&store).await.expect("the handler prepares");
     }
@@ -589,7 +585,7 @@ async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
         for index in sequence {
             let consumer = consumers[index];
             let by = format!("{} for {name}", consumer.name);
-            checker.check(&consumer.topic, &request, &by);
+            checker.check(&consumer.event_type, &request, &by);
             let mut tx = store.begin().await.expect("a transaction");
             let outcome = consumer.handler.handle(&mut tx, &request, now).await.expect("the handler answers");
             tx.commit().await.expect("the transaction commits");

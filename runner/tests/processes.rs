@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{pipelines_dir, scalar, TempPg};
+use support::{assert_guarantees, pipelines_dir, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 struct Service {
     name: String,
@@ -21,7 +21,12 @@ struct Service {
 
 impl Service {
     fn start(file: &str, database_url: &str, brokers: Option<&str>) -> Service {
+        Service::start_with_env(file, database_url, brokers, &[])
+    }
+
+    fn start_with_env(file: &str, database_url: &str, brokers: Option<&str>, env: &[(&str, &str)]) -> Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_runner"));
+        command.envs(env.iter().copied());
         command
             .arg("--pipeline")
             .arg(pipelines_dir().join(file))
@@ -162,5 +167,71 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
     }
     drop(services);
     drop(relay);
+    db.drop_database().await;
+}
+
+/// Waits for the process to end by itself; returns its exit status.
+fn wait_exit(service: &mut Service, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = service.child.try_wait().unwrap() {
+            service.drain();
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{} still running; log:\n{}", service.name, service.log.join("\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
+    use std::os::unix::process::ExitStatusExt;
+    let db = TempPg::create("proc_crash").await;
+    // Everything but payment-svc in this process (chaos-svc included); payment-svc on its own.
+    let pipelines = shipped_pipelines(&db.url).into_iter().filter(|p| p.service != "payment-svc").collect();
+    let system = System::start(pipelines).await;
+    let bootstrap = system.running.embedded_broker.as_ref().unwrap().bootstrap_servers().to_string();
+    let crash_on = [("RUNNER_CHAOS__ENABLED", "true"), ("RUNNER_CHAOS__ALLOW_CRASH", "true")];
+    let mut payment = Service::start_with_env("payment.toml", &db.url, Some(&bootstrap), &crash_on);
+    let address = payment.wait_for("listening on");
+
+    let rule = json!({
+        "id": "crash-payment", "ttl": "10m", "max_count": 1,
+        "target": { "kind": "handler", "handler": "payment.charge", "service": "payment-svc" },
+        "fault": { "kind": "crash" }
+    });
+    system.create_rule(&rule).await;
+    // The payment process has the rule from the control topic before the first order.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let chaos: serde_json::Value =
+            system.client.get(format!("{address}/api/runtime/chaos")).send().await.unwrap().json().await.unwrap();
+        if chaos["rules"].as_array().unwrap().iter().any(|r| r["id"] == "crash-payment") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "payment-svc never got the rule");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(system.post_order(&simple_order(i)).await);
+    }
+    let status = tokio::task::block_in_place(|| wait_exit(&mut payment, Duration::from_secs(30)));
+    assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
+    assert!(payment.log.iter().any(|l| l.contains("chaos: crashing the process on purpose")));
+    drop(payment);
+
+    // Restarted where crashes are not allowed: the rule stays, the crash is skipped, and the
+    // request whose offset was never stored comes back and is handled.
+    let crash_off = [("RUNNER_CHAOS__ENABLED", "true"), ("RUNNER_CHAOS__ALLOW_CRASH", "false")];
+    let mut payment = Service::start_with_env("payment.toml", &db.url, Some(&bootstrap), &crash_off);
+    payment.wait_for("listening on");
+    let statuses = system.wait_all_terminal(ids.len(), Duration::from_secs(90)).await;
+    assert!(statuses.iter().all(|(_, s)| s == "COMPLETED"), "{statuses:?}");
+    assert_guarantees(system.store()).await;
+    let status = tokio::task::block_in_place(|| payment.terminate());
+    assert!(status.success(), "{status:?}");
+    system.stop().await;
     db.drop_database().await;
 }

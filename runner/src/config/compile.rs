@@ -172,6 +172,9 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     for (i, consumer) in spec.consumers.iter().enumerate() {
         let at = format!("consumers[{i}]");
         c.event_type(&format!("{at}.topic"), &consumer.topic);
+        if let Some(event_type) = &consumer.event_type {
+            c.event_type(&format!("{at}.event_type"), event_type);
+        }
         c.event_type(&format!("{at}.on_success"), &consumer.on_success);
         if let Some(failure) = &consumer.on_failure {
             c.event_type(&format!("{at}.on_failure"), failure);
@@ -196,6 +199,7 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
                 group: consumer.group.clone().unwrap_or_else(|| format!("{service}.{name}")),
                 name,
                 topic: consumer.topic.clone(),
+                event_type: consumer.event_type.clone().unwrap_or_else(|| consumer.topic.clone()),
                 handler,
                 on_success: consumer.on_success.clone(),
                 on_failure: consumer.on_failure.clone(),
@@ -264,15 +268,55 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     if dlq_admin.is_some() && admin.tokens.is_empty() {
         c.problem("dlq_admin", "the dead-letter console changes things and needs [admin] tokens; add one, e.g. with RUNNER_ADMIN__TOKENS__OPERATOR");
     }
+    let chaos = compile_chaos(&mut c, spec.chaos.as_ref());
+    let slo = spec.slo.as_ref().map(|slo| compile_slo(&mut c, slo)).unwrap_or_default();
+    let analytics = spec.analytics.as_ref().map(|a| {
+        let trigger = a.trigger.clone().unwrap_or_else(|| "order.created".into());
+        c.event_type("analytics.trigger", &trigger);
+        let final_events = a
+            .final_events
+            .clone()
+            .unwrap_or_else(|| vec!["order.completed".into(), "order.cancelled".into(), "order.failed".into()]);
+        for (i, event) in final_events.iter().enumerate() {
+            c.event_type(&format!("analytics.final_events[{i}]"), event);
+        }
+        if let Some(url) = &a.prometheus_url {
+            if !url.starts_with("http://") || url::Url::parse(url).is_err() {
+                c.problem(
+                    "analytics.prometheus_url",
+                    format!("`{url}` is not an http:// URL; write it like \"http://prometheus:9090\""),
+                );
+            }
+        }
+        AnalyticsConfig {
+            group: a.group.clone().unwrap_or_else(|| service.clone()),
+            trigger,
+            final_events,
+            prometheus_url: a.prometheus_url.clone(),
+        }
+    });
+    let chaos_api = spec.chaos_api.as_ref().map(|api| compile_chaos_api(&mut c, api));
+    if chaos_api.is_some() && admin.tokens.is_empty() {
+        c.problem(
+            "chaos_api",
+            "chaos-svc changes things and needs [admin] tokens; add one, e.g. with RUNNER_ADMIN__TOKENS__OPERATOR",
+        );
+    }
+    let variant = spec.service.variant.clone().unwrap_or_else(|| "stable".to_string());
+    if variant != "stable" && variant != "canary" {
+        c.problem("service.variant", format!("unknown variant `{variant}`; use \"stable\" or \"canary\""));
+    }
     if spec.order_api.is_none()
         && spec.relay.is_none()
         && spec.consumers.is_empty()
         && spec.saga.is_none()
         && spec.dlq_admin.is_none()
+        && spec.chaos_api.is_none()
+        && spec.analytics.is_none()
     {
         c.problem(
             "",
-            "this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga] or [dlq_admin] section",
+            "this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
         );
     }
 
@@ -291,6 +335,11 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
             schemas_dir: None,
             schemas: std::sync::Arc::new(crate::schemas::SchemaRegistry::empty()),
             admin,
+            variant,
+            chaos,
+            chaos_api,
+            slo,
+            analytics,
         })
     } else {
         Err(c.problems)
@@ -576,7 +625,9 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
             compensation,
         });
     }
+    let canary = spec.canary.as_ref().and_then(|canary| compile_canary(c, canary, &steps));
     SagaConfig {
+        canary,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
         tick: c.duration("saga.tick", spec.tick.as_deref(), Duration::from_millis(200)),
         definition: SagaDefinition {
@@ -588,6 +639,159 @@ fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig 
             steps,
         },
     }
+}
+
+fn compile_canary(c: &mut Compiler, spec: &CanarySpec, steps: &[StepDefinition]) -> Option<CanaryConfig> {
+    let percent = spec.percent.unwrap_or(0.0);
+    if !(0.0..=100.0).contains(&percent) {
+        c.problem("saga.canary.percent", format!("{percent} is not a percentage; use 0 to 100"));
+    }
+    let analysis = spec.analysis.as_ref().map(|a| {
+        let at = "saga.canary.analysis";
+        let steps = a.steps.clone().unwrap_or_else(|| vec![10.0, 25.0, 50.0, 100.0]);
+        if steps.is_empty()
+            || steps.windows(2).any(|w| w[1] <= w[0])
+            || steps.iter().any(|s| !(0.0..=100.0).contains(s))
+        {
+            c.problem(
+                &format!("{at}.steps"),
+                "steps must be ascending percentages between 0 and 100, e.g. [10, 25, 50, 100]",
+            );
+        }
+        let max_failure_rate_increase = a.max_failure_rate_increase.unwrap_or(0.05);
+        if !(0.0..=1.0).contains(&max_failure_rate_increase) {
+            c.problem(&format!("{at}.max_failure_rate_increase"), "use a share between 0 and 1, e.g. 0.05");
+        }
+        let max_latency_ratio = a.max_latency_ratio.unwrap_or(1.5);
+        if max_latency_ratio < 1.0 {
+            c.problem(
+                &format!("{at}.max_latency_ratio"),
+                "a ratio below 1 would fail a canary as fast as stable; use e.g. 1.5",
+            );
+        }
+        let interval = c.duration(&format!("{at}.interval"), a.interval.as_deref(), Duration::from_secs(30));
+        let window = c.duration(&format!("{at}.window"), a.window.as_deref(), Duration::from_secs(120));
+        if interval.is_zero() {
+            c.problem(&format!("{at}.interval"), "the interval must be above zero");
+        }
+        CanaryAnalysis {
+            interval: interval.max(Duration::from_millis(100)),
+            window,
+            min_requests: a.min_requests.unwrap_or(20),
+            max_failure_rate_increase,
+            max_latency_ratio,
+            steps,
+        }
+    });
+    let Some(step) = steps.iter().find(|s| s.name == spec.step) else {
+        let known: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        c.problem("saga.canary.step", format!("no step named `{}`; steps: {}", spec.step, known.join(", ")));
+        return None;
+    };
+    let topic = spec.topic.clone().unwrap_or_else(|| format!("{}.canary", step.request));
+    c.event_type("saga.canary.topic", &topic);
+    if topic == step.request {
+        c.problem("saga.canary.topic", "the canary topic must differ from the step's request topic");
+    }
+    Some(CanaryConfig { step: step.name.clone(), request: step.request.clone(), topic, percent, analysis })
+}
+
+fn compile_chaos(c: &mut Compiler, spec: Option<&ChaosSpec>) -> crate::chaos::ChaosSettings {
+    let Some(spec) = spec else { return crate::chaos::ChaosSettings::default() };
+    let mut rules = Vec::new();
+    let mut ids = BTreeSet::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let at = format!("chaos.rules[{i}]");
+        if !ids.insert(rule.id.clone()) {
+            c.problem(&format!("{at}.id"), format!("rule id `{}` is used twice in this file", rule.id));
+        }
+        match crate::chaos::compile_rule(rule) {
+            Ok(rule) => rules.push(rule),
+            Err(problems) => {
+                for p in problems {
+                    c.problem(&format!("{at}.{}", p.field), p.message);
+                }
+            }
+        }
+    }
+    crate::chaos::ChaosSettings {
+        enabled: spec.enabled.unwrap_or(false),
+        allow_crash: spec.allow_crash.unwrap_or(false),
+        rules,
+    }
+}
+
+fn compile_slo(c: &mut Compiler, spec: &SloSpec) -> Vec<crate::slo::Objective> {
+    use crate::slo::{Objective, ObjectiveKind};
+    let mut objectives = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, o) in spec.objectives.iter().enumerate() {
+        let at = format!("slo.objectives[{i}]");
+        if o.name.is_empty() || !o.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            c.problem(&format!("{at}.name"), "use letters, digits, `_` and `-` (it is a label value)");
+        }
+        if !names.insert(o.name.clone()) {
+            c.problem(&format!("{at}.name"), format!("objective `{}` is declared twice", o.name));
+        }
+        if !(o.objective > 0.0 && o.objective < 1.0) {
+            c.problem(
+                &format!("{at}.objective"),
+                format!("{} is not a target share; use e.g. 0.99 (above 0, below 1)", o.objective),
+            );
+        }
+        let window = c.duration(&format!("{at}.window"), o.window.as_deref(), Duration::from_secs(30 * 86_400));
+        let kind = match o.kind.as_str() {
+            "success_ratio" => {
+                let bad = o.bad_statuses.clone().unwrap_or_else(|| vec!["FAILED".into(), "CANCELLED".into()]);
+                if let Some(wrong) = bad.iter().find(|s| !matches!(s.as_str(), "COMPLETED" | "CANCELLED" | "FAILED")) {
+                    c.problem(
+                        &format!("{at}.bad_statuses"),
+                        format!("`{wrong}` is not a final status; use COMPLETED, CANCELLED or FAILED"),
+                    );
+                }
+                ObjectiveKind::SuccessRatio { bad_statuses: bad }
+            }
+            "latency" => {
+                let threshold = c.duration(&format!("{at}.threshold"), o.threshold.as_deref(), Duration::ZERO);
+                let seconds = threshold.as_secs_f64();
+                let buckets = crate::telemetry::SAGA_DURATION_BUCKETS;
+                if !buckets.iter().any(|b| (b - seconds).abs() < 1e-9) {
+                    let list: Vec<String> = buckets.iter().map(|b| format!("{b}s")).collect();
+                    c.problem(
+                        &format!("{at}.threshold"),
+                        format!("a latency threshold must be a histogram bucket: one of {}", list.join(", ")),
+                    );
+                }
+                ObjectiveKind::Latency { threshold_seconds: seconds }
+            }
+            other => {
+                c.problem(
+                    &format!("{at}.kind"),
+                    format!("unknown kind `{other}`; use \"success_ratio\" or \"latency\""),
+                );
+                continue;
+            }
+        };
+        objectives.push(Objective {
+            name: o.name.clone(),
+            kind,
+            objective: o.objective,
+            window,
+            min_events_per_hour: o.min_events_per_hour.unwrap_or(10),
+            saga: o.saga.clone().unwrap_or_else(|| "order".into()),
+            description: o.description.clone(),
+        });
+    }
+    objectives
+}
+
+fn compile_chaos_api(c: &mut Compiler, spec: &ChaosApiSpec) -> ChaosApiConfig {
+    let default_ttl = c.duration("chaos_api.default_ttl", spec.default_ttl.as_deref(), Duration::from_secs(15 * 60));
+    let max_ttl = c.duration("chaos_api.max_ttl", spec.max_ttl.as_deref(), Duration::from_secs(24 * 3600));
+    if default_ttl > max_ttl {
+        c.problem("chaos_api.default_ttl", "default_ttl is longer than max_ttl; lower it or raise max_ttl");
+    }
+    ChaosApiConfig { default_ttl, max_ttl }
 }
 
 /// The first key of a pipeline that names an event type (the root when only a default names it).
@@ -638,9 +842,7 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
         if !pipeline.schemas.enabled() {
             continue;
         }
-        let types: BTreeSet<String> =
-            pipeline.produced_topics().into_iter().chain(pipeline.consumed_topics()).collect();
-        for event_type in types.iter().filter(|t| !t.ends_with(".dlq")) {
+        for event_type in &pipeline.event_types() {
             if !pipeline.schemas.has(event_type) {
                 let dir = pipeline.schemas.dir().map(|d| d.display().to_string()).unwrap_or_default();
                 problems.push((

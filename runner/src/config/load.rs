@@ -27,6 +27,8 @@ pub struct Overrides {
 pub struct Defaults {
     pub brokers: Option<String>,
     pub database_url: Option<String>,
+    /// Whether chaos is on unless a file or the environment says otherwise (`runner up`: on).
+    pub chaos_enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +44,10 @@ pub struct LoadedPipeline {
     pub path: PathBuf,
     pub pipeline: Pipeline,
     pub source: SourceMap,
+    /// The spec after layering: what reloads compare, section by section.
+    pub spec: PipelineSpec,
+    /// A hash of the file's text, shown by the runtime's config endpoint.
+    pub hash: String,
 }
 
 /// Environment variables with a short name, and the key each one sets.
@@ -158,7 +164,8 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
     let mut pipeline = compile(&spec, default_name).map_err(|problems| Diagnostics(located(&source, problems)))?;
     attach_schemas(path, &spec, &source, &mut pipeline)?;
-    Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source })
+    let hash = format!("{:016x}", crate::chaos::stable_hash("config", text));
+    Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source, spec, hash })
 }
 
 /// Reads the event schemas named by `[schemas] dir` (relative to the pipeline file), or
@@ -241,6 +248,9 @@ fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
     if let Some(url) = &options.defaults.database_url {
         defaults["store"] = json!({ "url": url });
     }
+    if let Some(enabled) = options.defaults.chaos_enabled {
+        defaults["chaos"] = json!({ "enabled": enabled });
+    }
     let mut figment = Figment::from(Serialized::defaults(defaults)).merge(Toml::string(text));
     if options.use_environment {
         figment = figment.merge(Env::prefixed("RUNNER_").filter_map(|key| {
@@ -251,7 +261,10 @@ fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
             // RUNNER_BROKER__PARTITIONS=8 sets broker.partitions; RUNNER_ADMIN__TOKENS__OPERATOR
             // sets an admin token. Only these shared sections.
             let nested = key.replace("__", ".");
-            ["broker.", "store.", "service.", "admin."].iter().any(|p| nested.starts_with(p)).then(|| nested.into())
+            ["broker.", "store.", "service.", "admin.", "chaos."]
+                .iter()
+                .any(|p| nested.starts_with(p))
+                .then(|| nested.into())
         }));
     }
     let o = &options.overrides;

@@ -1,8 +1,10 @@
 //! Pipeline configuration: the file's shape ([`spec`]), reading and layering ([`load`]),
-//! compiling into typed values ([`compile`], [`model`]), diagnostics and the Mermaid graph.
+//! compiling into typed values ([`compile`], [`model`]), what a reload changes ([`diff`]),
+//! diagnostics and the Mermaid graph.
 
 pub mod compile;
 pub mod diagnostic;
+pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;

@@ -26,6 +26,56 @@ pub struct Pipeline {
     /// The event schemas, read by the loader from `schemas_dir`.
     pub schemas: std::sync::Arc<crate::schemas::SchemaRegistry>,
     pub admin: AdminConfig,
+    /// `stable` or `canary`: the `variant` label of this service's metrics.
+    pub variant: String,
+    /// Whether chaos is on for this service, and the rules of its file.
+    pub chaos: crate::chaos::ChaosSettings,
+    pub chaos_api: Option<ChaosApiConfig>,
+    /// Service-level objectives declared in this file.
+    pub slo: Vec<crate::slo::Objective>,
+    pub analytics: Option<AnalyticsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsConfig {
+    pub group: String,
+    pub trigger: String,
+    pub final_events: Vec<String>,
+    pub prometheus_url: Option<String>,
+}
+
+impl AnalyticsConfig {
+    /// The topics followed: the trigger and the final events.
+    pub fn topics(&self) -> Vec<String> {
+        std::iter::once(self.trigger.clone()).chain(self.final_events.iter().cloned()).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChaosApiConfig {
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+/// A saga step whose requests are split between the stable service and its canary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryConfig {
+    pub step: String,
+    /// The step's own request type (what the canary topic carries).
+    pub request: String,
+    pub topic: String,
+    pub percent: f64,
+    pub analysis: Option<CanaryAnalysis>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryAnalysis {
+    pub interval: Duration,
+    pub window: Duration,
+    pub min_requests: u32,
+    pub max_failure_rate_increase: f64,
+    pub max_latency_ratio: f64,
+    pub steps: Vec<f64>,
 }
 
 /// Bearer tokens of the admin APIs, by holder name.
@@ -116,6 +166,8 @@ pub struct WalConfig {
 pub struct ConsumerConfig {
     pub name: String,
     pub topic: String,
+    /// The event type on `topic` (the topic's own name unless a canary topic says otherwise).
+    pub event_type: String,
     pub group: String,
     pub handler: Handler,
     pub on_success: String,
@@ -151,6 +203,7 @@ pub struct SagaConfig {
     pub group: String,
     pub tick: Duration,
     pub definition: SagaDefinition,
+    pub canary: Option<CanaryConfig>,
 }
 
 impl Pipeline {
@@ -167,6 +220,7 @@ impl Pipeline {
         }
         if let Some(saga) = &self.saga {
             topics.extend(saga.definition.produced_topics());
+            topics.extend(saga.canary.as_ref().map(|c| c.topic.clone()));
             // The orchestrator's own poison replies.
             topics.extend(saga.definition.replies().into_iter().map(|t| dead_letter::topic_for(&t)));
         }
@@ -176,9 +230,30 @@ impl Pipeline {
     /// Every topic this pipeline consumes.
     pub fn consumed_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.consumers.iter().map(|c| c.topic.clone()).collect();
+        topics.extend(self.analytics.iter().flat_map(AnalyticsConfig::topics));
         if let Some(saga) = &self.saga {
             topics.extend(saga.definition.consumed_topics());
+            // A canary's dead letters fail the step as the stable service's do.
+            topics.extend(saga.canary.as_ref().map(|c| dead_letter::topic_for(&c.topic)));
         }
         topics
+    }
+
+    /// Every event type this pipeline writes or reads (what needs a schema): topic names,
+    /// except topics that carry another type (canary topics) and dead-letter topics.
+    pub fn event_types(&self) -> std::collections::BTreeSet<String> {
+        let carried_elsewhere: Vec<&str> = self
+            .consumers
+            .iter()
+            .filter(|c| c.topic != c.event_type)
+            .map(|c| c.topic.as_str())
+            .chain(self.saga.iter().filter_map(|s| s.canary.as_ref()).map(|c| c.topic.as_str()))
+            .collect();
+        self.produced_topics()
+            .into_iter()
+            .chain(self.consumed_topics())
+            .filter(|t| !t.ends_with(".dlq") && !carried_elsewhere.contains(&t.as_str()))
+            .chain(self.consumers.iter().map(|c| c.event_type.clone()))
+            .collect()
     }
 }

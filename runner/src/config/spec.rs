@@ -43,6 +43,138 @@ pub struct PipelineSpec {
     /// Who may call the admin APIs (every endpoint that changes something).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
+    /// Fault injection: whether it is on in this environment, and rules declared in this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosSpec>,
+    /// Serve chaos-svc (`/api/chaos`): manage rules and the canary percentage at runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos_api: Option<ChaosApiSpec>,
+    /// Run streams-analytics: windowed figures of the saga's events, and `GET /api/slo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<AnalyticsSpec>,
+    /// Service-level objectives of the saga: `runner slo rules` turns them into Prometheus
+    /// recording and multi-window multi-burn-rate alert rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSpec {
+    /// Consumer group (default `<service>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Event that starts an order (default `order.created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Events that end one (default `order.completed`, `order.cancelled`, `order.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_events: Option<Vec<String>>,
+    /// Prometheus to read the SLO figures from (its recording rules), e.g. `http://prometheus:9090`;
+    /// without it `/api/slo` uses this service's own windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SloSpec {
+    #[serde(default)]
+    pub objectives: Vec<ObjectiveSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveSpec {
+    /// Name of the objective (letters, digits, `_`, `-`): the `slo` label of its rules.
+    pub name: String,
+    /// `"success_ratio"` (orders ending well) or `"latency"` (orders ending within `threshold`).
+    pub kind: String,
+    /// Target share of good orders, e.g. 0.99.
+    pub objective: f64,
+    /// Period the error budget covers (default `"30d"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Latency objectives: the longest good end-to-end time, one of the histogram's buckets, e.g. `"5s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Success objectives: the final statuses that count as bad (default `["FAILED", "CANCELLED"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_statuses: Option<Vec<String>>,
+    /// Alerts stay quiet while fewer orders than this ended in the last hour (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_events_per_hour: Option<u32>,
+    /// The saga measured (default `"order"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSpec {
+    /// Whether faults are injected into this service at all (default false: an environment
+    /// turns chaos on, e.g. `RUNNER_CHAOS__ENABLED=true`; `runner up` turns it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Whether `crash` faults may abort this process (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_crash: Option<bool>,
+    /// Rules declared in this file; hot-reloaded when the file changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::chaos::RuleSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosApiSpec {
+    /// Lease given to a rule created without `ttl` or `expires_at` (default `"15m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<String>,
+    /// Longest lease a rule may ask for (default `"24h"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    /// The saga step whose requests are split (e.g. `"payment"`).
+    pub step: String,
+    /// Topic of the canary's requests (default `<the step's request>.canary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Share of orders, 0 to 100, whose requests go to the canary (chosen by a stable hash of
+    /// the order id, so an order always meets the same version). Hot-reloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Automated analysis: step the percentage up while the canary is healthy, roll back when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<CanaryAnalysisSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryAnalysisSpec {
+    /// How often the canary is judged, e.g. `"10s"` (default `"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// The span of outcomes compared, e.g. `"1m"` (default `"2m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Fewer canary outcomes than this in the window: hold, do not decide (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u32>,
+    /// Roll back when the canary's failure rate exceeds stable's by more than this, 0 to 1 (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_rate_increase: Option<f64>,
+    /// Roll back when the canary's p95 latency exceeds stable's times this (default 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ratio: Option<f64>,
+    /// Percentages to step through while healthy, ascending (default `[10, 25, 50, 100]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -95,6 +227,9 @@ pub struct ServiceSpec {
     /// How long in-flight work may take to finish after SIGTERM, e.g. `"10s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<String>,
+    /// Release variant of this service, `"stable"` (default) or `"canary"`: a label on its metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -200,6 +335,10 @@ pub struct ConsumerSpec {
     pub name: Option<String>,
     /// Topic consumed.
     pub topic: String,
+    /// Event type the topic carries, when the topic is not named after it (a canary topic,
+    /// `payment.requested.canary`, carries `payment.requested`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
     /// Consumer group (defaults to `<service>.<consumer name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -265,6 +404,9 @@ pub struct SagaSpec {
     /// The steps, run in order.
     #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// Send a share of one step's requests to a canary version of its service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

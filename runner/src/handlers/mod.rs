@@ -32,6 +32,20 @@ pub enum Handler {
     ShippingCancel,
 }
 
+impl Handler {
+    /// The name the handler is registered under.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Handler::PaymentCharge(_) => "payment.charge",
+            Handler::PaymentRefund => "payment.refund",
+            Handler::InventoryReserve(_) => "inventory.reserve",
+            Handler::InventoryRelease => "inventory.release",
+            Handler::ShippingSchedule(_) => "shipping.schedule",
+            Handler::ShippingCancel => "shipping.cancel",
+        }
+    }
+}
+
 pub struct HandlerInfo {
     pub name: &'static str,
     pub summary: &'static str,

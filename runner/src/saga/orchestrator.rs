@@ -5,32 +5,50 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::canary::{Canary, Variant};
 use super::machine::{advance, Command, Input, SagaDefinition, Transition};
 use crate::config::model::SagaConfig;
 use crate::event::{child_traceparent, now_ms, Event};
 use crate::services::{delivery_policy, store_error, ServiceContext};
 use crate::store::{inbox, orders, sagas, Tx};
+use crate::telemetry;
 use crate::transport::dead_letter::{self, ErrorKind};
 use crate::transport::{consume_raw, HandleError, RawMessage, TransportError};
 
-pub async fn run(ctx: ServiceContext, config: SagaConfig) -> Result<(), TransportError> {
+/// What the orchestrator needs besides its context: the saga and its step's canary, if any.
+pub struct Orchestrator {
+    pub config: SagaConfig,
+    pub canary: Option<Arc<Canary>>,
+}
+
+pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Canary>>) -> Result<(), TransportError> {
+    let orchestrator = Arc::new(Orchestrator { config: config.clone(), canary });
     let mut topics = config.definition.consumed_topics();
+    if let Some(canary) = &config.canary {
+        topics.push(dead_letter::topic_for(&canary.topic));
+    }
     topics.sort();
     topics.dedup();
     let consumer = ctx.broker.consumer(&config.group, &topics)?;
     let name = format!("{}/saga-{}", ctx.service, config.definition.name);
     tracing::info!(consumer = name, group = config.group, "orchestrator started");
-    let timer = tokio::spawn(run_timer(ctx.clone(), config.clone()));
+    let timer = tokio::spawn(run_timer(ctx.clone(), orchestrator.clone()));
+    let analysis = orchestrator.canary.clone().map(|canary| tokio::spawn(run_analysis(ctx.clone(), canary)));
     let retry = crate::config::model::DeliveryRetry::default();
-    let policy = delivery_policy(&config.group, &retry, None, &ctx.broker);
+    let mut policy = delivery_policy(&config.group, &retry, None, &ctx.broker);
+    policy.chaos = Some(ctx.consume_chaos(&name, "saga"));
     let dead_letters = ctx.broker.publisher()?;
-    let dead_letter_topics = config.definition.request_dead_letter_topics();
+    let mut dead_letter_topics = config.definition.request_dead_letter_topics();
+    dead_letter_topics.extend(config.canary.iter().map(|c| dead_letter::topic_for(&c.topic)));
     consume_raw(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |raw: Arc<RawMessage>| {
         let from_dead_letters = dead_letter_topics.contains(&raw.topic);
-        on_message(&ctx, &config.definition, &name, raw, from_dead_letters)
+        on_message(&ctx, &orchestrator, &name, raw, from_dead_letters)
     })
     .await;
     let _ = timer.await;
+    if let Some(analysis) = analysis {
+        let _ = analysis.await;
+    }
     tracing::info!(consumer = name, "orchestrator stopped");
     Ok(())
 }
@@ -47,7 +65,12 @@ struct Arrival {
 }
 
 impl Arrival {
-    fn read(ctx: &ServiceContext, raw: &RawMessage, from_dead_letters: bool) -> Result<Self, HandleError> {
+    fn read(
+        ctx: &ServiceContext,
+        orchestrator: &Orchestrator,
+        raw: &RawMessage,
+        from_dead_letters: bool,
+    ) -> Result<Self, HandleError> {
         if from_dead_letters {
             // A dead letter may be undecodable itself: only its key and dlq headers count.
             let saga_id = raw
@@ -55,9 +78,13 @@ impl Arrival {
                 .as_deref()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .ok_or_else(|| HandleError::new(ErrorKind::Rejected, "dead letter without a key (the saga id)"))?;
-            let request = raw
+            let mut request = raw
                 .header(dead_letter::ORIGINAL_TOPIC)
                 .unwrap_or_else(|| raw.topic.trim_end_matches(".dlq").to_string());
+            // A canary's dead letter fails the same step as a stable one.
+            if let Some(canary) = orchestrator.config.canary.as_ref().filter(|c| c.topic == request) {
+                request = canary.request.clone();
+            }
             return Ok(Arrival {
                 id: format!("dead-letter:{}:{}:{}", raw.topic, raw.partition, raw.offset),
                 saga_id,
@@ -84,19 +111,22 @@ impl Arrival {
 
 async fn on_message(
     ctx: &ServiceContext,
-    def: &SagaDefinition,
+    orchestrator: &Orchestrator,
     inbox_name: &str,
     raw: Arc<RawMessage>,
     from_dead_letters: bool,
 ) -> Result<(), HandleError> {
-    let event = Arrival::read(ctx, &raw, from_dead_letters)?;
+    let def = &orchestrator.config.definition;
+    let event = Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?;
     let now = now_ms();
-    let mut tx = ctx.store.begin().await.map_err(store_error)?;
+    let mut tx = ctx.begin().await.map_err(store_error)?;
     if inbox::find(&mut tx, inbox_name, &event.id).await.map_err(store_error)?.is_some() {
         return Ok(());
     }
     let saga_id = event.saga_id.as_str();
     let stored = sagas::load(&mut tx, saga_id).await.map_err(store_error)?;
+    let started_ms = stored.as_ref().map_or(now, |s| s.created_at_ms);
+    let mut finished = Vec::new();
     let input = if event.dead_letter {
         Input::DeadLettered { request: &event.event_type, detail: event.detail.as_deref() }
     } else if event.event_type == def.trigger {
@@ -116,49 +146,216 @@ async fn on_message(
         }
         .map_err(store_error)?;
         let parent = event.traceparent.as_deref().or(traceparent.as_deref());
-        apply(ctx, &mut tx, saga_id, &data, parent, &transition, now).await?;
+        finished = apply(ctx, orchestrator, &mut tx, saga_id, &data, parent, &transition, now).await?;
     } else if stored.is_none() {
         tracing::debug!(saga = saga_id, event_type = event.event_type, "reply for an unknown saga ignored");
     }
+    let outcome = match &transition.state {
+        Some(_) => step_outcome(&mut tx, def, &event, now).await?,
+        None => None,
+    };
     inbox::record(&mut tx, inbox_name, &event.id, None, now).await.map_err(store_error)?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
+    if let Some(outcome) = &outcome {
+        record_step(orchestrator, outcome);
+    }
+    observe(def, &transition, &finished, started_ms, now);
     Ok(())
 }
 
+/// Counts what a committed transition did: compensations started, sagas finished (with
+/// their duration from the trigger to the end).
+fn observe(def: &SagaDefinition, transition: &Transition, finished: &[&'static str], started_ms: i64, now: i64) {
+    for command in &transition.commands {
+        if let Command::Send { event_type, step, attempt: 1 } = command {
+            let compensation = def
+                .steps
+                .iter()
+                .any(|s| &s.name == step && s.compensation.as_ref().is_some_and(|c| &c.request == event_type));
+            if compensation {
+                metrics::counter!(telemetry::SAGA_COMPENSATIONS, "saga" => def.name.clone(), "step" => step.clone())
+                    .increment(1);
+            }
+        }
+    }
+    for status in finished {
+        metrics::counter!(telemetry::SAGAS_FINISHED, "saga" => def.name.clone(), "status" => *status).increment(1);
+        let seconds = (now - started_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!(telemetry::SAGA_DURATION_SECONDS, "saga" => def.name.clone(), "status" => *status)
+            .record(seconds);
+    }
+}
+
+/// A step's answer: which step, the variant its request went to, success, and the time since
+/// the latest request.
+struct StepOutcome {
+    step: String,
+    variant: Variant,
+    ok: bool,
+    latency_ms: i64,
+}
+
+/// When an accepted arrival answers a step's request (reply, refusal or dead letter).
+async fn step_outcome(
+    tx: &mut Tx,
+    def: &SagaDefinition,
+    event: &Arrival,
+    now: i64,
+) -> Result<Option<StepOutcome>, HandleError> {
+    let answered = def.steps.iter().find_map(|step| {
+        if event.dead_letter {
+            (event.event_type == step.request).then_some((step, false))
+        } else if event.event_type == step.success {
+            Some((step, true))
+        } else if step.failure.as_deref() == Some(event.event_type.as_str()) {
+            Some((step, false))
+        } else {
+            None
+        }
+    });
+    let Some((step, ok)) = answered else { return Ok(None) };
+    let route = sagas::route(tx, &event.saga_id, &step.name).await.map_err(store_error)?;
+    Ok(route.map(|(variant, sent_at)| StepOutcome {
+        step: step.name.clone(),
+        variant: Variant::parse(&variant),
+        ok,
+        latency_ms: now - sent_at,
+    }))
+}
+
+/// Counts a step's answer (`saga_step_*`, with its variant) and feeds the canary's analysis.
+fn record_step(orchestrator: &Orchestrator, outcome: &StepOutcome) {
+    let saga = orchestrator.config.definition.name.clone();
+    let labels = [("saga", saga), ("step", outcome.step.clone()), ("variant", outcome.variant.as_str().to_string())];
+    metrics::histogram!(telemetry::SAGA_STEP_DURATION_SECONDS, &labels)
+        .record(outcome.latency_ms.max(0) as f64 / 1000.0);
+    let mut with_result = labels.to_vec();
+    with_result.push(("result", if outcome.ok { "success" } else { "failure" }.to_string()));
+    metrics::counter!(telemetry::SAGA_STEP_RESULTS, &with_result).increment(1);
+    if let Some(canary) = orchestrator.canary.as_ref().filter(|c| c.config().step == outcome.step) {
+        canary.record(outcome.variant, outcome.ok, outcome.latency_ms);
+    }
+}
+
+/// Judges the canary every interval and announces the changes it makes on the control topic.
+async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) {
+    let publisher = match ctx.broker.publisher_with_timeout(Some(std::time::Duration::from_secs(10))) {
+        Ok(publisher) => publisher,
+        Err(e) => {
+            tracing::error!(error = %e, "canary analysis cannot publish its decisions; analysis off");
+            return;
+        }
+    };
+    loop {
+        let interval = canary.config().analysis.map_or(std::time::Duration::from_secs(1), |a| a.interval);
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = now_ms();
+        let Some(decision) = canary.judge(now) else { continue };
+        let Some(setting) = canary.apply(&decision, now) else { continue };
+        let record = crate::chaos::ControlRecord::Canary(canary.config().step, Some(setting));
+        if let Err(e) = publisher
+            .publish_raw(crate::chaos::CONTROL_TOPIC, Some(record.key().as_bytes()), record.value().as_deref(), &[])
+            .await
+        {
+            tracing::warn!(error = %e, "cannot announce the canary decision on the control topic");
+        }
+    }
+}
+
 /// Writes the history and turns commands into outbox rows (and the order's final status).
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     ctx: &ServiceContext,
+    orchestrator: &Orchestrator,
     tx: &mut Tx,
     saga_id: &str,
     data: &serde_json::Value,
     traceparent: Option<&str>,
     transition: &Transition,
     now: i64,
-) -> Result<(), HandleError> {
+) -> Result<Vec<&'static str>, HandleError> {
     sagas::add_history(tx, saga_id, &transition.history, now).await.map_err(store_error)?;
+    let mut finished = Vec::new();
     for command in &transition.commands {
+        let mut topic = None;
         let (event_type, payload) = match command {
-            Command::Send { event_type, .. } => (event_type, data.clone()),
+            Command::Send { event_type, step, .. } => {
+                topic = route(orchestrator, tx, saga_id, step, event_type, now).await?;
+                (event_type, data.clone())
+            }
             Command::Finish { status, event_type, reason } => {
                 orders::set_status(tx, saga_id, status.as_str(), reason.as_deref(), now).await.map_err(store_error)?;
+                finished.push(status.as_str());
                 (event_type, json!({ "orderId": saga_id, "status": status.as_str(), "reason": reason }))
             }
         };
-        let event = Event::new(event_type, saga_id, &ctx.service, payload, Some(child_traceparent(traceparent)));
+        let mut event = Event::new(event_type, saga_id, &ctx.service, payload, Some(child_traceparent(traceparent)));
+        event.topic = topic;
         ctx.emit(tx, &event).await?;
     }
-    Ok(())
+    Ok(finished)
+}
+
+/// The topic of a step request: the canary's for orders routed to it. The first request of a
+/// saga's canary step fixes its variant, so retries go where the first one went.
+async fn route(
+    orchestrator: &Orchestrator,
+    tx: &mut Tx,
+    saga_id: &str,
+    step: &str,
+    event_type: &str,
+    now: i64,
+) -> Result<Option<String>, HandleError> {
+    let def = &orchestrator.config.definition;
+    // Only a step's own request is routed and timed; compensations go to the stable service.
+    if !def.steps.iter().any(|s| s.name == step && s.request == event_type) {
+        return Ok(None);
+    }
+    let canary = orchestrator.canary.as_ref().map(|c| (c, c.config())).filter(|(_, config)| config.step == step);
+    let variant = match sagas::route(tx, saga_id, step).await.map_err(store_error)? {
+        Some((variant, _)) => Variant::parse(&variant),
+        None => canary.as_ref().map_or(Variant::Stable, |(canary, _)| canary.route(saga_id)),
+    };
+    sagas::set_route(tx, saga_id, step, variant.as_str(), now).await.map_err(store_error)?;
+    let Some((_, config)) = canary else { return Ok(None) };
+    metrics::counter!(crate::telemetry::CANARY_REQUESTS, "step" => step.to_string(), "variant" => variant.as_str())
+        .increment(1);
+    Ok((variant == Variant::Canary).then_some(config.topic))
+}
+
+/// How often the sagas are counted by state (`sagas` gauge).
+const CENSUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets the `sagas{saga,state}` gauge from the table.
+async fn census(ctx: &ServiceContext, saga: &str) {
+    match sagas::count_by_status(&ctx.store, saga).await {
+        Ok(counts) => {
+            for (state, count) in counts {
+                metrics::gauge!(telemetry::SAGAS, "saga" => saga.to_string(), "state" => state).set(count as f64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count sagas"),
+    }
 }
 
 /// Fires due timeouts and backoffs.
-async fn run_timer(ctx: ServiceContext, config: SagaConfig) {
+async fn run_timer(ctx: ServiceContext, orchestrator: Arc<Orchestrator>) {
+    let config = &orchestrator.config;
     let mut interval = tokio::time::interval(config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_census = std::time::Instant::now() - CENSUS_INTERVAL;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = interval.tick() => {}
+        }
+        if last_census.elapsed() >= CENSUS_INTERVAL {
+            last_census = std::time::Instant::now();
+            census(&ctx, &config.definition.name).await;
         }
         let due = match sagas::due(&ctx.store, &config.definition.name, now_ms(), 200).await {
             Ok(due) => due,
@@ -168,7 +365,7 @@ async fn run_timer(ctx: ServiceContext, config: SagaConfig) {
             }
         };
         for saga_id in due {
-            if let Err(e) = tick(&ctx, &config.definition, &saga_id).await {
+            if let Err(e) = tick(&ctx, &orchestrator, &saga_id).await {
                 // A conflict means a reply moved the saga meanwhile; the next tick looks again.
                 tracing::debug!(saga = saga_id, error = %e, "timer tick not applied");
             }
@@ -176,15 +373,18 @@ async fn run_timer(ctx: ServiceContext, config: SagaConfig) {
     }
 }
 
-async fn tick(ctx: &ServiceContext, def: &SagaDefinition, saga_id: &str) -> Result<(), HandleError> {
+async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) -> Result<(), HandleError> {
+    let def = &orchestrator.config.definition;
     let now = now_ms();
-    let mut tx = ctx.store.begin().await.map_err(store_error)?;
+    let mut tx = ctx.begin().await.map_err(store_error)?;
     let Some(saga) = sagas::load(&mut tx, saga_id).await.map_err(store_error)? else { return Ok(()) };
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(()) };
     sagas::update(&mut tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
-    apply(ctx, &mut tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now).await?;
+    let finished =
+        apply(ctx, orchestrator, &mut tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now).await?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
+    observe(&orchestrator.config.definition, &transition, &finished, saga.created_at_ms, now);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -68,6 +68,7 @@ pub async fn run(ctx: ServiceContext, config: DlqAdminConfig) -> Result<(), Tran
         retryable: vec![ErrorKind::Unavailable],
         dead_letter_topic: None,
         redeliver: ctx.broker.config().redeliver_each_message,
+        chaos: None,
     };
     // Never used: every failure below is `unavailable`, which is retried, not dead-lettered.
     let dead_letters = ctx.broker.publisher()?;
@@ -855,27 +856,7 @@ fn json_body<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &Bytes) -
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `{field}`: {inner}"))
-                    .with_fields(vec![(field, inner.to_string())])
-            }
-            _ => ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}")),
-        }
-    })?;
-    deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-    Ok(value)
+    crate::http::json_body(headers, body)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,8 @@
 //! The parts a pipeline can run: the order API, the outbox relay, handler consumers
 //! (workers) and the saga orchestrator. Each takes a [`ServiceContext`].
 
+pub mod analytics;
+pub mod chaos_api;
 pub mod dlq_admin;
 pub mod order_api;
 pub mod relay;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::Event;
 use crate::schemas::SchemaRegistry;
 use crate::store::{is_transient, outbox, Store, StoreError, Tx};
@@ -28,6 +31,10 @@ pub struct ServiceContext {
     pub outbox_written: Arc<Notify>,
     /// Event schemas: what is written to the outbox and what is received is checked.
     pub schemas: Arc<SchemaRegistry>,
+    /// The chaos engine of this process.
+    pub chaos: Chaos,
+    /// `stable` or `canary` (a label on this service's metrics).
+    pub variant: String,
 }
 
 impl ServiceContext {
@@ -37,6 +44,26 @@ impl ServiceContext {
             HandleError::new(ErrorKind::SchemaInvalid, format!("refusing to publish an invalid event: {problem}"))
         })?;
         outbox::insert(tx, self.store.dialect(), event).await.map_err(store_error)
+    }
+
+    /// Starts a database transaction: the store calls a chaos rule may slow down or fail.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let actions = self.chaos.decide(Point::Store { service: &self.service }, None);
+        chaos::delay_for(&actions).await;
+        if let Some(message) = actions.into_iter().find_map(|a| if let Action::Fail(m) = a { Some(m) } else { None }) {
+            return Err(StoreError::Injected(message));
+        }
+        self.store.begin().await
+    }
+
+    /// Where a consumer of this service sits for the chaos engine.
+    pub fn consume_chaos(&self, consumer: &str, handler: &str) -> crate::transport::ConsumeChaos {
+        crate::transport::ConsumeChaos {
+            chaos: self.chaos.clone(),
+            service: self.service.clone(),
+            consumer: consumer.to_string(),
+            handler: handler.to_string(),
+        }
     }
 
     /// Checks a received event against its schema; an invalid one is dead-lettered.
@@ -70,5 +97,6 @@ pub fn delivery_policy(
         retryable: retry.retryable.clone(),
         dead_letter_topic,
         redeliver: broker.config().redeliver_each_message,
+        chaos: None,
     }
 }

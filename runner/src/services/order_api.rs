@@ -84,11 +84,17 @@ async fn create(
     let event =
         Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));
     let now = now_ms();
-    let mut tx = ctx.store.begin().await.map_err(ApiError::internal)?;
+    let mut tx = ctx.begin().await.map_err(ApiError::internal)?;
     orders::insert(&mut tx, &payload, now).await.map_err(ApiError::internal)?;
     ctx.emit(&mut tx, &event).await.map_err(ApiError::internal)?;
     tx.commit().await.map_err(ApiError::internal)?;
     ctx.outbox_written.notify_one();
+    tracing::info!(
+        service = ctx.service,
+        order_id = payload.order_id,
+        trace_id = crate::event::trace_id(event.traceparent.as_deref()).unwrap_or_default(),
+        "order accepted"
+    );
     let location = format!("{PREFIX}/{}", payload.order_id);
     Ok((
         StatusCode::ACCEPTED,

@@ -5,6 +5,7 @@ use crate::config::model::ConsumerConfig;
 use crate::event::{child_traceparent, now_ms, Event};
 use crate::handlers::{HandlerError, Outcome};
 use crate::store::inbox;
+use crate::telemetry;
 use crate::transport::{consume, HandleError, Incoming, TransportError};
 
 use super::{delivery_policy, store_error, ServiceContext};
@@ -13,27 +14,54 @@ use crate::transport::dead_letter::ErrorKind;
 pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), TransportError> {
     let consumer = ctx.broker.consumer(&config.group, std::slice::from_ref(&config.topic))?;
     let name = format!("{}/{}", ctx.service, config.name);
-    let policy = delivery_policy(&config.group, &config.retry, Some(config.dead_letter_topic.clone()), &ctx.broker);
+    let mut policy = delivery_policy(&config.group, &config.retry, Some(config.dead_letter_topic.clone()), &ctx.broker);
+    policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
     let dead_letters = ctx.broker.publisher()?;
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");
-    consume(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |incoming| {
-        handle(&ctx, &config, &name, incoming)
-    })
-    .await;
+    let shutdown = ctx.shutdown.clone();
+    consume(consumer, &name, shutdown, policy, dead_letters, |incoming| measured(&ctx, &config, &name, incoming)).await;
     tracing::info!(consumer = name, "consumer stopped");
     Ok(())
 }
 
-async fn handle(
+/// Handles one message and counts it by outcome and variant.
+async fn measured(
     ctx: &ServiceContext,
     config: &ConsumerConfig,
     inbox_name: &str,
     incoming: Incoming,
 ) -> Result<(), HandleError> {
+    let started = std::time::Instant::now();
+    let result = handle(ctx, config, inbox_name, incoming).await;
+    let outcome = match &result {
+        Ok(Some(true)) => "success",
+        Ok(Some(false)) => "refused",
+        Ok(None) => "repeated",
+        Err(_) => "error",
+    };
+    let labels = [
+        ("service", ctx.service.clone()),
+        ("handler", config.handler.name().to_string()),
+        ("variant", ctx.variant.clone()),
+    ];
+    metrics::histogram!(telemetry::HANDLER_DURATION_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    let mut with_outcome = labels.to_vec();
+    with_outcome.push(("outcome", outcome.to_string()));
+    metrics::counter!(telemetry::HANDLER_MESSAGES, &with_outcome).increment(1);
+    result.map(|_| ())
+}
+
+/// `Some(true)` handled with success, `Some(false)` refused, `None` a repeat answered from the inbox.
+async fn handle(
+    ctx: &ServiceContext,
+    config: &ConsumerConfig,
+    inbox_name: &str,
+    incoming: Incoming,
+) -> Result<Option<bool>, HandleError> {
     let request = &incoming.event;
     ctx.check_received(request)?;
     let now = now_ms();
-    let mut tx = ctx.store.begin().await.map_err(store_error)?;
+    let mut tx = ctx.begin().await.map_err(store_error)?;
     let reply = |event_type: &str, payload: serde_json::Value| {
         Event::new(
             event_type,
@@ -51,7 +79,7 @@ async fn handle(
         }
         tx.commit().await.map_err(|e| store_error(e.into()))?;
         ctx.outbox_written.notify_one();
-        return Ok(());
+        return Ok(None);
     }
     let outcome = match config.handler.handle(&mut tx, &request.payload, now).await {
         Ok(outcome) => outcome,
@@ -59,6 +87,7 @@ async fn handle(
         Err(HandlerError::Failed(reason)) => return Err(HandleError::new(ErrorKind::HandlerFailed, reason)),
         Err(HandlerError::Store(e)) => return Err(store_error(e)),
     };
+    let succeeded = matches!(outcome, Outcome::Success(_));
     let (event_type, payload) = match outcome {
         Outcome::Success(payload) => (Some(config.on_success.as_str()), payload),
         Outcome::Failure(payload) => (config.on_failure.as_deref(), payload),
@@ -77,5 +106,5 @@ async fn handle(
     }
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
-    Ok(())
+    Ok(Some(succeeded))
 }

@@ -29,6 +29,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A chaos rule made the call fail; it passes like an outage of the database.
+    #[error("database unavailable (chaos: {0})")]
+    Injected(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +158,7 @@ fn sqlite_url(url: &str) -> String {
 /// Whether a database error is worth retrying (busy, locked, serialization, connection lost).
 pub fn is_transient(error: &StoreError) -> bool {
     match error {
-        StoreError::Conflict(_) => true,
+        StoreError::Conflict(_) | StoreError::Injected(_) => true,
         StoreError::Database(e) => {
             !matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. })
         }

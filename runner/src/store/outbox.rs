@@ -9,8 +9,8 @@ use crate::event::{Event, AGGREGATE_TYPE};
 /// Adds an event to the outbox inside the caller's transaction.
 pub async fn insert(tx: &mut Tx, dialect: Dialect, event: &Event) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at) \
-         VALUES ({}, $2, $3, $4, {}, $6, $7, $8)",
+        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at, topic) \
+         VALUES ({}, $2, $3, $4, {}, $6, $7, $8, $9)",
         dialect.uuid("$1"),
         dialect.json("$5")
     );
@@ -23,6 +23,7 @@ pub async fn insert(tx: &mut Tx, dialect: Dialect, event: &Event) -> Result<(), 
         .bind(&event.traceparent)
         .bind(&event.source)
         .bind(&event.time)
+        .bind(&event.topic)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -39,7 +40,7 @@ pub struct Pending {
 pub async fn unpublished(store: &Store, limit: u32, up_to: Option<i64>) -> Result<Vec<Pending>, StoreError> {
     let d = store.dialect();
     let sql = format!(
-        "SELECT seq, {}, aggregateid, type, {}, traceparent, source, occurred_at FROM outbox \
+        "SELECT seq, {}, aggregateid, type, {}, traceparent, source, occurred_at, topic FROM outbox \
          WHERE published_at_ms IS NULL AND seq <= {} ORDER BY seq LIMIT {}",
         d.text("id"),
         d.text("payload"),
@@ -61,6 +62,7 @@ pub async fn unpublished(store: &Store, limit: u32, up_to: Option<i64>) -> Resul
                     traceparent: row.try_get(5)?,
                     source: row.try_get(6)?,
                     time: row.try_get(7)?,
+                    topic: row.try_get(8)?,
                 },
             })
         })

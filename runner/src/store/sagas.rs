@@ -12,10 +12,11 @@ pub struct StoredSaga {
     /// The trigger event's payload, sent along with every step request.
     pub data: serde_json::Value,
     pub traceparent: Option<String>,
+    pub created_at_ms: i64,
 }
 
 pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga>, StoreError> {
-    let row = sqlx::query("SELECT state, version, data, traceparent FROM sagas WHERE id = $1")
+    let row = sqlx::query("SELECT state, version, data, traceparent, created_at_ms FROM sagas WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -27,6 +28,7 @@ pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga>, StoreErro
         version: row.try_get(1)?,
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("saga {id} data: {e}")))?,
         traceparent: row.try_get(3)?,
+        created_at_ms: row.try_get(4)?,
     }))
 }
 
@@ -100,4 +102,38 @@ pub async fn due(store: &Store, saga: &str, now_ms: i64, limit: u32) -> Result<V
     );
     let rows = sqlx::query(&sql).bind(now_ms).bind(saga).fetch_all(store.pool()).await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The variant a saga's step was first sent to, and when its latest request was sent.
+pub async fn route(tx: &mut Tx, saga_id: &str, step: &str) -> Result<Option<(String, i64)>, StoreError> {
+    let row = sqlx::query("SELECT variant, sent_at_ms FROM saga_routes WHERE saga_id = $1 AND step = $2")
+        .bind(saga_id)
+        .bind(step)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+}
+
+/// Records a request of a step: the variant is kept from the first one, the time updated.
+pub async fn set_route(tx: &mut Tx, saga_id: &str, step: &str, variant: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO saga_routes (saga_id, step, variant, sent_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (saga_id, step) DO UPDATE SET sent_at_ms = excluded.sent_at_ms",
+    )
+    .bind(saga_id)
+    .bind(step)
+    .bind(variant)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Saga instances by status.
+pub async fn count_by_status(store: &Store, saga: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM sagas WHERE saga = $1 GROUP BY status")
+        .bind(saga)
+        .fetch_all(store.pool())
+        .await?;
+    rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, ErrorKind};
 use super::Publisher;
+use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::{now_rfc3339, Event};
 use crate::telemetry;
 
@@ -58,12 +59,13 @@ impl RawMessage {
         let payload = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
         Ok(Event {
             id,
-            event_type,
+            event_type: event_type.clone(),
             key,
             source: self.header("ce_source").unwrap_or_default(),
             time: self.header("ce_time").unwrap_or_default(),
             traceparent: self.header("traceparent"),
             payload,
+            topic: Some(self.topic.clone()).filter(|t| *t != event_type),
         })
     }
 }
@@ -109,6 +111,34 @@ pub struct DeliveryPolicy {
     pub dead_letter_topic: Option<String>,
     /// Test aid: hand every message to the handler twice, as a redelivery would.
     pub redeliver: bool,
+    /// Where this consumer sits for the chaos engine (none: no faults).
+    pub chaos: Option<ConsumeChaos>,
+}
+
+/// A consumer as the chaos engine sees it.
+#[derive(Debug, Clone)]
+pub struct ConsumeChaos {
+    pub chaos: Chaos,
+    pub service: String,
+    /// `service/consumer`, as in logs.
+    pub consumer: String,
+    pub handler: String,
+}
+
+impl ConsumeChaos {
+    /// Faults for one message; after the first attempt only `error` faults are asked again,
+    /// so a probability applies to each retry and a sampled order fails every one.
+    fn decide(&self, raw: &RawMessage, attempt: u32) -> Vec<Action> {
+        let key = raw.key.as_deref().map(String::from_utf8_lossy);
+        let point = Point::Consume {
+            service: &self.service,
+            consumer: &self.consumer,
+            handler: &self.handler,
+            topic: &raw.topic,
+            attempt,
+        };
+        self.chaos.decide(point, key.as_deref())
+    }
 }
 
 impl DeliveryPolicy {
@@ -184,9 +214,50 @@ pub async fn consume_raw<F, Fut>(
                 continue;
             }
         };
+        let mut raw = raw;
+        let mut deliveries = if policy.redeliver { 2 } else { 1 };
+        let mut fail_first = None;
+        if let Some(faults) = &policy.chaos {
+            let actions = faults.decide(&raw, 1);
+            chaos::delay_for(&actions).await;
+            for action in actions {
+                match action {
+                    Action::Crash => chaos::crash(&format!("consumer {name}")),
+                    Action::Duplicate => deliveries += 1,
+                    Action::Corrupt => raw = Arc::new(corrupted(&raw)),
+                    Action::Fail(message) => fail_first = Some(message),
+                    Action::Drop => deliveries = 0,
+                    Action::Delay(_) | Action::Status(_) => {}
+                }
+            }
+            if deliveries == 0 {
+                metrics::counter!(telemetry::CHAOS_DROPPED, "consumer" => name.to_string()).increment(1);
+                tracing::warn!(
+                    consumer = name,
+                    topic = raw.topic,
+                    offset = raw.offset,
+                    "chaos: message dropped unhandled"
+                );
+            }
+        }
+        // One span per message, named and attributed by OpenTelemetry's messaging conventions;
+        // every log line inside it carries the order's trace id.
+        let span = tracing::info_span!(
+            "process",
+            otel.name = format!("{} process", raw.topic),
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = raw.topic.as_str(),
+            messaging.destination.partition.id = raw.partition,
+            messaging.kafka.offset = raw.offset,
+            messaging.consumer.group.name = policy.group.as_str(),
+            messaging.message.id = raw.header("ce_id").unwrap_or_default(),
+            trace_id = crate::event::trace_id(raw.header("traceparent").as_deref()).unwrap_or_default(),
+        );
         let mut outcome = Ok(());
-        for _ in 0..if policy.redeliver { 2 } else { 1 } {
-            match handle_with_retries(&mut handle, &raw, name, &policy, &shutdown).await {
+        for _ in 0..deliveries {
+            let handled = handle_with_retries(&mut handle, &raw, name, &policy, &shutdown, fail_first.take());
+            match tracing::Instrument::instrument(handled, span.clone()).await {
                 Some(Ok(())) => {}
                 Some(Err(exhausted)) => {
                     outcome = Err(exhausted);
@@ -219,6 +290,7 @@ async fn handle_with_retries<F, Fut>(
     name: &str,
     policy: &DeliveryPolicy,
     shutdown: &CancellationToken,
+    mut injected: Option<String>,
 ) -> Option<Result<(), Exhausted>>
 where
     F: FnMut(Arc<RawMessage>) -> Fut,
@@ -228,8 +300,24 @@ where
     let mut first_failure_at = None;
     loop {
         attempt += 1;
-        let error = match handle(raw.clone()).await {
-            Ok(()) => return Some(Ok(())),
+        if attempt > 1 {
+            injected = policy.chaos.as_ref().and_then(|faults| {
+                faults
+                    .decide(raw, attempt)
+                    .into_iter()
+                    .find_map(|a| if let Action::Fail(m) = a { Some(m) } else { None })
+            });
+        }
+        let result = match injected.take() {
+            // An injected error stands in for the handler failing: nothing of it runs.
+            Some(message) => Err(HandleError::new(ErrorKind::HandlerFailed, format!("chaos: {message}"))),
+            None => handle(raw.clone()).await,
+        };
+        let error = match result {
+            Ok(()) => {
+                tracing::debug!(consumer = name, topic = raw.topic, offset = raw.offset, attempt, "message handled");
+                return Some(Ok(()));
+            }
             Err(error) => error,
         };
         let first = first_failure_at.get_or_insert_with(now_rfc3339).clone();
@@ -315,6 +403,13 @@ async fn dead_letter(
             }
         }
     }
+}
+
+/// The record with its payload replaced by bytes that are not JSON: a poison message.
+fn corrupted(raw: &RawMessage) -> RawMessage {
+    let mut copy = raw.clone();
+    copy.payload = Some(super::CORRUPTED_PAYLOAD.to_vec());
+    copy
 }
 
 fn commit(consumer: &StreamConsumer, name: &str) {

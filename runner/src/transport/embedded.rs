@@ -81,6 +81,20 @@ impl EmbeddedBroker {
     }
 }
 
+impl EmbeddedBroker {
+    /// Sets the broker's round-trip time: every request is answered this much later.
+    pub fn set_rtt(&self, rtt: std::time::Duration) -> Result<(), TransportError> {
+        let ms = i32::try_from(rtt.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: valid cluster; broker ids of the mock cluster start at 1.
+        let err = unsafe { rdsys::rd_kafka_mock_broker_set_rtt(self.cluster, 1, ms) };
+        if err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            Err(TransportError::Broker(format!("cannot change the embedded broker's round-trip time: {err:?}")))
+        }
+    }
+}
+
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         // SAFETY: created by rd_kafka_mock_cluster_new and destroyed once.

@@ -20,7 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-pub use consume::{consume, consume_raw, DeliveryPolicy, HandleError, Incoming, RawMessage};
+pub use consume::{consume, consume_raw, ConsumeChaos, DeliveryPolicy, HandleError, Incoming, RawMessage};
 pub use embedded::EmbeddedBroker;
 pub use read::{TopicContents, TopicRecord};
 
@@ -84,9 +84,20 @@ impl Broker {
         config
     }
 
+    /// Creates a compacted, single-partition topic if it does not exist (the control topic:
+    /// the latest record of each key is its state, and one partition keeps every change in order).
+    pub async fn ensure_compacted_topic(&self, topic: &str) -> Result<(), TransportError> {
+        self.create_missing(&[topic.to_string()], 1, true).await
+    }
+
     /// Creates the topics that do not exist yet.
     pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), TransportError> {
-        let (partitions, replication) = (self.config.partitions, self.config.replication);
+        self.create_missing(topics, self.config.partitions, false).await
+    }
+
+    /// Creates the missing ones of `topics` through the admin API (compacted if asked).
+    async fn create_missing(&self, topics: &[String], partitions: i32, compacted: bool) -> Result<(), TransportError> {
+        let replication = self.config.replication;
         if let Some(embedded) = &self.embedded {
             for topic in topics {
                 embedded.create_topic(topic, partitions, replication)?;
@@ -99,8 +110,17 @@ impl Broker {
             return Ok(());
         }
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
-        let new_topics: Vec<NewTopic<'_>> =
-            missing.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| {
+                let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+                if compacted {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
+            })
+            .collect();
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(10)))
             .request_timeout(Some(Duration::from_secs(5)));
@@ -118,7 +138,8 @@ impl Broker {
             }
             Err(e) => {
                 // Some Kafka-protocol brokers (the embedded one among them) do not implement
-                // CreateTopics but create a topic when a client asks for its metadata.
+                // CreateTopics but create a topic, with their defaults (not compacted), when a
+                // client asks for its metadata.
                 tracing::info!(error = %e, "broker did not create topics; asking for auto-creation");
                 self.request_auto_creation(missing.iter().map(|t| t.to_string()).collect()).await
             }
@@ -178,7 +199,7 @@ impl Broker {
             .set("request.timeout.ms", "5000")
             .set("socket.timeout.ms", "10000")
             .create()?;
-        Ok(Publisher { producer })
+        Ok(Publisher { producer, chaos: None })
     }
 
     /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after handling.
@@ -201,6 +222,99 @@ impl Broker {
         Ok(consumer)
     }
 
+    /// Follows every partition of `topic` from its first record until `shutdown`, handing
+    /// each record's key and value to `apply`. No group is joined and nothing is committed:
+    /// every runner reads the whole (compacted) control topic on start.
+    pub async fn follow(
+        &self,
+        topic: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+        mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
+    ) -> Result<(), TransportError> {
+        use futures::StreamExt;
+        use rdkafka::Message;
+        let consumer: StreamConsumer = self
+            .client_config()
+            .set("group.id", format!("chaos-symphony-follow-{}", uuid::Uuid::new_v4().simple()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "50")
+            // Never skip to the end: a follower must see every record from the first.
+            .set("auto.offset.reset", "earliest")
+            // An idle topic must not push the next fetch half a second out.
+            .set("fetch.error.backoff.ms", "20")
+            .set("fetch.queue.backoff.ms", "10")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .create()?;
+        let partitions = {
+            let (config, name) = (self.client_config(), topic.to_string());
+            tokio::task::spawn_blocking(move || -> Result<usize, TransportError> {
+                let client: rdkafka::producer::BaseProducer = config.create()?;
+                let metadata = client.client().fetch_metadata(Some(&name), Duration::from_secs(10))?;
+                Ok(metadata.topics().first().map_or(0, |t| t.partitions().len()))
+            })
+            .await
+            .map_err(|e| TransportError::Broker(format!("metadata task failed: {e}")))??
+        };
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for partition in 0..partitions.max(1) {
+            assignment.add_partition_offset(topic, partition as i32, rdkafka::Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let mut stream = consumer.stream();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => apply(message.key(), message.payload()),
+                Some(Err(e)) => {
+                    tracing::debug!(topic, error = %e, "read error while following; continuing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// How far a consumer group is behind: per partition of `topics`, the high watermark minus
+    /// the group's committed offset (the whole partition when nothing is committed). Asks as
+    /// an outside observer would: the group is not joined.
+    pub async fn consumer_lag(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, i32, i64)>, TransportError> {
+        let mut config = self.client_config();
+        config.set("group.id", group).set("enable.auto.commit", "false");
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32, i64)>, TransportError> {
+            let timeout = Duration::from_secs(5);
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            let mut assignment = rdkafka::TopicPartitionList::new();
+            for topic in &topics {
+                let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                    assignment.add_partition(topic, partition.id());
+                }
+            }
+            let committed = consumer.committed_offsets(assignment, timeout)?;
+            let mut lag = Vec::new();
+            for element in committed.elements() {
+                let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+                let position = match element.offset() {
+                    rdkafka::Offset::Offset(offset) => offset,
+                    _ => low,
+                };
+                lag.push((element.topic().to_string(), element.partition(), (high - position).max(0)));
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| TransportError::Broker(format!("lag task failed: {e}")))?
+    }
+
     /// Whether the broker answers a metadata request within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> bool {
         let config = self.client_config();
@@ -217,10 +331,15 @@ impl Broker {
     }
 }
 
+/// What a `corrupt` fault puts on the topic instead of the payload.
+const CORRUPTED_PAYLOAD: &[u8] = b"\x00\xffchaos: corrupted payload\xfe";
+
 /// Publishes events and waits for the broker's acknowledgement of each.
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
+    /// Produce-side chaos: the engine and the service publishing (the relay).
+    chaos: Option<(crate::chaos::Chaos, String)>,
 }
 
 /// One record to publish, borrowed from wherever it was read (an [`Event`] or an outbox row).
@@ -233,6 +352,8 @@ pub struct Record<'a> {
     pub traceparent: Option<&'a str>,
     /// The JSON payload as bytes.
     pub payload: &'a [u8],
+    /// The topic, when not the one named by the event type.
+    pub topic: Option<&'a str>,
 }
 
 impl Publisher {
@@ -248,6 +369,7 @@ impl Publisher {
             time: &event.time,
             traceparent: event.traceparent.as_deref(),
             payload: &payload,
+            topic: event.topic.as_deref(),
         };
         self.enqueue(&record).await?.await
     }
@@ -268,7 +390,38 @@ impl Publisher {
         if let Some(traceparent) = record.traceparent {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent) });
         }
-        let mut pending = FutureRecord::to(record.event_type).key(record.key).payload(record.payload).headers(headers);
+        let topic = record.topic.unwrap_or(record.event_type);
+        let mut payload = record.payload;
+        let mut copies = 1;
+        if let Some((chaos, service)) = &self.chaos {
+            let actions = chaos.decide(crate::chaos::Point::Produce { service, topic }, Some(record.key));
+            crate::chaos::delay_for(&actions).await;
+            for action in actions {
+                match action {
+                    crate::chaos::Action::Fail(message) => {
+                        return Err(TransportError::Broker(format!("chaos: publish to `{topic}` failed: {message}")));
+                    }
+                    crate::chaos::Action::Duplicate => copies += 1,
+                    crate::chaos::Action::Corrupt => payload = CORRUPTED_PAYLOAD,
+                    _ => {}
+                }
+            }
+        }
+        // A duplicate is the same record sent again before it: both are acknowledged in order.
+        for _ in 1..copies {
+            let copy = FutureRecord::to(topic).key(record.key).payload(payload).headers(headers.clone());
+            // Its acknowledgement is not awaited: the original's, sent after it, implies it.
+            drop(self.send_queued(copy).await?);
+        }
+        let pending = FutureRecord::to(topic).key(record.key).payload(payload).headers(headers);
+        self.send_queued(pending).await
+    }
+
+    /// Hands a record to the producer, waiting while its queue is full.
+    async fn send_queued(
+        &self,
+        mut pending: FutureRecord<'_, str, [u8]>,
+    ) -> Result<impl std::future::Future<Output = Result<(), TransportError>> + Send + 'static, TransportError> {
         loop {
             match self.producer.send_result(pending) {
                 Ok(delivery) => {
@@ -312,6 +465,12 @@ impl Publisher {
             record = record.payload(payload);
         }
         self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| TransportError::Kafka(e))
+    }
+
+    /// The same producer with produce-side chaos for `service` (the relay).
+    pub fn with_chaos(mut self, chaos: crate::chaos::Chaos, service: &str) -> Self {
+        self.chaos = Some((chaos, service.to_string()));
+        self
     }
 
     /// Waits until everything sent so far is acknowledged (used on shutdown).

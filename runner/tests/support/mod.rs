@@ -99,7 +99,11 @@ pub fn pipelines_dir() -> PathBuf {
 pub fn shipped_pipelines(database_url: &str) -> Vec<Pipeline> {
     let files = config::pipeline_files(&pipelines_dir()).expect("pipelines directory");
     let options = LoadOptions {
-        defaults: Defaults { brokers: Some("embedded".into()), database_url: Some(database_url.into()) },
+        defaults: Defaults {
+            brokers: Some("embedded".into()),
+            database_url: Some(database_url.into()),
+            chaos_enabled: None,
+        },
         overrides: config::Overrides {
             database_url: Some(database_url.into()),
             brokers: Some("embedded".into()),
@@ -161,6 +165,20 @@ impl System {
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Creates a chaos rule through chaos-svc with the development token; panics unless `201`.
+    pub async fn create_rule(&self, rule: &Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/chaos/rules", self.base))
+            .bearer_auth("local-dev-token-change-me")
+            .json(rule)
+            .send()
+            .await
+            .expect("POST /api/chaos/rules");
+        let status = response.status();
+        assert_eq!(status, 201, "creating {rule}: {}", response.text().await.unwrap_or_default());
     }
 
     pub async fn stop(self) {
@@ -246,4 +264,59 @@ pub fn read_numbered(bootstrap: &str, topic: &str) -> Vec<(String, String, i64)>
             (r.key.unwrap_or_default(), r.headers["ce_id"].clone(), payload["n"].as_i64().unwrap())
         })
         .collect()
+}
+
+/// The system's guarantees after a run: charges minus refunds equal
+/// the totals of completed orders; per SKU, reserved minus released equals what completed
+/// orders hold and what left the stock; one live shipment per completed order.
+pub async fn assert_guarantees(store: &Store) {
+    let charged = scalar(store, "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE charged_at_ms IS NOT NULL").await;
+    let refunded =
+        scalar(store, "SELECT COALESCE(SUM(amount), 0) FROM payments WHERE refunded_at_ms IS NOT NULL").await;
+    let completed_total = scalar(store, "SELECT COALESCE(SUM(total), 0) FROM orders WHERE status = 'COMPLETED'").await;
+    assert_eq!(charged - refunded, completed_total, "money: charged {charged}, refunded {refunded}");
+    let completed_items =
+        sqlx::query("SELECT items FROM orders WHERE status = 'COMPLETED'").fetch_all(store.pool()).await.unwrap();
+    let mut shipped: std::collections::BTreeMap<String, i64> = Default::default();
+    for row in completed_items {
+        let items: Vec<Value> = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
+        for item in items {
+            *shipped.entry(item["sku"].as_str().unwrap().to_string()).or_default() +=
+                item["quantity"].as_i64().unwrap();
+        }
+    }
+    for sku in ["SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-5"] {
+        let reserved = scalar(store, &format!("SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id WHERE l.sku = '{sku}' AND r.reserved_at_ms IS NOT NULL")).await;
+        let released = scalar(store, &format!("SELECT COALESCE(SUM(l.quantity), 0) FROM reservation_lines l JOIN reservations r ON r.order_id = l.order_id WHERE l.sku = '{sku}' AND r.released_at_ms IS NOT NULL")).await;
+        let available = scalar(store, &format!("SELECT available FROM stock WHERE sku = '{sku}'")).await;
+        let want = shipped.get(sku).copied().unwrap_or(0);
+        assert_eq!(reserved - released, want, "{sku}: reserved {reserved}, released {released}");
+        assert_eq!(1_000_000 - available, want, "{sku}: stock left {available}");
+    }
+    let completed = scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await;
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM shipments WHERE status = 'scheduled'").await, completed);
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'FAILED'").await, 0, "FAILED orders");
+}
+
+/// A plain order that completes unless a fault stops it.
+pub fn simple_order(i: usize) -> Value {
+    serde_json::json!({
+        "customerId": format!("customer-{i}"),
+        "currency": "EUR",
+        "items": [{ "sku": format!("SKU-{}", 1 + i % 5), "quantity": 1 + i % 2, "unitPrice": 1000 + i as i64 }],
+        "shipTo": { "country": "DE" }
+    })
+}
+
+/// Copies a directory tree (pipelines and schemas into a temporary folder to edit them).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::telemetry;
 use crate::transport::Publisher;
 
 pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) -> Result<(), RelayError> {
-    let publisher = ctx.broker.publisher()?;
+    let publisher = ctx.broker.publisher()?.with_chaos(ctx.chaos.clone(), &ctx.service);
     tracing::info!(service = ctx.service, "outbox relay started (polling)");
     let mut failures = 0u32;
     while !ctx.shutdown.is_cancelled() {

@@ -1,0 +1,513 @@
+//! The chaos engine: the rules in force in this process (from its pipeline files and from the
+//! control topic chaos-svc writes), and the one decision every injection point asks —
+//! "does a fault strike here, now, for this order?".
+//!
+//! Injection points: the consume loop (`transport::consume`), the relay's producer
+//! (`transport::Publisher`), order-api's HTTP middleware, `ServiceContext::begin` (store), and
+//! the embedded broker (a reconciler in `runtime`). Every injection is counted
+//! (`chaos_injections_total`), kept in a recent list, and sent to the injections topic.
+
+pub mod control;
+pub mod http;
+pub mod rule;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+pub use control::{CanarySetting, ControlRecord, ControlRule, CONTROL_TOPIC, INJECTIONS_TOPIC};
+pub use rule::{
+    compile_rule, stable_hash, stable_share, Chance, Fault, FieldProblem, Rule, RuleSpec, Side, TargetSpec,
+};
+
+use crate::event::{now_ms, now_rfc3339};
+use crate::telemetry;
+
+/// How recent injections are kept in memory for listing.
+const RECENT_INJECTIONS: usize = 2_000;
+/// The hash salt of the blast radius (a different one from the canary split's).
+const KEY_SAMPLE_SALT: &str = "chaos";
+
+/// A service's chaos settings from its pipeline file (`[chaos]`), environment included.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChaosSettings {
+    /// Chaos is off unless the environment turns it on.
+    pub enabled: bool,
+    /// `crash` faults abort the process only when this is set.
+    pub allow_crash: bool,
+    pub rules: Vec<Rule>,
+}
+
+/// Where a rule in force came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum RuleSource {
+    /// Declared in a pipeline file (`service` is the file's service).
+    File { service: String },
+    /// Created through chaos-svc, read from the control topic.
+    Api { by: String },
+}
+
+/// A rule in force: compiled, with its lease and its count in this process.
+#[derive(Debug)]
+pub struct ActiveRule {
+    pub rule: Rule,
+    pub source: RuleSource,
+    pub activated_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub count: AtomicU64,
+    /// Injections in the current second (for `rate` rules): (second, count).
+    budget: Mutex<(i64, f64)>,
+}
+
+impl ActiveRule {
+    fn new(rule: Rule, source: RuleSource, activated_ms: i64, expires_ms: Option<i64>) -> Self {
+        ActiveRule { rule, source, activated_ms, expires_ms, count: AtomicU64::new(0), budget: Mutex::new((0, 0.0)) }
+    }
+
+    /// Why a rule is not injecting now, if it is not.
+    pub fn dormant(&self, now: i64) -> Option<&'static str> {
+        let rule = &self.rule;
+        if !rule.spec.enabled {
+            Some("disabled")
+        } else if rule.start_ms.is_some_and(|start| now < start) {
+            Some("waiting for its start")
+        } else if rule.end_ms.is_some_and(|end| now >= end) {
+            Some("past its end")
+        } else if self.expires_ms.is_some_and(|expiry| now >= expiry) {
+            Some("expired")
+        } else if rule.spec.max_count.is_some_and(|max| self.count.load(Ordering::Relaxed) >= max) {
+            Some("reached max_count")
+        } else {
+            None
+        }
+    }
+
+    /// Draws whether this call gets the fault (after the rule matched and is active).
+    fn strikes(&self, key: Option<&str>, now: i64) -> bool {
+        if let (Some(sample), Some(key)) = (self.rule.key_sample, key) {
+            if stable_share(KEY_SAMPLE_SALT, key) >= sample {
+                return false;
+            }
+        }
+        match self.rule.chance {
+            Chance::Probability(p) => p >= 1.0 || rand::random::<f64>() < p,
+            Chance::PerSecond(rate) => {
+                let mut budget = self.budget.lock().expect("budget lock");
+                let second = now / 1000;
+                if budget.0 != second {
+                    *budget = (second, 0.0);
+                }
+                if budget.1 + 1.0 <= rate.max(1.0) {
+                    budget.1 += 1.0;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// Where a call is about to happen, as injection points describe it.
+#[derive(Debug, Clone, Copy)]
+pub enum Point<'a> {
+    /// A consumer is about to handle a message (attempt 1), or to retry it (only `error`
+    /// faults are asked again).
+    Consume { service: &'a str, consumer: &'a str, handler: &'a str, topic: &'a str, attempt: u32 },
+    /// The relay is about to publish a record.
+    Produce { service: &'a str, topic: &'a str },
+    /// An HTTP request reached a service's route.
+    Http { service: &'a str, route: &'a str },
+    /// A service starts a database transaction.
+    Store { service: &'a str },
+}
+
+impl Point<'_> {
+    fn service(&self) -> &str {
+        match self {
+            Point::Consume { service, .. }
+            | Point::Produce { service, .. }
+            | Point::Http { service, .. }
+            | Point::Store { service } => service,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Point::Consume { consumer, topic, .. } => format!("consume {topic} ({consumer})"),
+            Point::Produce { topic, .. } => format!("produce {topic}"),
+            Point::Http { route, .. } => format!("http {route}"),
+            Point::Store { .. } => "store".to_string(),
+        }
+    }
+
+    fn matches(&self, target: &TargetSpec) -> bool {
+        match (target, self) {
+            (TargetSpec::Service { service }, Point::Consume { service: s, .. }) => service == s,
+            (TargetSpec::Handler { handler, service }, Point::Consume { service: s, consumer, handler: h, .. }) => {
+                service.as_deref().is_none_or(|service| service == *s)
+                    && (handler == h || consumer.rsplit('/').next() == Some(handler.as_str()))
+            }
+            (TargetSpec::Topic { topic, side: Side::Consume }, Point::Consume { topic: t, .. }) => topic == t,
+            (TargetSpec::Topic { topic, side: Side::Produce }, Point::Produce { topic: t, .. }) => topic == t,
+            (TargetSpec::Http { service, route }, Point::Http { service: s, route: r }) => {
+                service == s && route.as_deref().is_none_or(|prefix| r.starts_with(prefix))
+            }
+            (TargetSpec::Store { service }, Point::Store { service: s }) => service == s,
+            _ => false,
+        }
+    }
+}
+
+/// A fault that struck: what the injection point must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Delay(Duration),
+    Fail(String),
+    Duplicate,
+    Drop,
+    Corrupt,
+    Status(u16),
+    Crash,
+}
+
+/// A recorded injection.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Injection {
+    pub at: String,
+    pub at_ms: i64,
+    pub rule: String,
+    pub fault: String,
+    pub service: String,
+    pub target: String,
+    /// The order concerned, when the call had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Extra detail (the delay drawn, the status answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The runner process that injected it.
+    #[serde(default)]
+    pub runner: String,
+}
+
+/// The state of the embedded broker the rules ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerFault {
+    pub down: bool,
+    pub rtt: Duration,
+    /// The rules responsible (for the injection records).
+    pub rules: Vec<String>,
+}
+
+/// The engine of one process, shared by every service in it.
+#[derive(Clone, Default)]
+pub struct Chaos {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Chaos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chaos").field("rules", &self.active().len()).finish()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    settings: RwLock<BTreeMap<String, ChaosSettings>>,
+    control_rules: RwLock<BTreeMap<String, ControlRule>>,
+    canary: RwLock<HashMap<String, CanarySetting>>,
+    active: RwLock<Arc<Vec<Arc<ActiveRule>>>>,
+    recent: Mutex<VecDeque<Injection>>,
+    outgoing: Mutex<Option<mpsc::Sender<Injection>>>,
+    /// Bumped on every change of rules or canary settings (waiters: chaos-svc, canary, broker).
+    version: Mutex<Option<watch::Sender<u64>>>,
+    /// This process, on its injections (so chaos-svc does not list its own twice).
+    runner: String,
+}
+
+impl Chaos {
+    pub fn new() -> Self {
+        let inner = Inner {
+            version: Mutex::new(Some(watch::channel(0).0)),
+            runner: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            ..Inner::default()
+        };
+        Chaos { inner: Arc::new(inner) }
+    }
+
+    /// Sets a service's settings and file rules (start-up and every reload).
+    pub fn set_service(&self, service: &str, settings: ChaosSettings) {
+        self.inner.settings.write().expect("settings lock").insert(service.to_string(), settings);
+        self.rebuild();
+    }
+
+    /// Applies one record of the control topic.
+    pub fn apply_control(&self, record: ControlRecord) {
+        match record {
+            ControlRecord::Rule(id, Some(rule)) => {
+                self.inner.control_rules.write().expect("rules lock").insert(id, *rule);
+            }
+            ControlRecord::Rule(id, None) => {
+                self.inner.control_rules.write().expect("rules lock").remove(&id);
+            }
+            ControlRecord::Canary(step, Some(setting)) => {
+                self.inner.canary.write().expect("canary lock").insert(step, setting);
+            }
+            ControlRecord::Canary(step, None) => {
+                self.inner.canary.write().expect("canary lock").remove(&step);
+            }
+            ControlRecord::Hello(_) => return,
+        }
+        self.rebuild();
+    }
+
+    /// The rules of the control topic as last seen.
+    pub fn control_rules(&self) -> BTreeMap<String, ControlRule> {
+        self.inner.control_rules.read().expect("rules lock").clone()
+    }
+
+    /// The canary percentage last set through the control topic for a saga step.
+    pub fn canary_setting(&self, step: &str) -> Option<CanarySetting> {
+        self.inner.canary.read().expect("canary lock").get(step).cloned()
+    }
+
+    pub fn canary_settings(&self) -> HashMap<String, CanarySetting> {
+        self.inner.canary.read().expect("canary lock").clone()
+    }
+
+    /// A receiver that changes whenever rules or canary settings change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.version.lock().expect("version lock").get_or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Every rule in force in this process, with its source.
+    pub fn active(&self) -> Arc<Vec<Arc<ActiveRule>>> {
+        self.inner.active.read().expect("active lock").clone()
+    }
+
+    /// Whether any service of this process runs with chaos on.
+    pub fn enabled_anywhere(&self) -> bool {
+        self.inner.settings.read().expect("settings lock").values().any(|s| s.enabled)
+    }
+
+    /// Whether chaos is on for a service, and whether it may crash: read on every call, so
+    /// only the two flags are copied (not the service's rules).
+    fn flags_of(&self, service: &str) -> Option<(bool, bool)> {
+        self.inner.settings.read().expect("settings lock").get(service).map(|s| (s.enabled, s.allow_crash))
+    }
+
+    /// Recomputes the rules in force, keeping the counts and leases of unchanged rules.
+    fn rebuild(&self) {
+        let now = now_ms();
+        let previous = self.active();
+        let keep = |rule: &Rule, source: &RuleSource| {
+            previous.iter().find(|a| a.rule == *rule && a.source == *source).cloned()
+        };
+        let mut next: Vec<Arc<ActiveRule>> = Vec::new();
+        for (service, settings) in self.inner.settings.read().expect("settings lock").iter() {
+            for rule in &settings.rules {
+                let source = RuleSource::File { service: service.clone() };
+                next.push(keep(rule, &source).unwrap_or_else(|| {
+                    let expires = rule.expiry_from(now);
+                    Arc::new(ActiveRule::new(rule.clone(), source, now, expires))
+                }));
+            }
+        }
+        for control in self.inner.control_rules.read().expect("rules lock").values() {
+            let Ok(rule) = compile_rule(&control.rule) else { continue };
+            let source = RuleSource::Api { by: control.by.clone() };
+            next.push(keep(&rule, &source).unwrap_or_else(|| {
+                Arc::new(ActiveRule::new(rule, source, control.updated_at_ms, control.expires_at_ms))
+            }));
+        }
+        *self.inner.active.write().expect("active lock") = Arc::new(next);
+        if let Some(version) = self.inner.version.lock().expect("version lock").as_ref() {
+            version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Asks whether faults strike at `point` for the order `key`; records each one that does.
+    pub fn decide(&self, point: Point<'_>, key: Option<&str>) -> Vec<Action> {
+        let active = self.active();
+        if active.is_empty() {
+            return Vec::new();
+        }
+        let Some((true, allow_crash)) = self.flags_of(point.service()) else { return Vec::new() };
+        let now = now_ms();
+        let mut actions = Vec::new();
+        for rule in active.iter() {
+            let retry = matches!(point, Point::Consume { attempt, .. } if attempt > 1);
+            if retry && !matches!(rule.rule.fault, Fault::Error(_)) {
+                continue;
+            }
+            if !point.matches(&rule.rule.target) || rule.dormant(now).is_some() || !rule.strikes(key, now) {
+                continue;
+            }
+            let (action, detail) = match &rule.rule.fault {
+                Fault::Latency { min, max, jitter } => {
+                    let delay = Fault::draw_delay(*min, *max, *jitter);
+                    (Action::Delay(delay), Some(format!("{} ms", delay.as_millis())))
+                }
+                Fault::Error(message) => (Action::Fail(message.clone()), None),
+                Fault::Duplicate => (Action::Duplicate, None),
+                Fault::Drop => (Action::Drop, None),
+                Fault::Corrupt => (Action::Corrupt, None),
+                Fault::HttpStatus(status) => (Action::Status(*status), Some(status.to_string())),
+                Fault::Crash if allow_crash => (Action::Crash, None),
+                Fault::Crash => {
+                    tracing::warn!(rule = rule.rule.spec.id, "crash fault skipped: set [chaos] allow_crash = true");
+                    continue;
+                }
+                Fault::Down => continue,
+            };
+            rule.count.fetch_add(1, Ordering::Relaxed);
+            self.record(Injection {
+                at: now_rfc3339(),
+                at_ms: now,
+                rule: rule.rule.spec.id.clone(),
+                fault: rule.rule.fault.name().to_string(),
+                service: point.service().to_string(),
+                target: point.describe(),
+                key: key.map(str::to_string),
+                detail,
+                runner: String::new(),
+            });
+            actions.push(action);
+        }
+        actions
+    }
+
+    /// What the broker rules ask of the embedded broker now.
+    pub fn broker_fault(&self) -> BrokerFault {
+        let mut fault = BrokerFault::default();
+        if !self.enabled_anywhere() {
+            return fault;
+        }
+        let now = now_ms();
+        for rule in self.active().iter() {
+            if rule.rule.target != TargetSpec::Broker || rule.dormant(now).is_some() {
+                continue;
+            }
+            match &rule.rule.fault {
+                Fault::Down => fault.down = true,
+                Fault::Latency { max, jitter, .. } => fault.rtt = fault.rtt.max(*max + *jitter),
+                _ => continue,
+            }
+            fault.rules.push(rule.rule.spec.id.clone());
+        }
+        fault
+    }
+
+    /// Records the start of a broker fault (one injection per rule each time it takes effect).
+    pub fn record_broker(&self, rule_id: &str, detail: String) {
+        let active = self.active();
+        let rule = active.iter().find(|r| r.rule.spec.id == rule_id);
+        if let Some(rule) = rule {
+            rule.count.fetch_add(1, Ordering::Relaxed);
+        }
+        let fault = rule.map_or("broker", |r| r.rule.fault.name()).to_string();
+        let now = now_ms();
+        self.record(Injection {
+            at: now_rfc3339(),
+            at_ms: now,
+            rule: rule_id.to_string(),
+            fault,
+            service: "broker".to_string(),
+            target: "embedded broker".to_string(),
+            key: None,
+            detail: Some(detail),
+            runner: String::new(),
+        });
+    }
+
+    fn record(&self, mut injection: Injection) {
+        injection.runner = self.inner.runner.clone();
+        metrics::counter!(
+            telemetry::CHAOS_INJECTIONS,
+            "service" => injection.service.clone(),
+            "rule" => injection.rule.clone(),
+            "fault" => injection.fault.clone()
+        )
+        .increment(1);
+        tracing::info!(
+            rule = injection.rule,
+            fault = injection.fault,
+            service = injection.service,
+            target = injection.target,
+            key = injection.key.as_deref().unwrap_or(""),
+            "chaos injected"
+        );
+        if let Some(sender) = self.inner.outgoing.lock().expect("outgoing lock").as_ref() {
+            // Best effort: a full queue drops the copy for the topic, never the fault itself.
+            let _ = sender.try_send(injection.clone());
+        }
+        self.keep(injection);
+    }
+
+    /// Adds to the recent list, dropping the oldest past its size.
+    fn keep(&self, injection: Injection) {
+        let mut recent = self.inner.recent.lock().expect("recent lock");
+        if recent.len() == RECENT_INJECTIONS {
+            recent.pop_front();
+        }
+        recent.push_back(injection);
+    }
+
+    /// Keeps an injection reported by another runner (chaos-svc follows the injections topic).
+    pub fn remember(&self, injection: Injection) {
+        if injection.runner != self.inner.runner {
+            self.keep(injection);
+        }
+    }
+
+    /// The newest injections first.
+    pub fn recent(&self, limit: usize) -> Vec<Injection> {
+        self.inner.recent.lock().expect("recent lock").iter().rev().take(limit).cloned().collect()
+    }
+
+    /// Sends every later injection to `sender` (the runtime publishes them to the injections topic).
+    pub fn report_to(&self, sender: mpsc::Sender<Injection>) {
+        *self.inner.outgoing.lock().expect("outgoing lock") = Some(sender);
+    }
+}
+
+/// Applies the actions that only wait: used where the other faults mean nothing.
+pub async fn delay_for(actions: &[Action]) {
+    let total: Duration = actions.iter().map(|a| if let Action::Delay(d) = a { *d } else { Duration::ZERO }).sum();
+    if !total.is_zero() {
+        tokio::time::sleep(total).await;
+    }
+}
+
+/// Ends the process at once, as a crash would: no shutdown, no flush.
+pub fn crash(rule_context: &str) -> ! {
+    eprintln!("chaos: crashing the process on purpose ({rule_context})");
+    std::process::abort()
+}
+
+/// The rules in force as the admin endpoints list them: spec, source, state and count.
+pub fn describe_rules(chaos: &Chaos) -> Vec<serde_json::Value> {
+    let now = now_ms();
+    chaos
+        .active()
+        .iter()
+        .map(|rule| {
+            serde_json::json!({
+                "id": rule.rule.spec.id,
+                "source": rule.source,
+                "state": rule.dormant(now).unwrap_or("active"),
+                "count": rule.count.load(Ordering::Relaxed),
+                "activatedAtMs": rule.activated_ms,
+                "expiresAtMs": rule.expires_ms,
+                "rule": rule.rule.spec,
+            })
+        })
+        .collect()
+}

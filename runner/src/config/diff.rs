@@ -1,0 +1,187 @@
+//! What changed between two versions of a pipeline file, and whether it can be applied to
+//! the running service. Pure: compares the layered specs section by section.
+//!
+//! Hot: chaos settings and rules, the canary percentage and analysis, and consumers added,
+//! removed or changed (handler parameters, replies, retries) — each rebuilt alone. Everything
+//! else (broker, database, listen address, consumer groups and topics, the saga, the APIs)
+//! needs a restart, and the reload is refused with the keys that changed.
+
+use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec};
+
+/// The parts of a running pipeline a change touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub chaos: bool,
+    pub canary: bool,
+    /// Consumers to stop (removed or changed), by name.
+    pub consumers_stopped: Vec<String>,
+    /// Consumers to start (added or changed), by name.
+    pub consumers_started: Vec<String>,
+}
+
+impl Changes {
+    /// Start-up: everything is new (start-up is a reload from nothing).
+    pub fn initial(consumers: Vec<String>) -> Self {
+        Changes { chaos: true, canary: true, consumers_stopped: Vec::new(), consumers_started: consumers }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+
+    /// One line for logs and the config endpoint.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.chaos {
+            parts.push("chaos".to_string());
+        }
+        if self.canary {
+            parts.push("canary".to_string());
+        }
+        let restarted: Vec<&String> =
+            self.consumers_started.iter().filter(|c| self.consumers_stopped.contains(c)).collect();
+        for name in &self.consumers_started {
+            if !restarted.contains(&name) {
+                parts.push(format!("consumer {name} added"));
+            }
+        }
+        for name in &self.consumers_stopped {
+            if !restarted.contains(&name) {
+                parts.push(format!("consumer {name} removed"));
+            }
+        }
+        for name in restarted {
+            parts.push(format!("consumer {name} rebuilt"));
+        }
+        if parts.is_empty() {
+            "nothing".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The name a consumer runs under.
+pub fn consumer_name(spec: &ConsumerSpec) -> String {
+    spec.name.clone().unwrap_or_else(|| spec.handler.clone())
+}
+
+/// The changes from `old` to `new`, or the keys whose change needs a restart.
+pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<String>> {
+    let mut restart = Vec::new();
+    let mut fixed = |name: &str, same: bool| {
+        if !same {
+            restart.push(name.to_string());
+        }
+    };
+    fixed("[service]", old.service == new.service);
+    fixed("[broker]", old.broker == new.broker);
+    fixed("[store]", old.store == new.store);
+    fixed("[order_api]", old.order_api == new.order_api);
+    fixed("[relay]", old.relay == new.relay);
+    fixed("[dlq_admin]", old.dlq_admin == new.dlq_admin);
+    fixed("[chaos_api]", old.chaos_api == new.chaos_api);
+    fixed("[schemas]", old.schemas == new.schemas);
+    fixed("[admin]", old.admin == new.admin);
+    fixed("[saga]", without_canary_percent(&old.saga) == without_canary_percent(&new.saga));
+
+    let mut changes = Changes {
+        chaos: old.chaos != new.chaos,
+        canary: old.saga.as_ref().and_then(|s| s.canary.as_ref()) != new.saga.as_ref().and_then(|s| s.canary.as_ref()),
+        ..Changes::default()
+    };
+    for old_consumer in &old.consumers {
+        let name = consumer_name(old_consumer);
+        match new.consumers.iter().find(|c| consumer_name(c) == name) {
+            None => changes.consumers_stopped.push(name),
+            Some(new_consumer) if new_consumer != old_consumer => {
+                if new_consumer.group != old_consumer.group {
+                    restart.push(format!("the consumer group of consumer `{name}`"));
+                } else if new_consumer.topic != old_consumer.topic {
+                    restart.push(format!("the topic of consumer `{name}`"));
+                } else {
+                    changes.consumers_stopped.push(name.clone());
+                    changes.consumers_started.push(name);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for new_consumer in &new.consumers {
+        let name = consumer_name(new_consumer);
+        if !old.consumers.iter().any(|c| consumer_name(c) == name) {
+            changes.consumers_started.push(name);
+        }
+    }
+    if restart.is_empty() {
+        Ok(changes)
+    } else {
+        Err(restart)
+    }
+}
+
+/// The saga with only the parts of its canary that cannot change at runtime.
+fn without_canary_percent(saga: &Option<SagaSpec>) -> Option<SagaSpec> {
+    saga.clone().map(|mut saga| {
+        if let Some(canary) = saga.canary.as_mut() {
+            canary.percent = None;
+            canary.analysis = None;
+        }
+        saga
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> PipelineSpec {
+        toml::from_str(text).expect("spec")
+    }
+
+    const BASE: &str = r#"
+[broker]
+brokers = "embedded"
+[[consumers]]
+name = "charge"
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+params = { decline_above = 500000 }
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+[saga.canary]
+step = "payment"
+percent = 10
+"#;
+
+    /// A text replaced in the base file, and the summary of changes or the restart keys.
+    type Case<'a> = (&'a str, &'a str, Result<&'a str, &'a [&'a str]>);
+
+    #[test]
+    fn hot_changes_and_restarts() {
+        let base = spec(BASE);
+        assert_eq!(diff(&base, &base), Ok(Changes::default()));
+        let cases: &[Case] = &[
+            ("percent = 10", "percent = 50", Ok("canary")),
+            ("decline_above = 500000", "decline_above = 100", Ok("consumer charge rebuilt")),
+            ("[broker]\nbrokers = \"embedded\"", "[broker]\nbrokers = \"k:9092\"", Err(&["[broker]"])),
+            (
+                "name = \"charge\"",
+                "name = \"charge\"\ngroup = \"other\"",
+                Err(&["the consumer group of consumer `charge`"]),
+            ),
+            ("step = \"payment\"", "step = \"shipping\"", Err(&["[saga]"])),
+            ("[saga]", "[chaos]\nenabled = true\n[saga]", Ok("chaos")),
+        ];
+        for (from, to, expected) in cases {
+            let changed = spec(&BASE.replace(from, to));
+            let got = diff(&base, &changed).map(|c| c.summary());
+            let expected = expected.map(str::to_string).map_err(|keys| keys.iter().map(|k| k.to_string()).collect());
+            assert_eq!(got, expected, "{from} -> {to}");
+        }
+    }
+}

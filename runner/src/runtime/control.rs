@@ -1,0 +1,119 @@
+//! The runner's side of the control plane: follow the control topic into the chaos engine,
+//! report this process's injections to the injections topic, and turn broker rules into the
+//! embedded broker's state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chaos::{BrokerFault, Chaos, ControlRecord, Injection, CONTROL_TOPIC, INJECTIONS_TOPIC};
+use crate::services::ServiceContext;
+use crate::transport::{EmbeddedBroker, TransportError};
+
+/// Applies every record of the control topic, from its first, until shutdown.
+pub async fn follow_control(ctx: ServiceContext) -> Result<(), TransportError> {
+    ctx.broker
+        .follow(CONTROL_TOPIC, &ctx.shutdown, |key, value| match ControlRecord::decode(key, value) {
+            Ok(record) => {
+                tracing::debug!(key = record.key(), "control record applied");
+                ctx.chaos.apply_control(record);
+            }
+            Err(reason) => tracing::warn!(reason, "control record ignored"),
+        })
+        .await
+}
+
+/// chaos-svc: keeps the injections every runner reports, for its list.
+pub async fn follow_injections(ctx: ServiceContext) -> Result<(), TransportError> {
+    ctx.broker
+        .follow(INJECTIONS_TOPIC, &ctx.shutdown, |_, value| {
+            if let Some(injection) = value.and_then(|v| serde_json::from_slice::<Injection>(v).ok()) {
+                ctx.chaos.remember(injection);
+            }
+        })
+        .await
+}
+
+/// Publishes this process's injections (best effort; the engine keeps its own list too).
+pub async fn report_injections(ctx: ServiceContext) {
+    let (sender, mut receiver) = mpsc::channel::<Injection>(10_000);
+    ctx.chaos.report_to(sender);
+    let Ok(publisher) = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(5))) else { return };
+    loop {
+        let injection = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            injection = receiver.recv() => injection,
+        };
+        let Some(injection) = injection else { return };
+        let value = serde_json::to_vec(&injection).unwrap_or_default();
+        let key = injection.service.clone();
+        if let Err(e) = publisher.publish_raw(INJECTIONS_TOPIC, Some(key.as_bytes()), Some(&value), &[]).await {
+            tracing::debug!(error = %e, "cannot report an injection");
+        }
+    }
+}
+
+/// Keeps the embedded broker in the state the broker rules ask for: down, or slow.
+pub async fn broker_faults(chaos: Chaos, broker: Arc<EmbeddedBroker>, shutdown: CancellationToken) {
+    let mut applied = BrokerFault::default();
+    let mut changes = chaos.changes();
+    loop {
+        let wanted = chaos.broker_fault();
+        if wanted != applied {
+            for rule in wanted.rules.iter().filter(|r| !applied.rules.contains(r)) {
+                let detail =
+                    if wanted.down { "broker down".to_string() } else { format!("rtt {} ms", wanted.rtt.as_millis()) };
+                chaos.record_broker(rule, detail);
+            }
+            if wanted.down != applied.down {
+                if let Err(e) = broker.set_up(!wanted.down) {
+                    tracing::warn!(error = %e, "cannot change the embedded broker's state");
+                }
+                tracing::warn!(down = wanted.down, rules = ?wanted.rules, "chaos: embedded broker state changed");
+            }
+            if wanted.rtt != applied.rtt {
+                if let Err(e) = broker.set_rtt(wanted.rtt) {
+                    tracing::warn!(error = %e, "cannot change the embedded broker's round-trip time");
+                }
+            }
+            applied = wanted;
+        }
+        // Rules change by control records, and end by their own clock (window, lease).
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    if applied.down {
+        let _ = broker.set_up(true);
+    }
+}
+
+/// Samples the lag of this process's consumer groups every few seconds (`consumer_lag`).
+pub async fn consumer_lag(ctx: ServiceContext, groups: Vec<(String, Vec<String>)>) {
+    loop {
+        for (group, topics) in &groups {
+            match ctx.broker.consumer_lag(group, topics).await {
+                Ok(partitions) => {
+                    for (topic, partition, lag) in partitions {
+                        metrics::gauge!(
+                            crate::telemetry::CONSUMER_LAG,
+                            "group" => group.clone(),
+                            "topic" => topic,
+                            "partition" => partition.to_string()
+                        )
+                        .set(lag as f64);
+                    }
+                }
+                Err(e) => tracing::debug!(group, error = %e, "cannot measure consumer lag"),
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! streams-analytics (ADR-0004): follows the saga's trigger and final events and keeps
+//! windowed figures (1 minute, 5 minutes, 1 hour) — orders started and finished by outcome,
+//! compensation rate, end-to-end latency — exported to Prometheus, and serves the SLO view in
+//! one call (`GET /api/slo`): each objective's value, burn rates over the SRE workbook's window
+//! pairs, remaining error budget and whether it is breaching. The figures come from
+//! Prometheus's HTTP API when `prometheus_url` is set, from this service's own minute buckets
+//! otherwise.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{delivery_policy, ServiceContext};
+use crate::config::model::AnalyticsConfig;
+use crate::event::now_ms;
+use crate::slo::{Objective, ObjectiveKind, BURN_ALERTS};
+use crate::telemetry;
+use crate::transport::{consume, HandleError, Incoming, TransportError};
+
+/// The windows of the figures, in minutes.
+const WINDOWS: &[(&str, i64)] = &[("1m", 1), ("5m", 5), ("1h", 60)];
+/// How many minute buckets are kept: enough for the 3-day burn-rate window.
+const MINUTES_KEPT: usize = 3 * 24 * 60 + 1;
+/// End-to-end latencies kept for quantiles (the last hour, at most this many).
+const LATENCIES_KEPT: usize = 100_000;
+
+/// One minute of finished orders.
+#[derive(Debug, Clone, Default)]
+struct Minute {
+    minute: i64,
+    started: u64,
+    completed: u64,
+    cancelled: u64,
+    failed: u64,
+    /// Finished orders by end-to-end latency bucket (`telemetry::SAGA_DURATION_BUCKETS`, then +Inf).
+    latency: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Windows {
+    minutes: VecDeque<Minute>,
+    /// Start times of orders not yet finished, by order id.
+    started_at: HashMap<String, i64>,
+    /// (finished at, latency) of the last hour, for quantiles.
+    latencies: VecDeque<(i64, i64)>,
+    /// Event ids seen lately: delivery is at-least-once, figures count each event once.
+    seen: std::collections::HashSet<String>,
+    seen_order: VecDeque<String>,
+}
+
+/// How many recent event ids are remembered for deduplication.
+const SEEN_KEPT: usize = 200_000;
+
+impl Windows {
+    /// Whether this event id is new (and remembers it).
+    fn first_time(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_string()) {
+            return false;
+        }
+        self.seen_order.push_back(id.to_string());
+        if self.seen_order.len() > SEEN_KEPT {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn minute(&mut self, at_ms: i64) -> &mut Minute {
+        let minute = at_ms / 60_000;
+        if self.minutes.back().is_none_or(|m| m.minute < minute) {
+            let buckets = telemetry::SAGA_DURATION_BUCKETS.len() + 1;
+            self.minutes.push_back(Minute { minute, latency: vec![0; buckets], ..Minute::default() });
+            while self.minutes.len() > MINUTES_KEPT {
+                self.minutes.pop_front();
+            }
+        }
+        // Late events land in the newest minute: figures are about when they were seen.
+        self.minutes.back_mut().expect("a minute")
+    }
+
+    fn started(&mut self, order: &str, at_ms: i64) {
+        self.started_at.insert(order.to_string(), at_ms);
+        self.minute(at_ms).started += 1;
+        // Orders that never finish must not grow the map forever.
+        if self.started_at.len() > 200_000 {
+            let cutoff = at_ms - 3_600_000;
+            self.started_at.retain(|_, started| *started >= cutoff);
+        }
+    }
+
+    fn finished(&mut self, order: &str, status: &str, at_ms: i64) -> Option<i64> {
+        let latency = self.started_at.remove(order).map(|started| (at_ms - started).max(0));
+        let minute = self.minute(at_ms);
+        match status {
+            "COMPLETED" => minute.completed += 1,
+            "CANCELLED" => minute.cancelled += 1,
+            _ => minute.failed += 1,
+        }
+        if let Some(latency) = latency {
+            let seconds = latency as f64 / 1000.0;
+            let bucket = telemetry::SAGA_DURATION_BUCKETS.iter().position(|b| seconds <= *b);
+            let index = bucket.unwrap_or(telemetry::SAGA_DURATION_BUCKETS.len());
+            minute.latency[index] += 1;
+            self.latencies.push_back((at_ms, latency));
+            while self.latencies.len() > LATENCIES_KEPT
+                || self.latencies.front().is_some_and(|(t, _)| *t < at_ms - 3_600_000)
+            {
+                self.latencies.pop_front();
+            }
+        }
+        latency
+    }
+
+    /// The minute buckets of the last `minutes` minutes, the current one included.
+    fn last(&self, minutes: i64, now: i64) -> impl Iterator<Item = &Minute> {
+        let from = now / 60_000 - minutes + 1;
+        self.minutes.iter().filter(move |m| m.minute >= from)
+    }
+
+    fn summary(&self, minutes: i64, now: i64) -> Value {
+        let (mut started, mut completed, mut cancelled, mut failed) = (0, 0, 0, 0);
+        for m in self.last(minutes, now) {
+            started += m.started;
+            completed += m.completed;
+            cancelled += m.cancelled;
+            failed += m.failed;
+        }
+        let finished = completed + cancelled + failed;
+        let mut latencies: Vec<i64> =
+            self.latencies.iter().filter(|(t, _)| *t > now - minutes * 60_000).map(|(_, l)| *l).collect();
+        latencies.sort_unstable();
+        let quantile = |q: f64| -> Option<i64> {
+            (!latencies.is_empty())
+                .then(|| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1])
+        };
+        json!({
+            "started": started,
+            "finished": { "completed": completed, "cancelled": cancelled, "failed": failed },
+            "compensationRate": if finished == 0 { Value::Null } else { json!((cancelled + failed) as f64 / finished as f64) },
+            "latencyMs": { "p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99), "count": latencies.len() },
+        })
+    }
+
+    /// (bad, total) orders of an objective over the last `minutes`.
+    fn counts(&self, objective: &Objective, minutes: i64, now: i64) -> (u64, u64) {
+        let mut bad = 0;
+        let mut total = 0;
+        for m in self.last(minutes, now) {
+            match &objective.kind {
+                ObjectiveKind::SuccessRatio { bad_statuses } => {
+                    total += m.completed + m.cancelled + m.failed;
+                    for status in bad_statuses {
+                        bad += match status.as_str() {
+                            "COMPLETED" => m.completed,
+                            "CANCELLED" => m.cancelled,
+                            _ => m.failed,
+                        };
+                    }
+                }
+                ObjectiveKind::Latency { threshold_seconds } => {
+                    for (i, count) in m.latency.iter().enumerate() {
+                        total += count;
+                        let upper = telemetry::SAGA_DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+                        if upper > *threshold_seconds + 1e-9 {
+                            bad += count;
+                        }
+                    }
+                }
+            }
+        }
+        (bad, total)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    windows: Arc<Mutex<Windows>>,
+    objectives: Arc<Vec<Objective>>,
+    config: AnalyticsConfig,
+}
+
+/// Follows the trigger and final events until shutdown.
+pub async fn run(ctx: ServiceContext, config: AnalyticsConfig, state: AnalyticsState) -> Result<(), TransportError> {
+    let consumer = ctx.broker.consumer(&config.group, &config.topics())?;
+    let name = format!("{}/analytics", ctx.service);
+    let policy = delivery_policy(&config.group, &Default::default(), None, &ctx.broker);
+    let dead_letters = ctx.broker.publisher()?;
+    tracing::info!(consumer = name, group = config.group, "streams-analytics started");
+    let windows = state.0.clone();
+    let exporter = tokio::spawn(export(windows.clone(), ctx.shutdown.clone()));
+    consume(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |incoming| {
+        let result = observe(&windows, &config, &incoming);
+        async move { result }
+    })
+    .await;
+    let _ = exporter.await;
+    tracing::info!(consumer = name, "streams-analytics stopped");
+    Ok(())
+}
+
+/// The figures shared by the consumer and the API.
+#[derive(Clone, Default)]
+pub struct AnalyticsState(Arc<Mutex<Windows>>);
+
+fn observe(windows: &Mutex<Windows>, config: &AnalyticsConfig, incoming: &Incoming) -> Result<(), HandleError> {
+    let event = &incoming.event;
+    let at = humantime::parse_rfc3339_weak(&event.time)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(now_ms, |d| d.as_millis() as i64);
+    let mut windows = windows.lock().expect("windows lock");
+    if !windows.first_time(&event.id) {
+        return Ok(());
+    }
+    if event.event_type == config.trigger {
+        windows.started(&event.key, at);
+        metrics::counter!(telemetry::ANALYTICS_ORDERS_STARTED).increment(1);
+    } else {
+        let status = event.payload.get("status").and_then(Value::as_str).unwrap_or("FAILED").to_string();
+        let latency = windows.finished(&event.key, &status, at);
+        metrics::counter!(telemetry::ANALYTICS_ORDERS_FINISHED, "outcome" => status).increment(1);
+        if let Some(latency) = latency {
+            metrics::histogram!(telemetry::ANALYTICS_ORDER_LATENCY_SECONDS).record(latency as f64 / 1000.0);
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes the windowed gauges every few seconds.
+async fn export(windows: Arc<Mutex<Windows>>, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        {
+            let windows = windows.lock().expect("windows lock");
+            let now = now_ms();
+            for (window, minutes) in WINDOWS {
+                let summary = windows.summary(*minutes, now);
+                for outcome in ["completed", "cancelled", "failed"] {
+                    let count = summary["finished"][outcome].as_f64().unwrap_or(0.0);
+                    metrics::gauge!(telemetry::ANALYTICS_WINDOW_ORDERS, "window" => *window, "outcome" => outcome)
+                        .set(count);
+                }
+                let started = summary["started"].as_f64().unwrap_or(0.0);
+                metrics::gauge!(telemetry::ANALYTICS_WINDOW_ORDERS, "window" => *window, "outcome" => "started")
+                    .set(started);
+                if let Some(rate) = summary["compensationRate"].as_f64() {
+                    metrics::gauge!(telemetry::ANALYTICS_WINDOW_COMPENSATION_RATIO, "window" => *window).set(rate);
+                }
+                for q in ["p50", "p95", "p99"] {
+                    if let Some(ms) = summary["latencyMs"][q].as_f64() {
+                        metrics::gauge!(telemetry::ANALYTICS_WINDOW_LATENCY_SECONDS, "window" => *window, "quantile" => q)
+                            .set(ms / 1000.0);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// `/api/slo` and `/api/analytics/windows`.
+pub fn router(state: AnalyticsState, config: AnalyticsConfig, objectives: Vec<Objective>) -> Router {
+    Router::new().route("/api/slo", get(slo)).route("/api/analytics/windows", get(windows_view)).with_state(AppState {
+        windows: state.0,
+        objectives: Arc::new(objectives),
+        config,
+    })
+}
+
+async fn windows_view(State(state): State<AppState>) -> Json<Value> {
+    let windows = state.windows.lock().expect("windows lock");
+    let now = now_ms();
+    let view: serde_json::Map<String, Value> =
+        WINDOWS.iter().map(|(name, minutes)| (name.to_string(), windows.summary(*minutes, now))).collect();
+    Json(Value::Object(view))
+}
+
+/// A window written as Prometheus writes it, in minutes.
+fn minutes(window: &str) -> i64 {
+    humantime::parse_duration(window).map_or(60, |d| (d.as_secs() / 60).max(1) as i64)
+}
+
+/// `GET /api/slo`: every objective, in one answer.
+async fn slo(State(state): State<AppState>) -> Json<Value> {
+    // Prometheus is asked with blocking calls: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || slo_view(&state)).await;
+    Json(answer.unwrap_or_else(|e| json!({ "error": format!("cannot compute the SLO view: {e}") })))
+}
+
+fn slo_view(state: &AppState) -> Value {
+    let mut objectives = Vec::new();
+    let source = if state.config.prometheus_url.is_some() { "prometheus" } else { "own windows" };
+    for objective in state.objectives.iter() {
+        let budget = 1.0 - objective.objective;
+        // The error ratio over a window, from Prometheus's recording rules or from the buckets.
+        let ratio = |window: &str| -> Option<f64> {
+            match &state.config.prometheus_url {
+                Some(url) => {
+                    prometheus_value(url, &format!("slo:sli_error:ratio_rate{window}{{slo=\"{}\"}}", objective.name))
+                }
+                None => {
+                    let windows = state.windows.lock().expect("windows lock");
+                    let (bad, total) = windows.counts(objective, minutes(window), now_ms());
+                    (total > 0).then(|| bad as f64 / total as f64)
+                }
+            }
+        };
+        let budget_window = objective.window_text();
+        let long_term = ratio(&budget_window);
+        let events_1h = match &state.config.prometheus_url {
+            Some(url) => prometheus_value(url, &format!("slo:sli_events:rate1h{{slo=\"{}\"}} * 3600", objective.name)),
+            None => {
+                let windows = state.windows.lock().expect("windows lock");
+                Some(windows.counts(objective, 60, now_ms()).1 as f64)
+            }
+        };
+        let guard = events_1h.unwrap_or(0.0) >= f64::from(objective.min_events_per_hour);
+        let mut burn_rates = Vec::new();
+        let mut breaching = false;
+        for (alert, long, short, factor, severity) in BURN_ALERTS {
+            let (long_ratio, short_ratio) = (ratio(long), ratio(short));
+            let burn = |r: Option<f64>| r.map(|r| r / budget);
+            let firing = guard
+                && long_ratio.is_some_and(|r| r > factor * budget)
+                && short_ratio.is_some_and(|r| r > factor * budget);
+            breaching |= firing;
+            burn_rates.push(json!({
+                "alert": alert, "severity": severity, "long": long, "short": short, "threshold": factor,
+                "longBurnRate": burn(long_ratio), "shortBurnRate": burn(short_ratio), "firing": firing,
+            }));
+        }
+        let one_hour = ratio("1h");
+        // Burning faster than the budget allows over the last hour counts as breaching too.
+        breaching |= guard && one_hour.is_some_and(|r| r > budget);
+        objectives.push(json!({
+            "name": objective.name,
+            "kind": match objective.kind { ObjectiveKind::SuccessRatio { .. } => "success_ratio", ObjectiveKind::Latency { .. } => "latency" },
+            "objective": objective.objective,
+            "window": budget_window,
+            "current": one_hour.map(|r| 1.0 - r),
+            "errorRatio1h": one_hour,
+            "burnRates": burn_rates,
+            "errorBudgetRemaining": long_term.map(|r| 1.0 - r / budget),
+            "ordersLastHour": events_1h,
+            "enoughTraffic": guard,
+            "breaching": breaching,
+        }));
+    }
+    json!({ "source": source, "objectives": objectives })
+}
+
+/// One instant value from Prometheus's HTTP API (`/api/v1/query`), or none.
+fn prometheus_value(base: &str, query: &str) -> Option<f64> {
+    let url = url::Url::parse_with_params(&format!("{}/api/v1/query", base.trim_end_matches('/')), [("query", query)])
+        .ok()?;
+    let body = crate::http::get_blocking(&url, Duration::from_secs(2)).ok()?;
+    let answer: Value = serde_json::from_str(&body).ok()?;
+    answer["data"]["result"][0]["value"][1].as_str()?.parse().ok().filter(|v: &f64| v.is_finite())
+}

@@ -1,0 +1,297 @@
+//! chaos-svc (ADR-0003): the REST API for chaos rules and canary percentages. Changes are
+//! written to the compacted control topic that every runner follows, so they reach every
+//! service within a second with no restart; each rule carries a lease so a fault ends by
+//! itself even if chaos-svc is gone. Reads are open; every change needs an admin token and is
+//! written to the audit trail.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ServiceContext;
+use crate::admin::{self, Admin, AdminTokens, AuditRecord};
+use crate::chaos::{
+    compile_rule, describe_rules, CanarySetting, ControlRecord, ControlRule, RuleSource, RuleSpec, CONTROL_TOPIC,
+};
+use crate::config::model::{AdminConfig, ChaosApiConfig};
+use crate::event::now_ms;
+use crate::http::{json_body, ApiError};
+use crate::transport::{Publisher, TransportError};
+
+pub const PREFIX: &str = "/api/chaos";
+
+/// How long a change may take to come back through the control topic before the request fails.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct AppState {
+    ctx: ServiceContext,
+    config: ChaosApiConfig,
+    publisher: Publisher,
+}
+
+pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) -> Result<Router, TransportError> {
+    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(10)))?;
+    let (warm, hello) = (publisher.clone(), ControlRecord::Hello(ctx.service.clone()));
+    tokio::spawn(async move {
+        let _ = warm.publish_raw(CONTROL_TOPIC, Some(hello.key().as_bytes()), hello.value().as_deref(), &[]).await;
+    });
+    Ok(Router::new()
+        .route("/rules", get(list_rules).post(create_rule))
+        .route("/rules/{id}", get(show_rule).put(update_rule).delete(delete_rule))
+        .route("/rules/{id}/enable", post(enable_rule))
+        .route("/rules/{id}/disable", post(disable_rule))
+        .route("/injections", get(injections))
+        .route("/canary", get(canary).put(set_canary))
+        .layer(Extension(AdminTokens::new(admin)))
+        .with_state(AppState { ctx, config, publisher }))
+}
+
+async fn list_rules(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "rules": describe_rules(&state.ctx.chaos) }))
+}
+
+async fn show_rule(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    describe_rules(&state.ctx.chaos)
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .map(Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no chaos rule `{id}`; GET {PREFIX}/rules lists them"))
+}
+
+/// A rule checked for the API: compiled, its lease within bounds; `422` names each bad field.
+fn checked(state: &AppState, spec: &RuleSpec, now: i64) -> Result<Option<i64>, ApiError> {
+    let rule = compile_rule(spec).map_err(|problems| {
+        let message = problems.iter().map(|p| format!("`{}`: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rule: {message}"))
+            .with_fields(problems.into_iter().map(|p| (p.field, p.message)).collect())
+    })?;
+    let max = now + state.config.max_ttl.as_millis() as i64;
+    let expiry = rule.expiry_from(now).unwrap_or(now + state.config.default_ttl.as_millis() as i64);
+    if expiry > max {
+        let field = if spec.ttl.is_some() { "ttl" } else { "expires_at" };
+        let message = format!("the lease may last at most {}", humantime::format_duration(state.config.max_ttl));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rule: `{field}`: {message}"))
+            .with_fields(vec![(field.to_string(), message)]));
+    }
+    if expiry <= now {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid rule: `expires_at`: already past")
+            .with_fields(vec![("expires_at".into(), "already past".into())]));
+    }
+    Ok(Some(expiry))
+}
+
+/// Refuses changing a rule that a pipeline file declares: the file is its source of truth.
+fn declared_in_file(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let file = state.ctx.chaos.active().iter().find_map(|r| match &r.source {
+        RuleSource::File { service } if r.rule.spec.id == id => Some(service.clone()),
+        _ => None,
+    });
+    match file {
+        Some(service) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("rule `{id}` is declared in the pipeline file of {service}; change it there (it is hot-reloaded)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn create_rule(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let spec: RuleSpec = json_body(&headers, &body)?;
+    let now = now_ms();
+    let expires_at_ms = checked(&state, &spec, now)?;
+    declared_in_file(&state, &spec.id)?;
+    if state.ctx.chaos.control_rules().contains_key(&spec.id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("rule `{}` exists; PUT {PREFIX}/rules/{} to change it", spec.id, spec.id),
+        ));
+    }
+    let rule = ControlRule {
+        rule: spec.clone(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        expires_at_ms,
+        by: admin.actor.clone(),
+    };
+    write(&state, &admin, "chaos.create", &spec.id, ControlRecord::Rule(spec.id.clone(), Some(Box::new(rule)))).await?;
+    let view =
+        describe_rules(&state.ctx.chaos).into_iter().find(|r| r["id"] == spec.id.as_str()).unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn update_rule(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let spec: RuleSpec = json_body(&headers, &body)?;
+    if spec.id != id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid rule: `id`: must be `{id}` as in the path"),
+        )
+        .with_fields(vec![("id".into(), format!("must be `{id}` as in the path"))]));
+    }
+    declared_in_file(&state, &id)?;
+    let now = now_ms();
+    let expires_at_ms = checked(&state, &spec, now)?;
+    let existing = state.ctx.chaos.control_rules().get(&id).cloned().ok_or_else(|| not_found(&id))?;
+    let rule = ControlRule { rule: spec, updated_at_ms: now, expires_at_ms, by: admin.actor.clone(), ..existing };
+    write(&state, &admin, "chaos.update", &id, ControlRecord::Rule(id.clone(), Some(Box::new(rule)))).await?;
+    show_rule(State(state), Path(id)).await
+}
+
+async fn delete_rule(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    declared_in_file(&state, &id)?;
+    if !state.ctx.chaos.control_rules().contains_key(&id) {
+        return Err(not_found(&id));
+    }
+    write(&state, &admin, "chaos.delete", &id, ControlRecord::Rule(id.clone(), None)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn enable_rule(state: State<AppState>, admin: Admin, id: Path<String>) -> Result<Json<Value>, ApiError> {
+    switch(state, admin, id, true).await
+}
+
+async fn disable_rule(state: State<AppState>, admin: Admin, id: Path<String>) -> Result<Json<Value>, ApiError> {
+    switch(state, admin, id, false).await
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    on: bool,
+) -> Result<Json<Value>, ApiError> {
+    declared_in_file(&state, &id)?;
+    let mut rule = state.ctx.chaos.control_rules().get(&id).cloned().ok_or_else(|| not_found(&id))?;
+    rule.rule.enabled = on;
+    rule.updated_at_ms = now_ms();
+    rule.by = admin.actor.clone();
+    let action = if on { "chaos.enable" } else { "chaos.disable" };
+    write(&state, &admin, action, &id, ControlRecord::Rule(id.clone(), Some(Box::new(rule)))).await?;
+    show_rule(State(state), Path(id)).await
+}
+
+#[derive(Debug, Deserialize)]
+struct InjectionFilter {
+    limit: Option<usize>,
+    rule: Option<String>,
+    service: Option<String>,
+}
+
+async fn injections(State(state): State<AppState>, Query(filter): Query<InjectionFilter>) -> Json<Value> {
+    let limit = filter.limit.unwrap_or(100).min(2_000);
+    let injections: Vec<_> = state
+        .ctx
+        .chaos
+        .recent(usize::MAX)
+        .into_iter()
+        .filter(|i| filter.rule.as_ref().is_none_or(|r| &i.rule == r))
+        .filter(|i| filter.service.as_ref().is_none_or(|s| &i.service == s))
+        .take(limit)
+        .collect();
+    Json(json!({ "injections": injections }))
+}
+
+async fn canary(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "canary": state.ctx.chaos.canary_settings() }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryBody {
+    /// The saga step (default `payment`).
+    #[serde(default)]
+    step: Option<String>,
+    percent: f64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn set_canary(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: CanaryBody = json_body(&headers, &body)?;
+    if !(0.0..=100.0).contains(&body.percent) {
+        let message = format!("{} is not a percentage; use 0 to 100", body.percent);
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `percent`: {message}"))
+            .with_fields(vec![("percent".into(), message)]));
+    }
+    let step = body.step.unwrap_or_else(|| "payment".to_string());
+    let setting = CanarySetting {
+        percent: body.percent,
+        at_ms: now_ms(),
+        by: admin.actor.clone(),
+        reason: Some(body.reason.unwrap_or_else(|| format!("set by {} through chaos-svc", admin.actor))),
+    };
+    write(&state, &admin, "chaos.canary", &step, ControlRecord::Canary(step.clone(), Some(setting))).await?;
+    Ok(Json(json!({ "step": step, "canary": state.ctx.chaos.canary_setting(&step) })))
+}
+
+/// Publishes a control record, waits until this runner has it back from the topic (so the
+/// answer shows the change in force), and audits it.
+async fn write(
+    state: &AppState,
+    admin: &Admin,
+    action: &str,
+    target: &str,
+    record: ControlRecord,
+) -> Result<(), ApiError> {
+    let details = record.value().and_then(|v| serde_json::from_slice::<Value>(&v).ok());
+    let mut changes = state.ctx.chaos.changes();
+    let published =
+        state.publisher.publish_raw(CONTROL_TOPIC, Some(record.key().as_bytes()), record.value().as_deref(), &[]).await;
+    let outcome = match &published {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("failed: {e}"),
+    };
+    let audit = AuditRecord { actor: &admin.actor, action, target, details: details.as_ref(), outcome: &outcome };
+    if let Err(e) = admin::audit_now(&state.ctx.store, &audit).await {
+        tracing::warn!(error = %e, "cannot write the audit trail");
+    }
+    published.map_err(ApiError::internal)?;
+    let seen = |chaos: &crate::chaos::Chaos| match &record {
+        ControlRecord::Rule(id, rule) => chaos.control_rules().get(id) == rule.as_deref(),
+        ControlRecord::Canary(step, setting) => chaos.canary_setting(step) == *setting,
+        ControlRecord::Hello(_) => true,
+    };
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+    while !seen(&state.ctx.chaos) {
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            return Err(ApiError::new(
+                StatusCode::ACCEPTED,
+                "the change was written to the control topic but has not come back yet; check GET /api/chaos/rules",
+            ));
+        }
+    }
+    tracing::info!(action, target, by = admin.actor, "chaos control record written");
+    Ok(())
+}

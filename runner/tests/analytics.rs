@@ -1,0 +1,91 @@
+//! streams-analytics on its own windows: `GET /api/slo` answers every objective in one call,
+//! and moves when a chaos rule makes payments fail; the windowed figures follow the orders.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{shipped_pipelines, simple_order, System, TempPg};
+
+async fn get(system: &System, path: &str) -> Value {
+    system.client.get(format!("{}{path}", system.base)).send().await.unwrap().json().await.unwrap()
+}
+
+fn objective<'a>(slo: &'a Value, name: &str) -> &'a Value {
+    slo["objectives"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap()
+}
+
+/// Waits until the analytics have seen `count` orders finish in the last hour.
+async fn seen(system: &System, count: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let slo = get(system, "/api/slo").await;
+        if objective(&slo, "order-success")["ordersLastHour"].as_f64().unwrap_or(0.0) >= count as f64 {
+            return slo;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "analytics saw fewer than {count} orders: {slo}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_slo_view_moves_when_payments_fail() {
+    let db = TempPg::create("analytics").await;
+    let mut pipelines = shipped_pipelines(&db.url);
+    for pipeline in &mut pipelines {
+        pipeline.chaos.enabled = true;
+        for consumer in &mut pipeline.consumers {
+            consumer.retry.attempts = 2;
+            consumer.retry.backoff = Duration::from_millis(50);
+        }
+    }
+    let system = System::start(pipelines).await;
+
+    // 40 healthy orders: the objectives are met.
+    for i in 0..40 {
+        system.post_order(&simple_order(i)).await;
+    }
+    system.wait_all_terminal(40, Duration::from_secs(60)).await;
+    let healthy = seen(&system, 40).await;
+    assert_eq!(healthy["source"], "own windows");
+    let success = objective(&healthy, "order-success");
+    assert_eq!(success["current"], 1.0, "{success}");
+    assert_eq!(success["breaching"], false, "{success}");
+    assert_eq!(success["burnRates"].as_array().unwrap().len(), 3);
+    assert!(success["errorBudgetRemaining"].as_f64().unwrap() > 0.99, "{success}");
+    let latency = objective(&healthy, "order-latency");
+    assert_eq!(latency["current"], 1.0, "every order within 5 s: {latency}");
+
+    // Every payment fails now: the same call shows the objective burning.
+    let rule = json!({ "id": "cards-down", "ttl": "10m",
+        "target": { "kind": "handler", "handler": "payment.charge" }, "fault": { "kind": "error" } });
+    system.create_rule(&rule).await;
+    for i in 40..80 {
+        system.post_order(&simple_order(i)).await;
+    }
+    system.wait_all_terminal(80, Duration::from_secs(90)).await;
+    let burning = seen(&system, 80).await;
+    let success = objective(&burning, "order-success");
+    let current = success["current"].as_f64().unwrap();
+    assert!((0.45..=0.55).contains(&current), "half the orders completed: {success}");
+    assert_eq!(success["breaching"], true, "{success}");
+    let fast = &success["burnRates"][0];
+    assert_eq!(fast["long"], "1h");
+    assert!(fast["longBurnRate"].as_f64().unwrap() > 9.0, "{fast}");
+    assert!(success["errorBudgetRemaining"].as_f64().unwrap() < 0.0, "{success}");
+
+    // The windowed figures: started, finished by outcome, compensation rate, latency.
+    let windows = get(&system, "/api/analytics/windows").await;
+    let hour = &windows["1h"];
+    assert_eq!(hour["started"], 80, "{hour}");
+    assert_eq!(hour["finished"]["completed"], 40, "{hour}");
+    assert_eq!(hour["finished"]["cancelled"], 40, "{hour}");
+    assert_eq!(hour["compensationRate"], 0.5, "{hour}");
+    assert_eq!(hour["latencyMs"]["count"], 80, "{hour}");
+    assert!(hour["latencyMs"]["p99"].as_i64().unwrap() >= hour["latencyMs"]["p50"].as_i64().unwrap());
+    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"analytics_orders_finished_total{outcome="CANCELLED"} 40"#), "finished counter");
+    system.stop().await;
+    db.drop_database().await;
+}
