@@ -15,4 +15,5 @@ pub mod services;
 pub mod slo;
 pub mod store;
 pub mod telemetry;
+pub mod traces;
 pub mod transport;

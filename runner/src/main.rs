@@ -123,24 +123,14 @@ struct ReconcileArgs {
 fn main() -> ExitCode {
     runner::telemetry::process_started();
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let export = spans_to_export(&cli);
+    runner::traces::init_subscriber(cli.log_format == "json", export.as_ref());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 
@@ -211,16 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if files.is_empty() {
                 bail!("no pipeline files (*.toml) in {}", dir.display());
             }
-            let database = format!("sqlite://{}", data_dir.join("chaos-symphony.db").display());
-            let options = LoadOptions {
-                defaults: Defaults {
-                    brokers: Some("embedded".into()),
-                    database_url: Some(database),
-                    chaos_enabled: Some(true),
-                },
-                overrides: Overrides { listen: None, ..to_overrides(&overrides) },
-                use_environment: true,
-            };
+            let options = up_options(&data_dir, &overrides);
             let loaded = config::load_system(&files, &[], &options).map_err(|d| anyhow::anyhow!("{d}"))?;
             let listen = overrides
                 .listen
@@ -235,16 +216,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(file) = cli.pipeline else {
                 bail!("nothing to run: give --pipeline FILE, or use `runner up`, `runner check` (see --help)");
             };
-            let options = LoadOptions {
-                defaults: Defaults::default(),
-                overrides: to_overrides(&cli.overrides),
-                use_environment: true,
-            };
+            let options = pipeline_options(&cli.overrides);
             let loaded = config::load(&file, &options).map_err(|d| anyhow::anyhow!("{d}"))?;
             let listen = loaded.pipeline.listen;
             serve(vec![loaded], listen, options)
         }
     }
+}
+
+/// How `runner up` loads its files: embedded broker, SQLite under `data_dir`, chaos on.
+fn up_options(data_dir: &Path, overrides: &OverrideArgs) -> LoadOptions {
+    let database = format!("sqlite://{}", data_dir.join("chaos-symphony.db").display());
+    LoadOptions {
+        defaults: Defaults {
+            brokers: Some("embedded".into()),
+            database_url: Some(database),
+            chaos_enabled: Some(true),
+        },
+        overrides: Overrides { listen: None, ..to_overrides(overrides) },
+        use_environment: true,
+    }
+}
+
+fn pipeline_options(overrides: &OverrideArgs) -> LoadOptions {
+    LoadOptions { defaults: Defaults::default(), overrides: to_overrides(overrides), use_environment: true }
+}
+
+/// Where the spans of the services this command runs go, read before logging starts (the
+/// exporter is part of the subscriber). A file that does not load exports nothing here; the
+/// run itself reports why. One exporter per process: files run together export as
+/// `chaos-symphony`.
+fn spans_to_export(cli: &Cli) -> Option<runner::traces::TraceSettings> {
+    let loaded = match (&cli.command, &cli.pipeline) {
+        (None, Some(file)) => vec![config::load(file, &pipeline_options(&cli.overrides)).ok()?],
+        (Some(Command::Up { dir, data_dir, overrides }), _) => {
+            let files = config::pipeline_files(dir).ok()?;
+            config::load_system(&files, &[], &up_options(data_dir, overrides)).ok()?
+        }
+        _ => return None,
+    };
+    let configured = loaded.iter().find_map(|l| l.pipeline.telemetry.otlp_endpoint.as_deref());
+    let endpoint = runner::traces::endpoint(configured)?;
+    let service_name = match loaded.as_slice() {
+        [one] => one.pipeline.service.clone(),
+        _ => "chaos-symphony".to_string(),
+    };
+    let sample_ratio = loaded.iter().map(|l| l.pipeline.telemetry.sample_ratio).fold(0.0, f64::max);
+    Some(runner::traces::TraceSettings { endpoint, service_name, sample_ratio })
 }
 
 fn to_overrides(args: &OverrideArgs) -> Overrides {
@@ -254,7 +272,7 @@ fn to_overrides(args: &OverrideArgs) -> Overrides {
 /// Runs the loaded pipelines, reloading each file when it changes.
 fn serve(loaded: Vec<config::LoadedPipeline>, listen: SocketAddr, options: LoadOptions) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let running = runner::runtime::start_watched(loaded, listen, options).await?;
         if let Some(broker) = &running.embedded_broker {
             eprintln!("embedded broker: {}", broker.bootstrap_servers());
@@ -268,7 +286,9 @@ fn serve(loaded: Vec<config::LoadedPipeline>, listen: SocketAddr, options: LoadO
         });
         running.wait().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    runner::traces::shutdown();
+    code
 }
 
 /// `runner relay reconcile`: prints the report; exit code 1 when rows are missing.

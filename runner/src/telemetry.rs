@@ -70,6 +70,16 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const CONSUMER_LAG: &str = "consumer_lag";
 
 /// streams-analytics: orders seen starting (`order.created`).
+/// streams-analytics: request-to-reply latency of a saga step, by step and variant.
+pub const ANALYTICS_STEP_LATENCY_SECONDS: &str = "analytics_step_latency_seconds";
+/// streams-analytics: step requests by step, variant and outcome (`success`, `failure`, `no_reply`).
+pub const ANALYTICS_STEP_RESULTS: &str = "analytics_step_results_total";
+/// streams-analytics: orders finished in a window by the variant they met and outcome.
+pub const ANALYTICS_WINDOW_ORDERS_BY_VARIANT: &str = "analytics_window_orders_by_variant";
+/// streams-analytics: share of a step's requests in a window that failed or got no reply.
+pub const ANALYTICS_WINDOW_STEP_FAILURE_RATIO: &str = "analytics_window_step_failure_ratio";
+/// streams-analytics: a step's request-to-reply latency quantiles in a window.
+pub const ANALYTICS_WINDOW_STEP_LATENCY_SECONDS: &str = "analytics_window_step_latency_seconds";
 pub const ANALYTICS_ORDERS_STARTED: &str = "analytics_orders_started_total";
 /// streams-analytics: orders seen finishing, by outcome.
 pub const ANALYTICS_ORDERS_FINISHED: &str = "analytics_orders_finished_total";
@@ -88,11 +98,20 @@ pub fn process_started() -> std::time::Instant {
     *STARTED.get_or_init(std::time::Instant::now)
 }
 
+/// Default bucket boundaries (seconds) of every duration histogram: handler and step
+/// durations, HTTP requests, analytics latencies.
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
+        // Every histogram is exported with buckets (aggregatable across instances, and
+        // `histogram_quantile` works in dashboards); two get boundaries of their own.
         let recorder = PrometheusBuilder::new()
+            .set_buckets(DURATION_BUCKETS)
+            .expect("valid buckets")
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(RELAY_COMMIT_TO_ACK_SECONDS.to_string()),
                 &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
@@ -128,7 +147,30 @@ pub async fn http_metrics(
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().as_str().to_string();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    // A server span per request (scrapes and probes aside), child of the caller's traceparent.
+    let span = if route == "/metrics" || route.starts_with("/health") || route.starts_with("/ready") {
+        tracing::Span::none()
+    } else {
+        let span = tracing::info_span!(
+            "request",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method.as_str(),
+            http.route = route.as_str(),
+            url.path = request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            service = service.as_str(),
+        );
+        let parent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
+        crate::traces::set_parent(&span, parent);
+        span
+    };
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let labels = [("service", service), ("route", route), ("method", method)];
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(started.elapsed().as_secs_f64());
     let mut with_status = labels.to_vec();

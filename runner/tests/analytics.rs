@@ -1,5 +1,6 @@
 //! streams-analytics on its own windows: `GET /api/slo` answers every objective in one call,
-//! and moves when a chaos rule makes payments fail; the windowed figures follow the orders.
+//! and moves when a chaos rule makes payments fail; the windowed figures follow the orders,
+//! by canary variant and per saga step.
 
 mod support;
 
@@ -34,6 +35,11 @@ async fn the_slo_view_moves_when_payments_fail() {
     let db = TempPg::create("analytics").await;
     let mut pipelines = shipped_pipelines(&db.url);
     for pipeline in &mut pipelines {
+        // Half the payments go to payment-svc-canary, with no analysis moving the split.
+        if let Some(canary) = pipeline.saga.as_mut().and_then(|s| s.canary.as_mut()) {
+            canary.percent = 50.0;
+            canary.analysis = None;
+        }
         pipeline.chaos.enabled = true;
         for consumer in &mut pipeline.consumers {
             consumer.retry.attempts = 2;
@@ -84,7 +90,40 @@ async fn the_slo_view_moves_when_payments_fail() {
     assert_eq!(hour["compensationRate"], 0.5, "{hour}");
     assert_eq!(hour["latencyMs"]["count"], 80, "{hour}");
     assert!(hour["latencyMs"]["p99"].as_i64().unwrap() >= hour["latencyMs"]["p50"].as_i64().unwrap());
+    // By variant: the orders that met the canary at payment, and those that did not.
+    let by_variant = &hour["byVariant"];
+    let finished = |variant: &str, outcome: &str| by_variant[variant][outcome].as_u64().unwrap();
+    assert_eq!(finished("stable", "completed") + finished("canary", "completed"), 40, "{by_variant}");
+    assert_eq!(finished("stable", "cancelled") + finished("canary", "cancelled"), 40, "{by_variant}");
+    assert!(finished("canary", "completed") > 0 && finished("stable", "completed") > 0, "{by_variant}");
+    // Per step and variant: payment answered 40 times (the healthy half) and went unanswered
+    // 40 times (failing handler: dead letters, then timeouts); the later steps only ran for
+    // the orders paid.
+    let steps = hour["steps"].as_array().unwrap();
+    let step = |name: &str, variant: &str| steps.iter().find(|s| s["step"] == name && s["variant"] == variant);
+    let outcome = |name: &str, variant: &str, outcome: &str| {
+        step(name, variant).map_or(0, |s| s["outcomes"][outcome].as_u64().unwrap())
+    };
+    let paid = outcome("payment", "stable", "success") + outcome("payment", "canary", "success");
+    let unanswered = outcome("payment", "stable", "no_reply") + outcome("payment", "canary", "no_reply");
+    assert_eq!((paid, unanswered), (40, 40), "{steps:#?}");
+    assert_eq!(outcome("payment", "canary", "success"), finished("canary", "completed"), "{steps:#?}");
+    assert_eq!(outcome("inventory", "stable", "success"), 40, "{steps:#?}");
+    assert_eq!(outcome("shipping", "stable", "success"), 40, "{steps:#?}");
+    assert!(step("inventory", "canary").is_none(), "only payment has a canary");
+    let canary_payment = step("payment", "canary").unwrap();
+    assert!(canary_payment["failureRatio"].as_f64().unwrap() > 0.0, "{canary_payment}");
+    assert!(canary_payment["latencyMs"]["p50"].as_i64().unwrap() >= 0, "{canary_payment}");
+    let shipping = step("shipping", "stable").unwrap();
+    assert_eq!(shipping["failureRatio"], 0.0, "{shipping}");
+    assert_eq!(shipping["latencyMs"]["count"], 40, "{shipping}");
+
     let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"analytics_step_results_total{step="shipping",variant="stable",outcome="success"} 40"#),
+        "step results counter"
+    );
+    assert!(metrics.contains("analytics_step_latency_seconds_bucket{"), "step latency histogram with buckets");
     assert!(metrics.contains(r#"analytics_orders_finished_total{outcome="CANCELLED"} 40"#), "finished counter");
     system.stop().await;
     db.drop_database().await;

@@ -32,7 +32,7 @@ name "payment-svc"
 [servce]
 name = "svc"
 "#,
-        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`"],
+        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`"],
     },
     Case {
         name: "unknown key inside [service]",
@@ -457,6 +457,21 @@ objective = 0.9
             "test.toml:10:8: use letters, digits, `_` and `-` (it is a label value)",
             "test.toml:13:16: `LOST` is not a final status; use COMPLETED, CANCELLED or FAILED",
             "test.toml:16:8: unknown kind `availability`; use \"success_ratio\" or \"latency\"",
+        ],
+    },
+    Case {
+        name: "telemetry endpoint and sample ratio are checked",
+        toml: r#"
+[service]
+name = "payment-svc"
+[relay]
+[telemetry]
+otlp_endpoint = "collector:4318"
+sample_ratio = 2
+"#,
+        expected: &[
+            "test.toml:5:17: `collector:4318` is not an http(s):// URL; write the collector's OTLP/HTTP address like \"http://127.0.0.1:4318\"",
+            "test.toml:6:16: 2 is not a share; write a number from 0 to 1",
         ],
     },
     // ---- saga ----

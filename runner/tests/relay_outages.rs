@@ -24,11 +24,14 @@ fn restart_postgres() {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .max()
         .unwrap();
+    let started = std::time::Instant::now();
     let status = std::process::Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", &version, "main", "restart"])
         .status()
         .expect("run pg_ctlcluster");
     assert!(status.success(), "restarting PostgreSQL failed");
+    // The relay confirms the position the server asks for at shutdown: no minute-long wait.
+    println!("PostgreSQL restarted in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// Writes rows for 200 orders, in order per order, at about `rate` rows/s for `seconds`,

@@ -288,13 +288,41 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
                 );
             }
         }
+        let mut steps = Vec::new();
+        for (i, step) in a.steps.iter().enumerate() {
+            let path = format!("analytics.steps[{i}]");
+            if step.name.is_empty() || !step.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                c.problem(&format!("{path}.name"), "use letters, digits, `_` and `-` (it is a label value)");
+            }
+            if a.steps[..i].iter().any(|earlier| earlier.name == step.name) {
+                c.problem(&format!("{path}.name"), format!("step `{}` is listed twice", step.name));
+            }
+            c.event_type(&format!("{path}.request"), &step.request);
+            c.event_type(&format!("{path}.success"), &step.success);
+            if let Some(failure) = &step.failure {
+                c.event_type(&format!("{path}.failure"), failure);
+            }
+            if let Some(topic) = &step.canary_topic {
+                c.event_type(&format!("{path}.canary_topic"), topic);
+            }
+            steps.push(AnalyticsStep {
+                name: step.name.clone(),
+                request: step.request.clone(),
+                canary_topic: step.canary_topic.clone(),
+                success: step.success.clone(),
+                failure: step.failure.clone(),
+            });
+        }
         AnalyticsConfig {
             group: a.group.clone().unwrap_or_else(|| service.clone()),
             trigger,
             final_events,
             prometheus_url: a.prometheus_url.clone(),
+            steps,
         }
     });
+    let telemetry = spec.telemetry.as_ref().map(|t| compile_telemetry(&mut c, t)).unwrap_or_default();
     let chaos_api = spec.chaos_api.as_ref().map(|api| compile_chaos_api(&mut c, api));
     if chaos_api.is_some() && admin.tokens.is_empty() {
         c.problem(
@@ -340,10 +368,28 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
             chaos_api,
             slo,
             analytics,
+            telemetry,
         })
     } else {
         Err(c.problems)
     }
+}
+
+fn compile_telemetry(c: &mut Compiler, spec: &TelemetrySpec) -> TelemetryConfig {
+    if let Some(endpoint) = &spec.otlp_endpoint {
+        let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !scheme_ok || url::Url::parse(endpoint).is_err() {
+            c.problem(
+                "telemetry.otlp_endpoint",
+                format!("`{endpoint}` is not an http(s):// URL; write the collector's OTLP/HTTP address like \"http://127.0.0.1:4318\""),
+            );
+        }
+    }
+    let sample_ratio = spec.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        c.problem("telemetry.sample_ratio", format!("{sample_ratio} is not a share; write a number from 0 to 1"));
+    }
+    TelemetryConfig { otlp_endpoint: spec.otlp_endpoint.clone(), sample_ratio }
 }
 
 fn compile_delivery_retry(c: &mut Compiler, path: &str, spec: Option<&DeliveryRetrySpec>) -> DeliveryRetry {

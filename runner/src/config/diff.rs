@@ -83,6 +83,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     fixed("[chaos_api]", old.chaos_api == new.chaos_api);
     fixed("[schemas]", old.schemas == new.schemas);
     fixed("[admin]", old.admin == new.admin);
+    fixed("[telemetry]", old.telemetry == new.telemetry);
     fixed("[saga]", without_canary_percent(&old.saga) == without_canary_percent(&new.saga));
 
     let mut changes = Changes {

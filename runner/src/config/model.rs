@@ -34,6 +34,20 @@ pub struct Pipeline {
     /// Service-level objectives declared in this file.
     pub slo: Vec<crate::slo::Objective>,
     pub analytics: Option<AnalyticsConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: the OTLP endpoint named in the file (the environment may name one too).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, sample_ratio: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,12 +56,28 @@ pub struct AnalyticsConfig {
     pub trigger: String,
     pub final_events: Vec<String>,
     pub prometheus_url: Option<String>,
+    pub steps: Vec<AnalyticsStep>,
+}
+
+/// A saga step streams-analytics measures (see `AnalyticsStepSpec`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsStep {
+    pub name: String,
+    pub request: String,
+    pub canary_topic: Option<String>,
+    pub success: String,
+    pub failure: Option<String>,
 }
 
 impl AnalyticsConfig {
-    /// The topics followed: the trigger and the final events.
+    /// The topics followed: the trigger, the final events, and each step's requests and replies.
     pub fn topics(&self) -> Vec<String> {
-        std::iter::once(self.trigger.clone()).chain(self.final_events.iter().cloned()).collect()
+        let mut topics: Vec<String> = std::iter::once(self.trigger.clone()).chain(self.final_events.clone()).collect();
+        for step in &self.steps {
+            topics.extend([step.request.clone(), step.success.clone()]);
+            topics.extend(step.canary_topic.iter().chain(&step.failure).cloned());
+        }
+        topics
     }
 }
 
@@ -248,6 +278,7 @@ impl Pipeline {
             .filter(|c| c.topic != c.event_type)
             .map(|c| c.topic.as_str())
             .chain(self.saga.iter().filter_map(|s| s.canary.as_ref()).map(|c| c.topic.as_str()))
+            .chain(self.analytics.iter().flat_map(|a| a.steps.iter().filter_map(|s| s.canary_topic.as_deref())))
             .collect();
         self.produced_topics()
             .into_iter()

@@ -56,6 +56,23 @@ pub struct PipelineSpec {
     /// recording and multi-window multi-burn-rate alert rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloSpec>,
+    /// Where this service's spans go (OpenTelemetry, OTLP over HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySpec {
+    /// OTLP/HTTP endpoint spans are exported to, like `http://127.0.0.1:4318` (an OpenTelemetry
+    /// Collector). Default: the standard `OTEL_EXPORTER_OTLP_ENDPOINT` environment variable;
+    /// no export when neither is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded, 0 to 1 (default 1). A trace started upstream keeps the
+    /// caller's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,6 +91,27 @@ pub struct AnalyticsSpec {
     /// without it `/api/slo` uses this service's own windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
+    /// Saga steps to measure: each request matched with its reply, by variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<AnalyticsStepSpec>,
+}
+
+/// A saga step as streams-analytics sees it: the request, where canary requests go, the replies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsStepSpec {
+    /// The step's name (a label value), like `payment`.
+    pub name: String,
+    /// Request event type (and topic), like `payment.requested`.
+    pub request: String,
+    /// Topic of the requests sent to the canary (the orchestrator's `[saga.canary] topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_topic: Option<String>,
+    /// Reply when the step succeeded, like `payment.charged`.
+    pub success: String,
+    /// Reply when the step refused, like `payment.declined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

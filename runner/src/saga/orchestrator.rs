@@ -8,7 +8,7 @@ use serde_json::json;
 use super::canary::{Canary, Variant};
 use super::machine::{advance, Command, Input, SagaDefinition, Transition};
 use crate::config::model::SagaConfig;
-use crate::event::{child_traceparent, now_ms, Event};
+use crate::event::{now_ms, Event};
 use crate::services::{delivery_policy, store_error, ServiceContext};
 use crate::store::{inbox, orders, sagas, Tx};
 use crate::telemetry;
@@ -293,7 +293,8 @@ async fn apply(
                 (event_type, json!({ "orderId": saga_id, "status": status.as_str(), "reason": reason }))
             }
         };
-        let mut event = Event::new(event_type, saga_id, &ctx.service, payload, Some(child_traceparent(traceparent)));
+        let mut event =
+            Event::new(event_type, saga_id, &ctx.service, payload, Some(crate::traces::outgoing(traceparent)));
         event.topic = topic;
         ctx.emit(tx, &event).await?;
     }
@@ -381,8 +382,11 @@ async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) 
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(()) };
     sagas::update(&mut tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
-    let finished =
-        apply(ctx, orchestrator, &mut tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now).await?;
+    // A timeout has no message to continue from: its span hangs off the saga's own trace.
+    let span = tracing::info_span!("saga timer", otel.name = format!("{} timer", def.name), saga.id = saga_id);
+    crate::traces::set_parent(&span, saga.traceparent.as_deref());
+    let applied = apply(ctx, orchestrator, &mut tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
+    let finished = tracing::Instrument::instrument(applied, span).await?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
     observe(&orchestrator.config.definition, &transition, &finished, saga.created_at_ms, now);

@@ -1,6 +1,7 @@
-//! streams-analytics (ADR-0004): follows the saga's trigger and final events and keeps
-//! windowed figures (1 minute, 5 minutes, 1 hour) — orders started and finished by outcome,
-//! compensation rate, end-to-end latency — exported to Prometheus, and serves the SLO view in
+//! streams-analytics (ADR-0004): follows the saga's trigger, final and step events and keeps
+//! windowed figures (1 minute, 5 minutes, 1 hour) — orders started and finished by outcome and
+//! by canary variant, compensation rate, end-to-end latency, and per step and variant the
+//! replies and request-to-reply latency — exported to Prometheus, and serves the SLO view in
 //! one call (`GET /api/slo`): each objective's value, burn rates over the SRE workbook's window
 //! pairs, remaining error budget and whether it is breaching. The figures come from
 //! Prometheus's HTTP API when `prometheus_url` is set, from this service's own minute buckets
@@ -51,7 +52,67 @@ struct Windows {
     /// Event ids seen lately: delivery is at-least-once, figures count each event once.
     seen: std::collections::HashSet<String>,
     seen_order: VecDeque<String>,
+    /// Step requests waiting for their reply, by (step, order): first sent at, and to which variant.
+    step_pending: HashMap<(String, String), (i64, Variant)>,
+    /// Step outcomes of the last hour.
+    step_results: VecDeque<StepResult>,
+    /// Replies read before their request (topics are read side by side, not in one order).
+    early_replies: HashMap<(String, String), (i64, StepOutcome)>,
+    /// The variant each order met at its canary step (orders without one count as stable).
+    order_variant: HashMap<String, Variant>,
+    /// (finished at, variant, status) of the last hour, for the per-variant outcomes.
+    finished_by_variant: VecDeque<(i64, Variant, &'static str)>,
 }
+
+/// Which version of a step's service a request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Variant {
+    Stable,
+    Canary,
+}
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Stable => "stable",
+            Variant::Canary => "canary",
+        }
+    }
+}
+
+/// How a step's request ended: its success reply, its failure reply, or no reply before the
+/// order finished (a timeout, a dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum StepOutcome {
+    Success,
+    Failure,
+    NoReply,
+}
+
+impl StepOutcome {
+    const ALL: [StepOutcome; 3] = [StepOutcome::Success, StepOutcome::Failure, StepOutcome::NoReply];
+
+    fn label(self) -> &'static str {
+        match self {
+            StepOutcome::Success => "success",
+            StepOutcome::Failure => "failure",
+            StepOutcome::NoReply => "no_reply",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StepResult {
+    at: i64,
+    step: String,
+    variant: Variant,
+    outcome: StepOutcome,
+    /// From the first request to the reply; none without a reply.
+    latency_ms: Option<i64>,
+}
+
+/// Figures older than this are dropped from the per-event queues (the longest window).
+const HOUR_MS: i64 = 3_600_000;
 
 /// How many recent event ids are remembered for deduplication.
 const SEEN_KEPT: usize = 200_000;
@@ -96,6 +157,31 @@ impl Windows {
 
     fn finished(&mut self, order: &str, status: &str, at_ms: i64) -> Option<i64> {
         let latency = self.started_at.remove(order).map(|started| (at_ms - started).max(0));
+        let variant = self.order_variant.remove(order).unwrap_or(Variant::Stable);
+        let status_label = match status {
+            "COMPLETED" => "completed",
+            "CANCELLED" => "cancelled",
+            _ => "failed",
+        };
+        self.finished_by_variant.push_back((at_ms, variant, status_label));
+        while self.finished_by_variant.len() > LATENCIES_KEPT
+            || self.finished_by_variant.front().is_some_and(|(t, _, _)| *t < at_ms - HOUR_MS)
+        {
+            self.finished_by_variant.pop_front();
+        }
+        // Requests still unanswered when the order ends never got a reply.
+        let unanswered: Vec<(String, String)> = self.step_pending.keys().filter(|(_, o)| o == order).cloned().collect();
+        for key in unanswered {
+            if let Some((_, variant)) = self.step_pending.remove(&key) {
+                self.step_result(StepResult {
+                    at: at_ms,
+                    step: key.0,
+                    variant,
+                    outcome: StepOutcome::NoReply,
+                    latency_ms: None,
+                });
+            }
+        }
         let minute = self.minute(at_ms);
         match status {
             "COMPLETED" => minute.completed += 1,
@@ -117,6 +203,94 @@ impl Windows {
         latency
     }
 
+    /// A step request: the first one of an order counts (retries go to the same variant).
+    fn step_requested(&mut self, step: &str, order: &str, variant: Variant, canary_step: bool, at_ms: i64) {
+        let key = (step.to_string(), order.to_string());
+        if let Some((replied, outcome)) = self.early_replies.remove(&key) {
+            let latency_ms = Some((replied - at_ms).max(0));
+            self.step_result(StepResult { at: replied, step: key.0, variant, outcome, latency_ms });
+        } else {
+            self.step_pending.entry(key).or_insert((at_ms, variant));
+        }
+        if canary_step {
+            self.order_variant.insert(order.to_string(), variant);
+        }
+        // Orders that never finish must not grow the maps forever.
+        if self.step_pending.len() > 200_000 {
+            self.step_pending.retain(|_, (sent, _)| *sent >= at_ms - HOUR_MS);
+        }
+        if self.order_variant.len() > 200_000 {
+            let open: std::collections::HashSet<&String> = self.started_at.keys().collect();
+            self.order_variant.retain(|order, _| open.contains(order));
+        }
+    }
+
+    /// A step reply: ends the wait of its request, if that request was seen.
+    fn step_replied(&mut self, step: &str, order: &str, outcome: StepOutcome, at_ms: i64) -> Option<StepResult> {
+        let key = (step.to_string(), order.to_string());
+        let Some((sent, variant)) = self.step_pending.remove(&key) else {
+            self.early_replies.insert(key, (at_ms, outcome));
+            if self.early_replies.len() > 200_000 {
+                self.early_replies.retain(|_, (replied, _)| *replied >= at_ms - HOUR_MS);
+            }
+            return None;
+        };
+        let result =
+            StepResult { at: at_ms, step: step.to_string(), variant, outcome, latency_ms: Some((at_ms - sent).max(0)) };
+        self.step_result(result.clone());
+        Some(result)
+    }
+
+    fn step_result(&mut self, result: StepResult) {
+        let at = result.at;
+        self.step_results.push_back(result);
+        while self.step_results.len() > LATENCIES_KEPT || self.step_results.front().is_some_and(|r| r.at < at - HOUR_MS)
+        {
+            self.step_results.pop_front();
+        }
+    }
+
+    /// Per step and variant over the last `minutes`: replies by outcome, failure ratio (failures
+    /// and missing replies over all), latency quantiles of the replies.
+    fn step_summary(&self, minutes: i64, now: i64) -> Vec<Value> {
+        let from = now - minutes * 60_000;
+        let mut groups: std::collections::BTreeMap<(&str, Variant), Vec<&StepResult>> = Default::default();
+        for result in self.step_results.iter().filter(|r| r.at > from) {
+            groups.entry((result.step.as_str(), result.variant)).or_default().push(result);
+        }
+        groups
+            .into_iter()
+            .map(|((step, variant), results)| {
+                let count = |outcome: StepOutcome| results.iter().filter(|r| r.outcome == outcome).count();
+                let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms).collect();
+                let outcomes: serde_json::Map<String, Value> =
+                    StepOutcome::ALL.iter().map(|o| (o.label().to_string(), json!(count(*o)))).collect();
+                let bad = count(StepOutcome::Failure) + count(StepOutcome::NoReply);
+                json!({
+                    "step": step,
+                    "variant": variant.label(),
+                    "outcomes": outcomes,
+                    "failureRatio": bad as f64 / results.len() as f64,
+                    "latencyMs": quantiles(latencies),
+                })
+            })
+            .collect()
+    }
+
+    /// Orders finished over the last `minutes` by the variant they met and outcome.
+    fn variant_summary(&self, minutes: i64, now: i64) -> Value {
+        let from = now - minutes * 60_000;
+        let mut view = json!({});
+        for variant in [Variant::Stable, Variant::Canary] {
+            let mut counts = json!({ "completed": 0, "cancelled": 0, "failed": 0 });
+            for (_, _, status) in self.finished_by_variant.iter().filter(|(t, v, _)| *t > from && *v == variant) {
+                counts[*status] = json!(counts[*status].as_u64().unwrap_or(0) + 1);
+            }
+            view[variant.label()] = counts;
+        }
+        view
+    }
+
     /// The minute buckets of the last `minutes` minutes, the current one included.
     fn last(&self, minutes: i64, now: i64) -> impl Iterator<Item = &Minute> {
         let from = now / 60_000 - minutes + 1;
@@ -132,18 +306,15 @@ impl Windows {
             failed += m.failed;
         }
         let finished = completed + cancelled + failed;
-        let mut latencies: Vec<i64> =
+        let latencies: Vec<i64> =
             self.latencies.iter().filter(|(t, _)| *t > now - minutes * 60_000).map(|(_, l)| *l).collect();
-        latencies.sort_unstable();
-        let quantile = |q: f64| -> Option<i64> {
-            (!latencies.is_empty())
-                .then(|| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1])
-        };
         json!({
             "started": started,
             "finished": { "completed": completed, "cancelled": cancelled, "failed": failed },
             "compensationRate": if finished == 0 { Value::Null } else { json!((cancelled + failed) as f64 / finished as f64) },
-            "latencyMs": { "p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99), "count": latencies.len() },
+            "latencyMs": quantiles(latencies),
+            "byVariant": self.variant_summary(minutes, now),
+            "steps": self.step_summary(minutes, now),
         })
     }
 
@@ -176,6 +347,16 @@ impl Windows {
         }
         (bad, total)
     }
+}
+
+/// p50, p95, p99 (nearest rank) and the count of latencies in milliseconds.
+fn quantiles(mut latencies: Vec<i64>) -> Value {
+    latencies.sort_unstable();
+    let quantile = |q: f64| -> Option<i64> {
+        (!latencies.is_empty())
+            .then(|| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1])
+    };
+    json!({ "p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99), "count": latencies.len() })
 }
 
 #[derive(Clone)]
@@ -221,7 +402,35 @@ fn observe(windows: &Mutex<Windows>, config: &AnalyticsConfig, incoming: &Incomi
     if event.event_type == config.trigger {
         windows.started(&event.key, at);
         metrics::counter!(telemetry::ANALYTICS_ORDERS_STARTED).increment(1);
-    } else {
+        return Ok(());
+    }
+    for step in &config.steps {
+        // Canary requests keep the request's type on their own topic: the topic tells.
+        let canary = step.canary_topic.as_deref() == Some(incoming.topic.as_str());
+        if canary || incoming.topic == step.request {
+            let variant = if canary { Variant::Canary } else { Variant::Stable };
+            windows.step_requested(&step.name, &event.key, variant, step.canary_topic.is_some(), at);
+            return Ok(());
+        }
+        let outcome = if event.event_type == step.success {
+            StepOutcome::Success
+        } else if step.failure.as_ref() == Some(&event.event_type) {
+            StepOutcome::Failure
+        } else {
+            continue;
+        };
+        if let Some(result) = windows.step_replied(&step.name, &event.key, outcome, at) {
+            let labels = [("step", step.name.clone()), ("variant", result.variant.label().to_string())];
+            if let Some(ms) = result.latency_ms {
+                metrics::histogram!(telemetry::ANALYTICS_STEP_LATENCY_SECONDS, &labels).record(ms as f64 / 1000.0);
+            }
+            let mut with_outcome = labels.to_vec();
+            with_outcome.push(("outcome", outcome.label().to_string()));
+            metrics::counter!(telemetry::ANALYTICS_STEP_RESULTS, &with_outcome).increment(1);
+        }
+        return Ok(());
+    }
+    if config.final_events.contains(&event.event_type) {
         let status = event.payload.get("status").and_then(Value::as_str).unwrap_or("FAILED").to_string();
         let latency = windows.finished(&event.key, &status, at);
         metrics::counter!(telemetry::ANALYTICS_ORDERS_FINISHED, "outcome" => status).increment(1);
@@ -255,6 +464,32 @@ async fn export(windows: Arc<Mutex<Windows>>, shutdown: tokio_util::sync::Cancel
                     if let Some(ms) = summary["latencyMs"][q].as_f64() {
                         metrics::gauge!(telemetry::ANALYTICS_WINDOW_LATENCY_SECONDS, "window" => *window, "quantile" => q)
                             .set(ms / 1000.0);
+                    }
+                }
+                for (variant, counts) in summary["byVariant"].as_object().into_iter().flatten() {
+                    for (outcome, count) in counts.as_object().into_iter().flatten() {
+                        let labels = [
+                            ("window", window.to_string()),
+                            ("variant", variant.clone()),
+                            ("outcome", outcome.clone()),
+                        ];
+                        metrics::gauge!(telemetry::ANALYTICS_WINDOW_ORDERS_BY_VARIANT, &labels)
+                            .set(count.as_f64().unwrap_or(0.0));
+                    }
+                }
+                for step in summary["steps"].as_array().into_iter().flatten() {
+                    let label = |key: &str| step[key].as_str().unwrap_or_default().to_string();
+                    let labels =
+                        [("window", window.to_string()), ("step", label("step")), ("variant", label("variant"))];
+                    metrics::gauge!(telemetry::ANALYTICS_WINDOW_STEP_FAILURE_RATIO, &labels)
+                        .set(step["failureRatio"].as_f64().unwrap_or(0.0));
+                    for q in ["p50", "p95", "p99"] {
+                        if let Some(ms) = step["latencyMs"][q].as_f64() {
+                            let mut with_quantile = labels.to_vec();
+                            with_quantile.push(("quantile", q.to_string()));
+                            metrics::gauge!(telemetry::ANALYTICS_WINDOW_STEP_LATENCY_SECONDS, &with_quantile)
+                                .set(ms / 1000.0);
+                        }
                     }
                 }
             }

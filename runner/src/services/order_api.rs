@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::ServiceContext;
 use crate::config::model::OrderApiConfig;
-use crate::event::{new_traceparent, now_ms, Event};
+use crate::event::{now_ms, Event};
 use crate::http::ApiError;
 use crate::order::{NewOrder, OrderPayload};
 use crate::store::orders;
@@ -75,11 +75,13 @@ async fn create(
         items: order.items,
         ship_to: order.ship_to,
     };
-    let traceparent = headers
+    // The order's trace continues the caller's (a valid `traceparent` header) from this
+    // request's server span, or starts here.
+    let incoming = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|t| t.split('-').count() == 4)
-        .map_or_else(new_traceparent, str::to_string);
+        .filter(|t| crate::traces::parse_traceparent(t).is_some());
+    let traceparent = crate::traces::outgoing(incoming);
     let ctx = &state.ctx;
     let event =
         Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));

@@ -2,7 +2,7 @@
 //! the inbox entry and the reply (in the outbox) in one transaction.
 
 use crate::config::model::ConsumerConfig;
-use crate::event::{child_traceparent, now_ms, Event};
+use crate::event::{now_ms, Event};
 use crate::handlers::{HandlerError, Outcome};
 use crate::store::inbox;
 use crate::telemetry;
@@ -68,7 +68,7 @@ async fn handle(
             &request.key,
             &ctx.service,
             payload,
-            Some(child_traceparent(request.traceparent.as_deref())),
+            Some(crate::traces::outgoing(request.traceparent.as_deref())),
         )
     };
     if let Some(recorded) = inbox::find(&mut tx, inbox_name, &request.id).await.map_err(store_error)? {

@@ -245,6 +245,8 @@ pub async fn consume_raw<F, Fut>(
         let span = tracing::info_span!(
             "process",
             otel.name = format!("{} process", raw.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
             messaging.system = "kafka",
             messaging.operation.type = "process",
             messaging.destination.name = raw.topic.as_str(),
@@ -254,6 +256,7 @@ pub async fn consume_raw<F, Fut>(
             messaging.message.id = raw.header("ce_id").unwrap_or_default(),
             trace_id = crate::event::trace_id(raw.header("traceparent").as_deref()).unwrap_or_default(),
         );
+        crate::traces::set_parent(&span, raw.header("traceparent").as_deref());
         let mut outcome = Ok(());
         for _ in 0..deliveries {
             let handled = handle_with_retries(&mut handle, &raw, name, &policy, &shutdown, fail_first.take());
@@ -271,6 +274,7 @@ pub async fn consume_raw<F, Fut>(
             }
         }
         if let Err(exhausted) = outcome {
+            span.record("otel.status_code", "ERROR");
             if !dead_letter(&dead_letters, &raw, &policy, name, exhausted, &shutdown).await {
                 commit(&consumer, name);
                 return;

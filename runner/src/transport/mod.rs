@@ -387,10 +387,25 @@ impl Publisher {
             .insert(Header { key: "ce_source", value: Some(record.source) })
             .insert(Header { key: "ce_time", value: Some(record.time) })
             .insert(Header { key: "content-type", value: Some("application/json") });
-        if let Some(traceparent) = record.traceparent {
-            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent) });
-        }
         let topic = record.topic.unwrap_or(record.event_type);
+        // A producer span, child of the row's trace, lasts until the broker acknowledges; the
+        // record carries the span's own context so consumers continue from it.
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("{topic} publish"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            messaging.message.id = record.id,
+            messaging.kafka.message.key = record.key,
+        );
+        crate::traces::set_parent(&span, record.traceparent);
+        let traceparent = crate::traces::traceparent_of(&span).or_else(|| record.traceparent.map(str::to_string));
+        if let Some(traceparent) = &traceparent {
+            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+        }
         let mut payload = record.payload;
         let mut copies = 1;
         if let Some((chaos, service)) = &self.chaos {
@@ -414,7 +429,17 @@ impl Publisher {
             drop(self.send_queued(copy).await?);
         }
         let pending = FutureRecord::to(topic).key(record.key).payload(payload).headers(headers);
-        self.send_queued(pending).await
+        let acknowledged = self.send_queued(pending).await?;
+        Ok(tracing::Instrument::instrument(
+            async move {
+                let result = acknowledged.await;
+                if result.is_err() {
+                    tracing::Span::current().record("otel.status_code", "ERROR");
+                }
+                result
+            },
+            span,
+        ))
     }
 
     /// Hands a record to the producer, waiting while its queue is full.

@@ -2,6 +2,8 @@
 //! embedded broker, create throw-away PostgreSQL databases, post orders, wait for sagas.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

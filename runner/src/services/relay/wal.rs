@@ -55,7 +55,7 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
             ..SlotState::default()
         })
     });
-    let publisher = ctx.broker.publisher()?;
+    let publisher = ctx.broker.publisher()?.with_chaos(ctx.chaos.clone(), &ctx.service);
     if created && config.after_publish != AfterPublish::Keep {
         // Rows committed before the slot existed are not in its stream: publish the unmarked
         // (or, when published rows are deleted, remaining) rows that exist now. Rows committed in the moment between the slot's creation and
@@ -153,6 +153,8 @@ struct OutboxRow {
     time: String,
     traceparent: Option<String>,
     payload: String,
+    /// The topic when the row names one (canary routing).
+    topic: Option<String>,
     /// The row's `created_at` (clock_timestamp() at insert) in Unix microseconds.
     created_micros: Option<i64>,
 }
@@ -171,6 +173,7 @@ impl OutboxRow {
             source: get("source").unwrap_or_else(|| "outbox".to_string()),
             time: get("occurred_at").unwrap_or_default(),
             traceparent: get("traceparent"),
+            topic: get("topic"),
             payload: required("payload")?,
             created_micros: get("created_at").as_deref().and_then(parse_pg_timestamp_micros),
         })
@@ -185,6 +188,7 @@ impl OutboxRow {
             time: &self.time,
             traceparent: self.traceparent.as_deref(),
             payload: self.payload.as_bytes(),
+            topic: self.topic.as_deref(),
         }
     }
 }
@@ -221,6 +225,7 @@ async fn session(
     let mut relations = Relations::default();
     let mut tracker = AckTracker::default();
     let mut transaction: Vec<OutboxRow> = Vec::new();
+    let mut in_transaction = false;
     let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
     let mut heartbeat = tokio::time::interval(config.wal.heartbeat_interval);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(200));
@@ -271,7 +276,10 @@ async fn session(
             }
             Step::Ended => return Err(RelayError::Replication("the server ended the replication stream".into())),
             Step::Event(event) => match event {
-                ReplicationEvent::Begin { .. } => transaction.clear(),
+                ReplicationEvent::Begin { .. } => {
+                    in_transaction = true;
+                    transaction.clear();
+                }
                 ReplicationEvent::XLogData { data, .. } => match pgoutput::decode(&data)? {
                     Change::Relation(relation) => relations.remember(relation),
                     Change::Insert { relation, values } => {
@@ -282,6 +290,7 @@ async fn session(
                     Change::Other => {}
                 },
                 ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
+                    in_transaction = false;
                     let rows = std::mem::take(&mut transaction);
                     let commit = commit_time_micros + PG_EPOCH_OFFSET_MICROS;
                     let txn = tracker.register(end_lsn.as_u64(), rows.len(), commit);
@@ -299,9 +308,14 @@ async fn session(
                         tracing::trace!("heartbeat came back through the stream");
                     }
                 }
-                // A keep-alive's position may lie past a commit not streamed to us yet:
-                // confirming it could skip that transaction after a restart. Idle slots move
-                // with heartbeats instead, whose position comes after everything before it.
+                // The server asks for a reply when it needs our position: at shutdown it waits
+                // until we confirm everything it sent (the shutdown checkpoint included), or a
+                // restart hangs for a minute. Every commit before the keep-alive has reached us,
+                // so with nothing pending and no transaction open its position is safe to
+                // confirm. Plain keep-alives are not confirmed; heartbeats move idle slots.
+                ReplicationEvent::KeepAlive { wal_end, reply_requested: true, .. } if !in_transaction => {
+                    tracker.idle_at(wal_end.as_u64());
+                }
                 ReplicationEvent::KeepAlive { .. } => {}
                 ReplicationEvent::StoppedAt { .. } => return Ok(()),
             },
@@ -370,6 +384,12 @@ async fn monitor(ctx: ServiceContext, config: RelayConfig, slot_name: String, st
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = interval.tick() => {}
+        }
+        // Rows not yet marked published (a relay that deletes or keeps rows has none to count).
+        if config.after_publish == AfterPublish::Mark {
+            if let Ok(backlog) = outbox::backlog(&ctx.store).await {
+                metrics::gauge!(telemetry::RELAY_OUTBOX_BACKLOG).set(backlog as f64);
+            }
         }
         let stats = match slot::stats(&ctx.store, &slot_name).await {
             Ok(Some(stats)) => stats,
