@@ -7,6 +7,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const CONSUMER_RETRIES: &str = "consumer_retries_total";
 pub const DEAD_LETTERS: &str = "dead_letters_total";
+/// Messages an observer (streams-analytics) could not use and skipped, by topic and kind.
+pub const MESSAGES_SKIPPED: &str = "consumer_messages_skipped_total";
 /// Admin requests refused for a missing, malformed or unknown token (`reason`).
 pub const ADMIN_REQUESTS_DENIED: &str = "admin_requests_denied_total";
 /// dlq-admin: entries by dead-letter topic and state (`new`, `replayed`, `discarded`).

@@ -21,7 +21,7 @@ use crate::config::model::AnalyticsConfig;
 use crate::event::now_ms;
 use crate::slo::{Objective, ObjectiveKind, BURN_ALERTS};
 use crate::telemetry;
-use crate::transport::{consume, HandleError, Incoming, TransportError};
+use crate::transport::{consume, DeliveryPolicy, HandleError, Incoming, TransportError};
 
 /// The windows of the figures, in minutes.
 const WINDOWS: &[(&str, i64)] = &[("1m", 1), ("5m", 5), ("1h", 60)];
@@ -370,7 +370,11 @@ struct AppState {
 pub async fn run(ctx: ServiceContext, config: AnalyticsConfig, state: AnalyticsState) -> Result<(), TransportError> {
     let consumer = ctx.broker.consumer(&config.group, &config.topics())?;
     let name = format!("{}/analytics", ctx.service);
-    let policy = delivery_policy(&config.group, &Default::default(), None, &ctx.broker);
+    // It observes topics other services own: what it cannot read is theirs to dead-letter.
+    let policy = DeliveryPolicy {
+        skip_unusable: true,
+        ..delivery_policy(&config.group, &Default::default(), None, &ctx.broker)
+    };
     let dead_letters = ctx.broker.publisher()?;
     tracing::info!(consumer = name, group = config.group, "streams-analytics started");
     let windows = state.0.clone();

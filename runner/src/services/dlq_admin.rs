@@ -69,6 +69,7 @@ pub async fn run(ctx: ServiceContext, config: DlqAdminConfig) -> Result<(), Tran
         dead_letter_topic: None,
         redeliver: ctx.broker.config().redeliver_each_message,
         chaos: None,
+        skip_unusable: false,
     };
     // Never used: every failure below is `unavailable`, which is retried, not dead-lettered.
     let dead_letters = ctx.broker.publisher()?;

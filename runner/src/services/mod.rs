@@ -98,5 +98,6 @@ pub fn delivery_policy(
         dead_letter_topic,
         redeliver: broker.config().redeliver_each_message,
         chaos: None,
+        skip_unusable: false,
     }
 }

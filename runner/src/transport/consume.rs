@@ -113,6 +113,9 @@ pub struct DeliveryPolicy {
     pub redeliver: bool,
     /// Where this consumer sits for the chaos engine (none: no faults).
     pub chaos: Option<ConsumeChaos>,
+    /// An observer of topics other services own (streams-analytics) skips what it cannot use
+    /// instead of dead-lettering it: the owning consumer dead-letters it, once.
+    pub skip_unusable: bool,
 }
 
 /// A consumer as the chaos engine sees it.
@@ -275,7 +278,11 @@ pub async fn consume_raw<F, Fut>(
         }
         if let Err(exhausted) = outcome {
             span.record("otel.status_code", "ERROR");
-            if !dead_letter(&dead_letters, &raw, &policy, name, exhausted, &shutdown).await {
+            if policy.skip_unusable {
+                metrics::counter!(telemetry::MESSAGES_SKIPPED, "topic" => raw.topic.clone(), "kind" => exhausted.error.kind.as_str())
+                    .increment(1);
+                tracing::warn!(consumer = name, topic = raw.topic, offset = raw.offset, error = %exhausted.error, "message skipped");
+            } else if !dead_letter(&dead_letters, &raw, &policy, name, exhausted, &shutdown).await {
                 commit(&consumer, name);
                 return;
             }

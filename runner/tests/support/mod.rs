@@ -205,6 +205,7 @@ pub async fn scalar(store: &Store, sql: &str) -> i64 {
 }
 
 /// One record read back from a topic: key, payload and headers.
+#[derive(Debug)]
 pub struct TopicRecord {
     pub key: Option<String>,
     pub payload: Option<Vec<u8>>,
