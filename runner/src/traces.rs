@@ -17,10 +17,10 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, Layer, Registry};
+use tracing_subscriber::{fmt, Registry};
 
 type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<Registry, SdkTracer>;
 
@@ -37,11 +37,13 @@ pub struct TraceSettings {
     pub sample_ratio: f64,
 }
 
-/// Installs the process's subscriber: log lines (text or JSON) filtered by `RUST_LOG`, and,
-/// when `export` says where, the OTLP exporter, which sees INFO spans whatever the log filter
-/// says. The exporter is set up before the async runtime starts (its HTTP client blocks).
+/// Installs the process's subscriber: log lines (text or JSON) and, when `export` says where,
+/// the OTLP exporter. One `RUST_LOG` filter (default `info`) decides for both: spans are INFO,
+/// so they are exported unless the filter silences them. (One global filter rather than a
+/// filter per layer: per-layer filters lost spans when consumers first met a span at once.)
+/// The exporter is set up before the async runtime starts (its HTTP client blocks).
 pub fn init_subscriber(json: bool, export: Option<&TraceSettings>) {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
     let (otel, problem) = match export.map(otel_layer) {
         Some(Ok(layer)) => (Some(layer), None),
         Some(Err(problem)) => (None, Some(problem)),
@@ -49,11 +51,7 @@ pub fn init_subscriber(json: bool, export: Option<&TraceSettings>) {
     };
     let text = (!json).then(|| fmt::layer().with_writer(std::io::stderr));
     let json = json.then(|| fmt::layer().json().with_writer(std::io::stderr));
-    let installed = tracing_subscriber::registry()
-        .with(otel.with_filter(LevelFilter::INFO))
-        .with(text.with_filter(filter()))
-        .with(json.with_filter(filter()))
-        .try_init();
+    let installed = tracing_subscriber::registry().with(otel).with(filter).with(text).with(json).try_init();
     if installed.is_err() {
         return;
     }
