@@ -844,6 +844,55 @@ timeout = "10s"
         context: &[],
         expected: &[r#"relay.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
     },
+    SystemCase {
+        name: "analytics steps follow the saga's steps",
+        files: &[(
+            "analytics.toml",
+            r#"
+[analytics]
+[[analytics.steps]]
+name = "payment"
+request = "payment.request"
+canary_topic = "payment.requested.canary"
+success = "payment.charged"
+failure = "payment.refused"
+[[analytics.steps]]
+name = "billing"
+request = "billing.requested"
+success = "billing.done"
+"#,
+        )],
+        context: &[("api.toml", ORDER_API), ("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
+        expected: &[
+            r#"analytics.toml:4:11: the saga's step `payment` sends `payment.requested`; write request = "payment.requested""#,
+            r#"analytics.toml:7:11: the saga's step `payment` is refused with `payment.declined`; write failure = "payment.declined""#,
+            "analytics.toml:5:16: the saga sends no canary requests for step `payment`; remove canary_topic",
+            "analytics.toml:9:8: no saga step named `billing`; steps: payment",
+        ],
+    },
+    SystemCase {
+        name: "a request only streams-analytics reads is consumed by no service",
+        files: &[("orchestrator.toml", ORCHESTRATOR)],
+        context: &[
+            ("api.toml", ORDER_API),
+            (
+                "analytics.toml",
+                r#"
+[analytics]
+[[analytics.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+failure = "payment.declined"
+"#,
+            ),
+        ],
+        expected: &[
+            r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
+            r#"orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
+            "orchestrator.toml:9:11: request `payment.requested` is consumed by no service, so the step would always time out",
+        ],
+    },
 ];
 
 /// Writes the files to a fresh directory, loads them as one system and returns the

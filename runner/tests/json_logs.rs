@@ -28,6 +28,8 @@ async fn one_order_is_one_trace_id_in_every_services_json_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start runner up");
+    // Stopped however the test ends: a failing assertion must not leave `runner up` running.
+    let guard = KillOnDrop(child.id());
     let stderr = child.stderr.take().unwrap();
     let (send, lines) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -95,5 +97,15 @@ async fn one_order_is_one_trace_id_in_every_services_json_logs() {
     }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
+    std::mem::forget(guard);
     assert!(status.success(), "{status:?}");
+}
+
+/// Kills the process with this id when dropped (a panicking test unwinds through it).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+    }
 }

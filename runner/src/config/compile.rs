@@ -881,7 +881,8 @@ fn where_named(pipeline: &Pipeline, event_type: &str) -> KeyPath {
 /// service at the other end. Returns problems per pipeline index.
 pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
     let produced: BTreeSet<String> = pipelines.iter().flat_map(|p| p.produced_topics()).collect();
-    let consumed: BTreeSet<String> = pipelines.iter().flat_map(|p| p.consumed_topics()).collect();
+    // Observers (streams-analytics) read topics but answer nothing: they do not count here.
+    let consumed: BTreeSet<String> = pipelines.iter().flat_map(|p| p.handled_topics()).collect();
     let mut problems = Vec::new();
     // Every event type a pipeline produces or consumes needs a schema (dead letters keep theirs).
     for (index, pipeline) in pipelines.iter().enumerate() {
@@ -972,6 +973,81 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
             need_consumer(format!("saga.steps[{i}].request"), &step.request);
             if let Some(comp) = &step.compensation {
                 need_consumer(format!("saga.steps[{i}].compensation.request"), &comp.request);
+            }
+        }
+    }
+    problems.extend(check_analytics_steps(pipelines));
+    problems
+}
+
+/// streams-analytics' `[[analytics.steps]]` must name the saga's steps as the orchestrator
+/// runs them, or its per-step figures would silently stay empty.
+fn check_analytics_steps(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
+    let sagas: Vec<&SagaConfig> = pipelines.iter().filter_map(|p| p.saga.as_ref()).collect();
+    if sagas.is_empty() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        let Some(analytics) = &pipeline.analytics else { continue };
+        for (i, step) in analytics.steps.iter().enumerate() {
+            let at = |key: &str| KeyPath::parse(&format!("analytics.steps[{i}].{key}"));
+            let found = sagas.iter().find_map(|saga| {
+                let def = saga.definition.steps.iter().find(|s| s.name == step.name)?;
+                Some((def, saga.canary.as_ref().filter(|c| c.step == step.name)))
+            });
+            let Some((def, canary)) = found else {
+                let names: Vec<&str> =
+                    sagas.iter().flat_map(|s| s.definition.steps.iter().map(|s| s.name.as_str())).collect();
+                let message = format!("no saga step named `{}`; steps: {}", step.name, names.join(", "));
+                problems.push((index, Problem::at_value(at("name"), message)));
+                continue;
+            };
+            let mut differs = |key: &str, message: String| problems.push((index, Problem::at_value(at(key), message)));
+            if step.request != def.request {
+                let message = format!(
+                    "the saga's step `{}` sends `{}`; write request = \"{}\"",
+                    def.name, def.request, def.request
+                );
+                differs("request", message);
+            }
+            if step.success != def.success {
+                let message = format!(
+                    "the saga's step `{}` succeeds with `{}`; write success = \"{}\"",
+                    def.name, def.success, def.success
+                );
+                differs("success", message);
+            }
+            match (&step.failure, &def.failure) {
+                (Some(ours), Some(theirs)) if ours != theirs => differs(
+                    "failure",
+                    format!("the saga's step `{}` is refused with `{theirs}`; write failure = \"{theirs}\"", def.name),
+                ),
+                (Some(_), None) => {
+                    differs("failure", format!("the saga's step `{}` has no failure reply; remove failure", def.name))
+                }
+                _ => {}
+            }
+            match (&step.canary_topic, canary) {
+                (Some(_), None) => differs(
+                    "canary_topic",
+                    format!("the saga sends no canary requests for step `{}`; remove canary_topic", def.name),
+                ),
+                (Some(ours), Some(c)) if *ours != c.topic => differs(
+                    "canary_topic",
+                    format!(
+                        "the saga sends step `{}`'s canary requests to `{}`; write canary_topic = \"{}\"",
+                        def.name, c.topic, c.topic
+                    ),
+                ),
+                (None, Some(c)) => differs(
+                    "name",
+                    format!(
+                        "the saga sends step `{}`'s canary requests to `{}`; add canary_topic = \"{}\" to count them",
+                        def.name, c.topic, c.topic
+                    ),
+                ),
+                _ => {}
             }
         }
     }

@@ -259,8 +259,14 @@ impl Pipeline {
 
     /// Every topic this pipeline consumes.
     pub fn consumed_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self.consumers.iter().map(|c| c.topic.clone()).collect();
+        let mut topics = self.handled_topics();
         topics.extend(self.analytics.iter().flat_map(AnalyticsConfig::topics));
+        topics
+    }
+
+    /// The topics this pipeline consumes to act on (consumers, the saga), not only to observe.
+    pub fn handled_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.consumers.iter().map(|c| c.topic.clone()).collect();
         if let Some(saga) = &self.saga {
             topics.extend(saga.definition.consumed_topics());
             // A canary's dead letters fail the step as the stable service's do.
