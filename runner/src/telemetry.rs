@@ -56,7 +56,8 @@ pub const SAGA_DURATION_SECONDS: &str = "saga_duration_seconds";
 pub const SAGA_DURATION_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 /// Time from a step's latest request to its answer, by saga, step and variant.
 pub const SAGA_STEP_DURATION_SECONDS: &str = "saga_step_duration_seconds";
-/// Answers to step requests by saga, step, variant and result (`success`, `failure`).
+/// Step requests by saga, step, variant and result: `success`, `failure` (refused or
+/// dead-lettered), `timeout` (no answer before the deadline; each timed-out attempt counts).
 pub const SAGA_STEP_RESULTS: &str = "saga_step_results_total";
 /// Compensations started, by saga and step.
 pub const SAGA_COMPENSATIONS: &str = "saga_compensations_total";

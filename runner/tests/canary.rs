@@ -1,6 +1,7 @@
 //! Canary releases of payment-svc: the split follows the percentage set through chaos-svc
 //! (10 %, 50 %, 90 % over 2,000 orders each, within 3 points), no order meets both versions,
-//! and the automated analysis promotes a healthy canary and rolls back a failing one.
+//! and the automated analysis promotes a healthy canary and rolls back a failing one — one
+//! that declines payments, and one that never answers (its timeouts count as failures).
 
 mod support;
 
@@ -170,6 +171,49 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     let more = post_many(&system, posted, 40).await.len();
     system.wait_all_terminal(posted + more, Duration::from_secs(60)).await;
     assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await, before);
+    assert_guarantees(system.store()).await;
+    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
+    let db = TempPg::create("canary_silent").await;
+    // No payment-svc-canary runs: requests sent to the canary topic are never answered. A
+    // short deadline and one attempt make each such request a timeout within a second.
+    let mut pipelines: Vec<Pipeline> = system_with(&db.url, None, Some(fast_analysis()), 25.0)
+        .into_iter()
+        .filter(|p| p.service != "payment-svc-canary")
+        .collect();
+    for pipeline in &mut pipelines {
+        if let Some(saga) = pipeline.saga.as_mut() {
+            let payment = saga.definition.steps.iter_mut().find(|s| s.name == "payment").unwrap();
+            payment.timeout = Duration::from_millis(500);
+            payment.retry.attempts = 1;
+        }
+    }
+    let system = Arc::new(System::start(pipelines).await);
+    let (view, posted) = drive_until(&system, "rolled_back", Duration::from_secs(60)).await;
+    assert_eq!(view["percent"], 0.0);
+    let rollback = view["events"].as_array().unwrap().iter().find(|e| e["kind"] == "rollback").cloned().unwrap();
+    assert!(rollback["reason"].as_str().unwrap().contains("failure rate"), "{rollback}");
+    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"saga_step_results_total{saga="order",step="payment",variant="canary",result="timeout"}"#),
+        "timeouts are counted by variant"
+    );
+    // Every order still ends: the canary's orders are cancelled after their timeout, nothing is charged twice.
+    system.wait_all_terminal(posted, Duration::from_secs(60)).await;
+    let timed_out = scalar(
+        system.store(),
+        "SELECT COUNT(*) FROM orders o JOIN saga_routes r ON r.saga_id = o.id \
+         WHERE r.step = 'payment' AND r.variant = 'canary' AND o.status = 'CANCELLED'",
+    )
+    .await;
+    let routed =
+        scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE step = 'payment' AND variant = 'canary'").await;
+    assert_eq!(timed_out, routed, "every order sent to the silent canary is cancelled");
+    println!("rolled back after {posted} orders; {routed} met the silent canary: {}", rollback["reason"]);
     assert_guarantees(system.store()).await;
     Arc::try_unwrap(system).ok().unwrap().stop().await;
     db.drop_database().await;

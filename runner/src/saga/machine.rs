@@ -197,6 +197,9 @@ pub struct HistoryEntry {
 }
 
 /// The result of one input: `state` is `None` when the input changed nothing (ignored).
+/// The history action of a step request that got no reply before its deadline.
+pub const TIMED_OUT: &str = "timed out";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Transition {
     pub state: Option<SagaState>,
@@ -290,11 +293,11 @@ fn running(
             Waiting::Reply { deadline_ms } if now_ms >= deadline_ms => {
                 if attempt < definition.retry.attempts {
                     let until_ms = now_ms + millis(definition.retry.delay_after(attempt));
-                    t.note(&definition.name, "timed out", Some(format!("attempt {attempt}, retrying")));
+                    t.note(&definition.name, TIMED_OUT, Some(format!("attempt {attempt}, retrying")));
                     let backoff = SagaState::Running { step, attempt, waiting: Waiting::Backoff { until_ms } };
                     Some(if until_ms <= now_ms { start_step(def, step, attempt + 1, now_ms, t) } else { backoff })
                 } else {
-                    t.note(&definition.name, "timed out", Some(format!("giving up after {attempt} attempts")));
+                    t.note(&definition.name, TIMED_OUT, Some(format!("giving up after {attempt} attempts")));
                     let reason = format!("{} timed out after {attempt} attempts", definition.name);
                     // A request that was never answered may still have taken effect: undo it too.
                     Some(begin_compensation(def, (0..=step).rev().collect(), reason, now_ms, t))

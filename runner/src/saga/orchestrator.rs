@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::canary::{Canary, Variant};
-use super::machine::{advance, Command, Input, SagaDefinition, Transition};
+use super::machine::{self, advance, Command, Input, SagaDefinition, Transition};
 use crate::config::model::SagaConfig;
 use crate::event::{now_ms, Event};
 use crate::services::{delivery_policy, store_error, ServiceContext};
@@ -187,13 +187,32 @@ fn observe(def: &SagaDefinition, transition: &Transition, finished: &[&'static s
     }
 }
 
-/// A step's answer: which step, the variant its request went to, success, and the time since
-/// the latest request.
+/// A step's answer: which step, the variant its request went to, how it ended, and the time
+/// since the latest request.
 struct StepOutcome {
     step: String,
     variant: Variant,
-    ok: bool,
+    result: StepResult,
     latency_ms: i64,
+}
+
+/// How a step's request ended: answered with success, refused or dead-lettered, or not
+/// answered before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepResult {
+    Success,
+    Failure,
+    Timeout,
+}
+
+impl StepResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            StepResult::Success => "success",
+            StepResult::Failure => "failure",
+            StepResult::Timeout => "timeout",
+        }
+    }
 }
 
 /// When an accepted arrival answers a step's request (reply, refusal or dead letter).
@@ -215,11 +234,23 @@ async fn step_outcome(
         }
     });
     let Some((step, ok)) = answered else { return Ok(None) };
-    let route = sagas::route(tx, &event.saga_id, &step.name).await.map_err(store_error)?;
+    let result = if ok { StepResult::Success } else { StepResult::Failure };
+    routed_outcome(tx, &event.saga_id, &step.name, result, now).await
+}
+
+/// The outcome of a step's latest request, with the variant and time its route recorded.
+async fn routed_outcome(
+    tx: &mut Tx,
+    saga_id: &str,
+    step: &str,
+    result: StepResult,
+    now: i64,
+) -> Result<Option<StepOutcome>, HandleError> {
+    let route = sagas::route(tx, saga_id, step).await.map_err(store_error)?;
     Ok(route.map(|(variant, sent_at)| StepOutcome {
-        step: step.name.clone(),
+        step: step.to_string(),
         variant: Variant::parse(&variant),
-        ok,
+        result,
         latency_ms: now - sent_at,
     }))
 }
@@ -231,10 +262,12 @@ fn record_step(orchestrator: &Orchestrator, outcome: &StepOutcome) {
     metrics::histogram!(telemetry::SAGA_STEP_DURATION_SECONDS, &labels)
         .record(outcome.latency_ms.max(0) as f64 / 1000.0);
     let mut with_result = labels.to_vec();
-    with_result.push(("result", if outcome.ok { "success" } else { "failure" }.to_string()));
+    with_result.push(("result", outcome.result.as_str().to_string()));
     metrics::counter!(telemetry::SAGA_STEP_RESULTS, &with_result).increment(1);
+    // A timeout counts against the canary like a refusal: a version that loses requests is
+    // at least as bad as one that declines them.
     if let Some(canary) = orchestrator.canary.as_ref().filter(|c| c.config().step == outcome.step) {
-        canary.record(outcome.variant, outcome.ok, outcome.latency_ms);
+        canary.record(outcome.variant, outcome.result == StepResult::Success, outcome.latency_ms);
     }
 }
 
@@ -381,6 +414,11 @@ async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) 
     let Some(saga) = sagas::load(&mut tx, saga_id).await.map_err(store_error)? else { return Ok(()) };
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(()) };
+    // Steps whose request went unanswered, read before a retry records its new send time.
+    let mut timed_out = Vec::new();
+    for entry in transition.history.iter().filter(|h| h.action == machine::TIMED_OUT) {
+        timed_out.extend(routed_outcome(&mut tx, saga_id, &entry.step, StepResult::Timeout, now).await?);
+    }
     sagas::update(&mut tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
     // A timeout has no message to continue from: its span hangs off the saga's own trace.
     let span = tracing::info_span!("saga timer", otel.name = format!("{} timer", def.name), saga.id = saga_id);
@@ -389,6 +427,9 @@ async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) 
     let finished = tracing::Instrument::instrument(applied, span).await?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
+    for outcome in &timed_out {
+        record_step(orchestrator, outcome);
+    }
     observe(&orchestrator.config.definition, &transition, &finished, saga.created_at_ms, now);
     Ok(())
 }
