@@ -72,7 +72,6 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 /// Messages a consumer group has yet to handle, by group, topic and partition.
 pub const CONSUMER_LAG: &str = "consumer_lag";
 
-/// streams-analytics: orders seen starting (`order.created`).
 /// streams-analytics: request-to-reply latency of a saga step, by step and variant.
 pub const ANALYTICS_STEP_LATENCY_SECONDS: &str = "analytics_step_latency_seconds";
 /// streams-analytics: step requests by step, variant and outcome (`success`, `failure`, `no_reply`).
@@ -83,6 +82,7 @@ pub const ANALYTICS_WINDOW_ORDERS_BY_VARIANT: &str = "analytics_window_orders_by
 pub const ANALYTICS_WINDOW_STEP_FAILURE_RATIO: &str = "analytics_window_step_failure_ratio";
 /// streams-analytics: a step's request-to-reply latency quantiles in a window.
 pub const ANALYTICS_WINDOW_STEP_LATENCY_SECONDS: &str = "analytics_window_step_latency_seconds";
+/// streams-analytics: orders seen starting (`order.created`).
 pub const ANALYTICS_ORDERS_STARTED: &str = "analytics_orders_started_total";
 /// streams-analytics: orders seen finishing, by outcome.
 pub const ANALYTICS_ORDERS_FINISHED: &str = "analytics_orders_finished_total";

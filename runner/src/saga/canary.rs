@@ -27,7 +27,7 @@ const MAX_EVENTS: usize = 200;
 /// A latency difference below this is noise, whatever the ratio.
 const LATENCY_FLOOR_MS: f64 = 50.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     Stable,

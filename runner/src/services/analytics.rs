@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::{delivery_policy, ServiceContext};
 use crate::config::model::AnalyticsConfig;
 use crate::event::now_ms;
+use crate::saga::canary::Variant;
 use crate::slo::{Objective, ObjectiveKind, BURN_ALERTS};
 use crate::telemetry;
 use crate::transport::{consume, DeliveryPolicy, HandleError, Incoming, TransportError};
@@ -52,32 +53,17 @@ struct Windows {
     /// Event ids seen lately: delivery is at-least-once, figures count each event once.
     seen: std::collections::HashSet<String>,
     seen_order: VecDeque<String>,
-    /// Step requests waiting for their reply, by (step, order): first sent at, and to which variant.
-    step_pending: HashMap<(String, String), (i64, Variant)>,
+    /// Step requests waiting for their reply, by order then step: first sent at, and to which
+    /// variant (by order, so an order's end finds its unanswered steps at once).
+    step_pending: HashMap<String, HashMap<String, (i64, Variant)>>,
     /// Step outcomes of the last hour.
-    step_results: VecDeque<StepResult>,
+    step_results: VecDeque<StepSample>,
     /// Replies read before their request (topics are read side by side, not in one order).
     early_replies: HashMap<(String, String), (i64, StepOutcome)>,
     /// The variant each order met at its canary step (orders without one count as stable).
     order_variant: HashMap<String, Variant>,
     /// (finished at, variant, status) of the last hour, for the per-variant outcomes.
     finished_by_variant: VecDeque<(i64, Variant, &'static str)>,
-}
-
-/// Which version of a step's service a request went to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Variant {
-    Stable,
-    Canary,
-}
-
-impl Variant {
-    fn label(self) -> &'static str {
-        match self {
-            Variant::Stable => "stable",
-            Variant::Canary => "canary",
-        }
-    }
 }
 
 /// How a step's request ended: its success reply, its failure reply, or no reply before the
@@ -92,7 +78,7 @@ enum StepOutcome {
 impl StepOutcome {
     const ALL: [StepOutcome; 3] = [StepOutcome::Success, StepOutcome::Failure, StepOutcome::NoReply];
 
-    fn label(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             StepOutcome::Success => "success",
             StepOutcome::Failure => "failure",
@@ -101,8 +87,9 @@ impl StepOutcome {
     }
 }
 
+/// One step request's end, as a figure of the windows.
 #[derive(Debug, Clone)]
-struct StepResult {
+struct StepSample {
     at: i64,
     step: String,
     variant: Variant,
@@ -170,17 +157,8 @@ impl Windows {
             self.finished_by_variant.pop_front();
         }
         // Requests still unanswered when the order ends never got a reply.
-        let unanswered: Vec<(String, String)> = self.step_pending.keys().filter(|(_, o)| o == order).cloned().collect();
-        for key in unanswered {
-            if let Some((_, variant)) = self.step_pending.remove(&key) {
-                self.step_result(StepResult {
-                    at: at_ms,
-                    step: key.0,
-                    variant,
-                    outcome: StepOutcome::NoReply,
-                    latency_ms: None,
-                });
-            }
+        for (step, (_, variant)) in self.step_pending.remove(order).unwrap_or_default() {
+            self.step_result(StepSample { at: at_ms, step, variant, outcome: StepOutcome::NoReply, latency_ms: None });
         }
         let minute = self.minute(at_ms);
         match status {
@@ -208,16 +186,16 @@ impl Windows {
         let key = (step.to_string(), order.to_string());
         if let Some((replied, outcome)) = self.early_replies.remove(&key) {
             let latency_ms = Some((replied - at_ms).max(0));
-            self.step_result(StepResult { at: replied, step: key.0, variant, outcome, latency_ms });
+            self.step_result(StepSample { at: replied, step: key.0, variant, outcome, latency_ms });
         } else {
-            self.step_pending.entry(key).or_insert((at_ms, variant));
+            self.step_pending.entry(key.1).or_default().entry(key.0).or_insert((at_ms, variant));
         }
         if canary_step {
             self.order_variant.insert(order.to_string(), variant);
         }
         // Orders that never finish must not grow the maps forever.
         if self.step_pending.len() > 200_000 {
-            self.step_pending.retain(|_, (sent, _)| *sent >= at_ms - HOUR_MS);
+            self.step_pending.retain(|_, steps| steps.values().any(|(sent, _)| *sent >= at_ms - HOUR_MS));
         }
         if self.order_variant.len() > 200_000 {
             let open: std::collections::HashSet<&String> = self.started_at.keys().collect();
@@ -226,22 +204,31 @@ impl Windows {
     }
 
     /// A step reply: ends the wait of its request, if that request was seen.
-    fn step_replied(&mut self, step: &str, order: &str, outcome: StepOutcome, at_ms: i64) -> Option<StepResult> {
-        let key = (step.to_string(), order.to_string());
-        let Some((sent, variant)) = self.step_pending.remove(&key) else {
-            self.early_replies.insert(key, (at_ms, outcome));
+    fn step_replied(&mut self, step: &str, order: &str, outcome: StepOutcome, at_ms: i64) {
+        let waiting = self.step_pending.get_mut(order).and_then(|steps| steps.remove(step));
+        if self.step_pending.get(order).is_some_and(HashMap::is_empty) {
+            self.step_pending.remove(order);
+        }
+        let Some((sent, variant)) = waiting else {
+            self.early_replies.insert((step.to_string(), order.to_string()), (at_ms, outcome));
             if self.early_replies.len() > 200_000 {
                 self.early_replies.retain(|_, (replied, _)| *replied >= at_ms - HOUR_MS);
             }
-            return None;
+            return;
         };
-        let result =
-            StepResult { at: at_ms, step: step.to_string(), variant, outcome, latency_ms: Some((at_ms - sent).max(0)) };
-        self.step_result(result.clone());
-        Some(result)
+        let latency_ms = Some((at_ms - sent).max(0));
+        self.step_result(StepSample { at: at_ms, step: step.to_string(), variant, outcome, latency_ms });
     }
 
-    fn step_result(&mut self, result: StepResult) {
+    /// Keeps a step's end for the windows and counts it (every path: reply, early reply, no reply).
+    fn step_result(&mut self, result: StepSample) {
+        let labels = [("step", result.step.clone()), ("variant", result.variant.as_str().to_string())];
+        if let Some(ms) = result.latency_ms {
+            metrics::histogram!(telemetry::ANALYTICS_STEP_LATENCY_SECONDS, &labels).record(ms as f64 / 1000.0);
+        }
+        let mut with_outcome = labels.to_vec();
+        with_outcome.push(("outcome", result.outcome.as_str().to_string()));
+        metrics::counter!(telemetry::ANALYTICS_STEP_RESULTS, &with_outcome).increment(1);
         let at = result.at;
         self.step_results.push_back(result);
         while self.step_results.len() > LATENCIES_KEPT || self.step_results.front().is_some_and(|r| r.at < at - HOUR_MS)
@@ -254,7 +241,7 @@ impl Windows {
     /// and missing replies over all), latency quantiles of the replies.
     fn step_summary(&self, minutes: i64, now: i64) -> Vec<Value> {
         let from = now - minutes * 60_000;
-        let mut groups: std::collections::BTreeMap<(&str, Variant), Vec<&StepResult>> = Default::default();
+        let mut groups: std::collections::BTreeMap<(&str, Variant), Vec<&StepSample>> = Default::default();
         for result in self.step_results.iter().filter(|r| r.at > from) {
             groups.entry((result.step.as_str(), result.variant)).or_default().push(result);
         }
@@ -264,11 +251,11 @@ impl Windows {
                 let count = |outcome: StepOutcome| results.iter().filter(|r| r.outcome == outcome).count();
                 let latencies: Vec<i64> = results.iter().filter_map(|r| r.latency_ms).collect();
                 let outcomes: serde_json::Map<String, Value> =
-                    StepOutcome::ALL.iter().map(|o| (o.label().to_string(), json!(count(*o)))).collect();
+                    StepOutcome::ALL.iter().map(|o| (o.as_str().to_string(), json!(count(*o)))).collect();
                 let bad = count(StepOutcome::Failure) + count(StepOutcome::NoReply);
                 json!({
                     "step": step,
-                    "variant": variant.label(),
+                    "variant": variant.as_str(),
                     "outcomes": outcomes,
                     "failureRatio": bad as f64 / results.len() as f64,
                     "latencyMs": quantiles(latencies),
@@ -286,7 +273,7 @@ impl Windows {
             for (_, _, status) in self.finished_by_variant.iter().filter(|(t, v, _)| *t > from && *v == variant) {
                 counts[*status] = json!(counts[*status].as_u64().unwrap_or(0) + 1);
             }
-            view[variant.label()] = counts;
+            view[variant.as_str()] = counts;
         }
         view
     }
@@ -423,15 +410,7 @@ fn observe(windows: &Mutex<Windows>, config: &AnalyticsConfig, incoming: &Incomi
         } else {
             continue;
         };
-        if let Some(result) = windows.step_replied(&step.name, &event.key, outcome, at) {
-            let labels = [("step", step.name.clone()), ("variant", result.variant.label().to_string())];
-            if let Some(ms) = result.latency_ms {
-                metrics::histogram!(telemetry::ANALYTICS_STEP_LATENCY_SECONDS, &labels).record(ms as f64 / 1000.0);
-            }
-            let mut with_outcome = labels.to_vec();
-            with_outcome.push(("outcome", outcome.label().to_string()));
-            metrics::counter!(telemetry::ANALYTICS_STEP_RESULTS, &with_outcome).increment(1);
-        }
+        windows.step_replied(&step.name, &event.key, outcome, at);
         return Ok(());
     }
     if config.final_events.contains(&event.event_type) {
