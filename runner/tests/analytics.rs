@@ -81,8 +81,25 @@ async fn the_slo_view_moves_when_payments_fail() {
     assert!(fast["longBurnRate"].as_f64().unwrap() > 9.0, "{fast}");
     assert!(success["errorBudgetRemaining"].as_f64().unwrap() < 0.0, "{success}");
 
-    // The windowed figures: started, finished by outcome, compensation rate, latency.
-    let windows = get(&system, "/api/analytics/windows").await;
+    // The windowed figures: started, finished by outcome, compensation rate, latency. Step
+    // requests left unanswered count as `no_reply` once their order has been over a few
+    // seconds (replies travel on other topics): wait until every payment request is settled.
+    let started = Instant::now();
+    let windows = loop {
+        let windows = get(&system, "/api/analytics/windows").await;
+        let payments: u64 = windows["1h"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == "payment")
+            .flat_map(|s| s["outcomes"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()))
+            .sum();
+        if payments >= 80 && windows["1h"]["latencyMs"]["count"] == 80 {
+            break windows;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "payment requests not settled: {windows}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let hour = &windows["1h"];
     assert_eq!(hour["started"], 80, "{hour}");
     assert_eq!(hour["finished"]["completed"], 40, "{hour}");

@@ -58,6 +58,10 @@ struct Windows {
     step_pending: HashMap<String, HashMap<String, (i64, Variant)>>,
     /// Step outcomes of the last hour.
     step_results: VecDeque<StepSample>,
+    /// Final events read before their order's start: finished at, by order.
+    early_finishes: HashMap<String, i64>,
+    /// Orders finished but not yet settled (see `settle`): finished at, by order.
+    finished_at: HashMap<String, i64>,
     /// Replies read before their request (topics are read side by side, not in one order).
     early_replies: HashMap<(String, String), (i64, StepOutcome)>,
     /// The variant each order met at its canary step (orders without one count as stable).
@@ -66,8 +70,8 @@ struct Windows {
     finished_by_variant: VecDeque<(i64, Variant, &'static str)>,
 }
 
-/// How a step's request ended: its success reply, its failure reply, or no reply before the
-/// order finished (a timeout, a dead letter).
+/// How a step's request ended: its success reply, its failure reply, or no reply by shortly
+/// after the order finished (a timeout, a dead letter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum StepOutcome {
     Success,
@@ -100,6 +104,9 @@ struct StepSample {
 
 /// Figures older than this are dropped from the per-event queues (the longest window).
 const HOUR_MS: i64 = 3_600_000;
+/// How long after an order's end its unanswered step requests count as `no_reply`: events of
+/// one order arrive on several topics, read side by side, so a reply may come after the end.
+const SETTLE_MS: i64 = 10_000;
 
 /// How many recent event ids are remembered for deduplication.
 const SEEN_KEPT: usize = 200_000;
@@ -133,17 +140,21 @@ impl Windows {
     }
 
     fn started(&mut self, order: &str, at_ms: i64) {
-        self.started_at.insert(order.to_string(), at_ms);
         self.minute(at_ms).started += 1;
+        // Topics are read side by side: the order's end may have been read first.
+        if let Some(finished_at) = self.early_finishes.remove(order) {
+            self.record_latency(finished_at, (finished_at - at_ms).max(0));
+            return;
+        }
+        self.started_at.insert(order.to_string(), at_ms);
         // Orders that never finish must not grow the map forever.
         if self.started_at.len() > 200_000 {
-            let cutoff = at_ms - 3_600_000;
+            let cutoff = at_ms - HOUR_MS;
             self.started_at.retain(|_, started| *started >= cutoff);
         }
     }
 
-    fn finished(&mut self, order: &str, status: &str, at_ms: i64) -> Option<i64> {
-        let latency = self.started_at.remove(order).map(|started| (at_ms - started).max(0));
+    fn finished(&mut self, order: &str, status: &str, at_ms: i64) {
         let variant = self.order_variant.remove(order).unwrap_or(Variant::Stable);
         let status_label = match status {
             "COMPLETED" => "completed",
@@ -156,29 +167,51 @@ impl Windows {
         {
             self.finished_by_variant.pop_front();
         }
-        // Requests still unanswered when the order ends never got a reply.
-        for (step, (_, variant)) in self.step_pending.remove(order).unwrap_or_default() {
-            self.step_result(StepSample { at: at_ms, step, variant, outcome: StepOutcome::NoReply, latency_ms: None });
-        }
+        // Requests still unanswered are settled as `no_reply` a little later (`settle`): their
+        // replies, on other topics, may still be on their way to this reader.
+        self.finished_at.insert(order.to_string(), at_ms);
         let minute = self.minute(at_ms);
         match status {
             "COMPLETED" => minute.completed += 1,
             "CANCELLED" => minute.cancelled += 1,
             _ => minute.failed += 1,
         }
-        if let Some(latency) = latency {
-            let seconds = latency as f64 / 1000.0;
-            let bucket = telemetry::SAGA_DURATION_BUCKETS.iter().position(|b| seconds <= *b);
-            let index = bucket.unwrap_or(telemetry::SAGA_DURATION_BUCKETS.len());
-            minute.latency[index] += 1;
-            self.latencies.push_back((at_ms, latency));
-            while self.latencies.len() > LATENCIES_KEPT
-                || self.latencies.front().is_some_and(|(t, _)| *t < at_ms - 3_600_000)
-            {
-                self.latencies.pop_front();
+        match self.started_at.remove(order) {
+            Some(started) => self.record_latency(at_ms, (at_ms - started).max(0)),
+            None => {
+                self.early_finishes.insert(order.to_string(), at_ms);
+                if self.early_finishes.len() > 200_000 {
+                    self.early_finishes.retain(|_, finished| *finished >= at_ms - HOUR_MS);
+                }
             }
         }
-        latency
+    }
+
+    /// An order's end-to-end latency, counted in the minute it finished.
+    fn record_latency(&mut self, finished_at: i64, latency: i64) {
+        metrics::histogram!(telemetry::ANALYTICS_ORDER_LATENCY_SECONDS).record(latency as f64 / 1000.0);
+        let seconds = latency as f64 / 1000.0;
+        let bucket = telemetry::SAGA_DURATION_BUCKETS.iter().position(|b| seconds <= *b);
+        let index = bucket.unwrap_or(telemetry::SAGA_DURATION_BUCKETS.len());
+        self.minute(finished_at).latency[index] += 1;
+        self.latencies.push_back((finished_at, latency));
+        while self.latencies.len() > LATENCIES_KEPT
+            || self.latencies.front().is_some_and(|(t, _)| *t < finished_at - HOUR_MS)
+        {
+            self.latencies.pop_front();
+        }
+    }
+
+    /// Orders finished more than `SETTLE_MS` ago: their still unanswered step requests got no reply.
+    fn settle(&mut self, now: i64) {
+        let due: Vec<(String, i64)> =
+            self.finished_at.iter().filter(|(_, at)| **at <= now - SETTLE_MS).map(|(o, at)| (o.clone(), *at)).collect();
+        for (order, at) in due {
+            self.finished_at.remove(&order);
+            for (step, (_, variant)) in self.step_pending.remove(&order).unwrap_or_default() {
+                self.step_result(StepSample { at, step, variant, outcome: StepOutcome::NoReply, latency_ms: None });
+            }
+        }
     }
 
     /// A step request: the first one of an order counts (retries go to the same variant).
@@ -415,11 +448,8 @@ fn observe(windows: &Mutex<Windows>, config: &AnalyticsConfig, incoming: &Incomi
     }
     if config.final_events.contains(&event.event_type) {
         let status = event.payload.get("status").and_then(Value::as_str).unwrap_or("FAILED").to_string();
-        let latency = windows.finished(&event.key, &status, at);
+        windows.finished(&event.key, &status, at);
         metrics::counter!(telemetry::ANALYTICS_ORDERS_FINISHED, "outcome" => status).increment(1);
-        if let Some(latency) = latency {
-            metrics::histogram!(telemetry::ANALYTICS_ORDER_LATENCY_SECONDS).record(latency as f64 / 1000.0);
-        }
     }
     Ok(())
 }
@@ -428,8 +458,9 @@ fn observe(windows: &Mutex<Windows>, config: &AnalyticsConfig, incoming: &Incomi
 async fn export(windows: Arc<Mutex<Windows>>, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         {
-            let windows = windows.lock().expect("windows lock");
+            let mut windows = windows.lock().expect("windows lock");
             let now = now_ms();
+            windows.settle(now);
             for (window, minutes) in WINDOWS {
                 let summary = windows.summary(*minutes, now);
                 for outcome in ["completed", "cancelled", "failed"] {
@@ -494,8 +525,9 @@ pub fn router(state: AnalyticsState, config: AnalyticsConfig, objectives: Vec<Ob
 }
 
 async fn windows_view(State(state): State<AppState>) -> Json<Value> {
-    let windows = state.windows.lock().expect("windows lock");
+    let mut windows = state.windows.lock().expect("windows lock");
     let now = now_ms();
+    windows.settle(now);
     let view: serde_json::Map<String, Value> =
         WINDOWS.iter().map(|(name, minutes)| (name.to_string(), windows.summary(*minutes, now))).collect();
     Json(Value::Object(view))
