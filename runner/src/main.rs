@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use runner::config::model::Brokers;
+use runner::transport::Brokers;
 use runner::config::{self, Defaults, LoadOptions, Overrides};
 use runner::services::relay::reconcile::{reconcile, ReconcileOptions};
 use runner::store::Store;

@@ -26,6 +26,20 @@ type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<Registry, SdkTracer>;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// `[telemetry]`, compiled: the OTLP endpoint named in the file (the environment may name
+/// one too) and the share of new traces recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, sample_ratio: 1.0 }
+    }
+}
+
 /// Where and how spans are exported; see `[telemetry]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceSettings {

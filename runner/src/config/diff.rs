@@ -1,18 +1,24 @@
 //! What changed between two versions of a pipeline file, and whether it can be applied to
 //! the running service. Pure: compares the layered specs section by section.
 //!
-//! Hot: chaos settings and rules, the canary percentage and analysis, and consumers added,
-//! removed or changed (handler parameters, replies, retries) — each rebuilt alone. Everything
-//! else (broker, database, listen address, consumer groups and topics, the saga, the APIs)
-//! needs a restart, and the reload is refused with the keys that changed.
+//! Hot: chaos settings and rules, the canary percentage and analysis, consumers added,
+//! removed or changed (handler parameters, replies, retries) — each rebuilt alone — and
+//! streams-analytics' `[analytics]` and `[[slo.objectives]]`. Everything else (broker,
+//! database, listen address, consumer groups and topics, the saga, the APIs) needs a restart,
+//! and the reload is refused with the keys that changed. [`diff`] destructures the spec, so a
+//! new section does not compile until it is decided here.
 
-use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec};
+use super::spec::{AnalyticsSpec, ConsumerSpec, PipelineSpec, SagaSpec};
 
 /// The parts of a running pipeline a change touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     pub chaos: bool,
     pub canary: bool,
+    /// `[analytics]` (steps, final events, Prometheus) changed.
+    pub analytics: bool,
+    /// `[[slo.objectives]]` changed.
+    pub slo: bool,
     /// Consumers to stop (removed or changed), by name.
     pub consumers_stopped: Vec<String>,
     /// Consumers to start (added or changed), by name.
@@ -22,7 +28,7 @@ pub struct Changes {
 impl Changes {
     /// Start-up: everything is new (start-up is a reload from nothing).
     pub fn initial(consumers: Vec<String>) -> Self {
-        Changes { chaos: true, canary: true, consumers_stopped: Vec::new(), consumers_started: consumers }
+        Changes { chaos: true, canary: true, analytics: true, slo: true, consumers_stopped: Vec::new(), consumers_started: consumers }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -37,6 +43,12 @@ impl Changes {
         }
         if self.canary {
             parts.push("canary".to_string());
+        }
+        if self.analytics {
+            parts.push("analytics".to_string());
+        }
+        if self.slo {
+            parts.push("slo objectives".to_string());
         }
         let restarted: Vec<&String> =
             self.consumers_started.iter().filter(|c| self.consumers_stopped.contains(c)).collect();
@@ -68,32 +80,74 @@ pub fn consumer_name(spec: &ConsumerSpec) -> String {
 
 /// The changes from `old` to `new`, or the keys whose change needs a restart.
 pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<String>> {
+    // Both destructured without `..`: a new section does not compile until it is decided
+    // here, live or restart.
+    let PipelineSpec {
+        service,
+        broker,
+        store,
+        order_api,
+        relay,
+        consumers,
+        saga,
+        dlq_admin,
+        schemas,
+        admin,
+        chaos,
+        chaos_api,
+        analytics,
+        slo,
+        telemetry,
+    } = new;
+    let PipelineSpec {
+        service: old_service,
+        broker: old_broker,
+        store: old_store,
+        order_api: old_order_api,
+        relay: old_relay,
+        consumers: old_consumers,
+        saga: old_saga,
+        dlq_admin: old_dlq_admin,
+        schemas: old_schemas,
+        admin: old_admin,
+        chaos: old_chaos,
+        chaos_api: old_chaos_api,
+        analytics: old_analytics,
+        slo: old_slo,
+        telemetry: old_telemetry,
+    } = old;
     let mut restart = Vec::new();
     let mut fixed = |name: &str, same: bool| {
         if !same {
             restart.push(name.to_string());
         }
     };
-    fixed("[service]", old.service == new.service);
-    fixed("[broker]", old.broker == new.broker);
-    fixed("[store]", old.store == new.store);
-    fixed("[order_api]", old.order_api == new.order_api);
-    fixed("[relay]", old.relay == new.relay);
-    fixed("[dlq_admin]", old.dlq_admin == new.dlq_admin);
-    fixed("[chaos_api]", old.chaos_api == new.chaos_api);
-    fixed("[schemas]", old.schemas == new.schemas);
-    fixed("[admin]", old.admin == new.admin);
-    fixed("[telemetry]", old.telemetry == new.telemetry);
-    fixed("[saga]", without_canary_percent(&old.saga) == without_canary_percent(&new.saga));
+    fixed("[service]", old_service == service);
+    fixed("[broker]", old_broker == broker);
+    fixed("[store]", old_store == store);
+    fixed("[order_api]", old_order_api == order_api);
+    fixed("[relay]", old_relay == relay);
+    fixed("[dlq_admin]", old_dlq_admin == dlq_admin);
+    fixed("[chaos_api]", old_chaos_api == chaos_api);
+    fixed("[schemas]", old_schemas == schemas);
+    fixed("[admin]", old_admin == admin);
+    fixed("[telemetry]", old_telemetry == telemetry);
+    fixed("[saga]", without_canary_percent(old_saga) == without_canary_percent(saga));
+    // The analytics consumer is rebuilt live; its group is where it resumes from.
+    fixed("the consumer group of [analytics]", analytics_group(old_analytics) == analytics_group(analytics));
+    // Starting or stopping streams-analytics adds or removes routes.
+    fixed("[analytics] (added or removed)", old_analytics.is_some() == analytics.is_some());
 
     let mut changes = Changes {
-        chaos: old.chaos != new.chaos,
-        canary: old.saga.as_ref().and_then(|s| s.canary.as_ref()) != new.saga.as_ref().and_then(|s| s.canary.as_ref()),
+        chaos: old_chaos != chaos,
+        canary: old_saga.as_ref().and_then(|s| s.canary.as_ref()) != saga.as_ref().and_then(|s| s.canary.as_ref()),
+        analytics: old_analytics != analytics,
+        slo: old_slo != slo,
         ..Changes::default()
     };
-    for old_consumer in &old.consumers {
+    for old_consumer in old_consumers {
         let name = consumer_name(old_consumer);
-        match new.consumers.iter().find(|c| consumer_name(c) == name) {
+        match consumers.iter().find(|c| consumer_name(c) == name) {
             None => changes.consumers_stopped.push(name),
             Some(new_consumer) if new_consumer != old_consumer => {
                 if new_consumer.group != old_consumer.group {
@@ -108,9 +162,9 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
             Some(_) => {}
         }
     }
-    for new_consumer in &new.consumers {
+    for new_consumer in consumers {
         let name = consumer_name(new_consumer);
-        if !old.consumers.iter().any(|c| consumer_name(c) == name) {
+        if !old_consumers.iter().any(|c| consumer_name(c) == name) {
             changes.consumers_started.push(name);
         }
     }
@@ -119,6 +173,10 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     } else {
         Err(restart)
     }
+}
+
+fn analytics_group(spec: &Option<AnalyticsSpec>) -> Option<Option<&String>> {
+    spec.as_ref().map(|a| a.group.as_ref())
 }
 
 /// The saga with only the parts of its canary that cannot change at runtime.
@@ -157,6 +215,16 @@ on_failed = "order.failed"
 [saga.canary]
 step = "payment"
 percent = 10
+[analytics]
+final_events = ["order.completed"]
+[[analytics.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+[[slo.objectives]]
+name = "order-success"
+kind = "success_ratio"
+objective = 0.95
 "#;
 
     /// A text replaced in the base file, and the summary of changes or the restart keys.
@@ -177,6 +245,15 @@ percent = 10
             ),
             ("step = \"payment\"", "step = \"shipping\"", Err(&["[saga]"])),
             ("[saga]", "[chaos]\nenabled = true\n[saga]", Ok("chaos")),
+            ("objective = 0.95", "objective = 0.97", Ok("slo objectives")),
+            ("[\"order.completed\"]", "[\"order.completed\", \"order.failed\"]", Ok("analytics")),
+            ("success = \"payment.charged\"\n[[slo", "success = \"payment.charged\"\nfailure = \"payment.declined\"\n[[slo", Ok("analytics")),
+            ("[analytics]", "[analytics]\ngroup = \"other\"", Err(&["the consumer group of [analytics]"])),
+            (
+                "[analytics]\nfinal_events = [\"order.completed\"]\n[[analytics.steps]]\nname = \"payment\"\nrequest = \"payment.requested\"\nsuccess = \"payment.charged\"\n",
+                "",
+                Err(&["[analytics] (added or removed)"]),
+            ),
         ];
         for (from, to, expected) in cases {
             let changed = spec(&BASE.replace(from, to));

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Serialized};
 use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::compile::{check_system, compile, Problem};
-use super::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Segment, SourceMap};
+use super::compile::{check_system, compile};
+use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, Segment, SourceMap};
 use super::model::Pipeline;
 use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec, StepSpec};
 
@@ -64,8 +64,32 @@ pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Checks the TOML syntax and the shape of every section; returns the spec or every problem.
-pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Diagnostic>> {
+/// A file whose TOML parsed: the sections (and consumers) whose shape is right, and a
+/// diagnostic for each that is not. The rest still compiles, so one mistake hides no other.
+pub struct ParsedSpec {
+    /// The well-shaped part of the file.
+    pub table: toml::Table,
+    /// Shape problems, in file order.
+    pub problems: Vec<Diagnostic>,
+    /// For each consumer kept in `table`, its index in the file.
+    consumer_indices: Vec<usize>,
+}
+
+impl ParsedSpec {
+    /// A compile problem's path as the file numbers it (consumers left out shift the others).
+    fn file_path(&self, mut path: KeyPath) -> KeyPath {
+        if let [Segment::Key(section), Segment::Index(i), ..] = path.0.as_mut_slice() {
+            if section == "consumers" {
+                *i = self.consumer_indices.get(*i).copied().unwrap_or(*i);
+            }
+        }
+        path
+    }
+}
+
+/// Checks the TOML syntax (an error there stops everything) and the shape of every section,
+/// consumer and saga step on its own.
+pub fn parse_spec(source: &SourceMap, text: &str) -> Result<ParsedSpec, Vec<Diagnostic>> {
     let table: toml::Table = match toml::from_str(text) {
         Ok(table) => table,
         Err(e) => {
@@ -74,57 +98,64 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<PipelineSpec, Vec<Di
             return Err(vec![source.at_offset(offset, format!("invalid TOML: {message}"))]);
         }
     };
-    let mut diagnostics = Vec::new();
-    // Each section, consumer and saga step is checked alone so one mistake does not hide the next.
-    for (key, value) in &table {
+    let mut problems = Vec::new();
+    let mut kept = toml::Table::new();
+    let mut consumer_indices = Vec::new();
+    for (key, value) in table {
         match (key.as_str(), value) {
             ("consumers", toml::Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let at = KeyPath::root().key("consumers").index(i);
-                    shape::<ConsumerSpec>(source, &at, item.clone(), &mut diagnostics);
+                let mut good = Vec::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    let at = KeyPath::section("consumers").index(i);
+                    if shape::<ConsumerSpec>(source, &at, item.clone(), &mut problems) {
+                        good.push(item);
+                        consumer_indices.push(i);
+                    }
                 }
+                kept.insert(key, toml::Value::Array(good));
             }
             ("saga", toml::Value::Table(saga)) => {
+                let before = problems.len();
                 let mut without_steps = saga.clone();
                 let steps = without_steps.remove("steps");
                 without_steps.insert("steps".into(), toml::Value::Array(Vec::new()));
-                shape::<SagaSpec>(
-                    source,
-                    &KeyPath::root().key("saga"),
-                    toml::Value::Table(without_steps),
-                    &mut diagnostics,
-                );
+                let at = KeyPath::section("saga");
+                shape::<SagaSpec>(source, &at, toml::Value::Table(without_steps), &mut problems);
                 match steps {
                     Some(toml::Value::Array(items)) => {
-                        for (i, item) in items.iter().enumerate() {
-                            let at = KeyPath::root().key("saga").key("steps").index(i);
-                            shape::<StepSpec>(source, &at, item.clone(), &mut diagnostics);
+                        for (i, item) in items.into_iter().enumerate() {
+                            shape::<StepSpec>(source, &at.key("steps").index(i), item, &mut problems);
                         }
                     }
-                    Some(_) => diagnostics.push(source.at_path(
-                        &KeyPath::parse("saga.steps"),
+                    Some(_) => problems.push(source.at_path(
+                        &at.key("steps"),
                         "`saga.steps` must be an array of tables: write each step as [[saga.steps]]",
                     )),
                     None => {}
                 }
+                // Steps refer to each other (the canary names one): a saga compiles whole or not at all.
+                if problems.len() == before {
+                    kept.insert(key, toml::Value::Table(saga));
+                }
             }
-            _ => {
+            (_, value) => {
                 let mut single = toml::Table::new();
                 single.insert(key.clone(), value.clone());
-                shape::<PipelineSpec>(source, &KeyPath::root(), toml::Value::Table(single), &mut diagnostics);
+                if shape::<PipelineSpec>(source, &KeyPath::root(), toml::Value::Table(single), &mut problems) {
+                    kept.insert(key, value);
+                }
             }
         }
     }
-    if !diagnostics.is_empty() {
-        // Sections were checked in key order; report in file order.
-        diagnostics.sort_by_key(|d| (d.line, d.column));
-        return Err(diagnostics);
-    }
-    toml::Value::Table(table).try_into::<PipelineSpec>().map_err(|e| vec![source.at_offset(0, e.message().trim())])
+    // Sections were checked in key order; report in file order.
+    problems.sort_by_key(|d| (d.line, d.column));
+    Ok(ParsedSpec { table: kept, problems, consumer_indices })
 }
 
-fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) {
-    if let Err(error) = serde_path_to_error::deserialize::<_, T>(value) {
+/// Checks one value's shape; reports the problem and answers false when it is wrong.
+fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) -> bool {
+    let Err(error) = serde_path_to_error::deserialize::<_, T>(value) else { return true };
+    {
         let mut path = at.clone();
         for segment in error.path().iter() {
             match segment {
@@ -141,6 +172,7 @@ fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Val
         let location = if path.0.is_empty() { String::new() } else { format!("`{path}`: ") };
         out.push(source.at(&path, anchor, format!("{location}{message}")));
     }
+    false
 }
 
 /// Reads, layers and compiles one pipeline file.
@@ -159,10 +191,27 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedPipeline, Diagno
 /// As [`load`], with the file's text already read.
 pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
     let source = SourceMap::new(path, text);
-    parse_spec(&source, text).map_err(Diagnostics)?;
-    let spec = layered(text, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
+    let parsed = parse_spec(&source, text).map_err(Diagnostics)?;
+    let spec = layered(&parsed.table, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
-    let mut pipeline = compile(&spec, default_name).map_err(|problems| Diagnostics(located(&source, problems)))?;
+    let compiled = compile(&spec, default_name);
+    let mut pipeline = match compiled {
+        Ok(pipeline) if parsed.problems.is_empty() => pipeline,
+        Ok(_) => return Err(Diagnostics(parsed.problems)),
+        Err(problems) => {
+            let shape_errors = !parsed.problems.is_empty();
+            let problems: Vec<Problem> = problems
+                .into_iter()
+                // "runs nothing" is no news when a section was left out for its shape.
+                .filter(|p| !(shape_errors && p.path.0.is_empty()))
+                .map(|p| Problem { path: parsed.file_path(p.path.clone()), ..p })
+                .collect();
+            let mut diagnostics = parsed.problems;
+            diagnostics.extend(problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)));
+            diagnostics.sort_by_key(|d| (d.line, d.column));
+            return Err(Diagnostics(diagnostics));
+        }
+    };
     attach_schemas(path, &spec, &source, &mut pipeline)?;
     let hash = format!("{:016x}", crate::chaos::stable_hash("config", text));
     Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source, spec, hash })
@@ -183,7 +232,7 @@ fn attach_schemas(
         return Ok(());
     }
     let registry = crate::schemas::SchemaRegistry::load(&dir).map_err(|problems| {
-        let at = KeyPath::parse("schemas.dir");
+        let at = KeyPath::section("schemas").key("dir");
         Diagnostics(problems.into_iter().map(|p| source.at_path(&at, p)).collect())
     })?;
     pipeline.schemas_dir = Some(dir);
@@ -232,15 +281,8 @@ pub fn load_system(
     }
 }
 
-/// The problems of one file as diagnostics, in file order.
-fn located(source: &SourceMap, problems: Vec<Problem>) -> Vec<Diagnostic> {
-    let mut diagnostics: Vec<Diagnostic> =
-        problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)).collect();
-    diagnostics.sort_by_key(|d| (d.line, d.column));
-    diagnostics
-}
-
-fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
+/// The file's well-shaped sections layered between the defaults and the overrides.
+fn layered(file: &toml::Table, options: &LoadOptions) -> Result<PipelineSpec, String> {
     let mut defaults = json!({});
     if let Some(brokers) = &options.defaults.brokers {
         defaults["broker"] = json!({ "brokers": brokers });
@@ -251,7 +293,7 @@ fn layered(text: &str, options: &LoadOptions) -> Result<PipelineSpec, String> {
     if let Some(enabled) = options.defaults.chaos_enabled {
         defaults["chaos"] = json!({ "enabled": enabled });
     }
-    let mut figment = Figment::from(Serialized::defaults(defaults)).merge(Toml::string(text));
+    let mut figment = Figment::from(Serialized::defaults(defaults)).merge(Serialized::defaults(file));
     if options.use_environment {
         figment = figment.merge(Env::prefixed("RUNNER_").filter_map(|key| {
             let key = key.as_str().to_ascii_lowercase();

@@ -1,16 +1,15 @@
 //! Pipeline configuration: the file's shape ([`spec`]), reading and layering ([`load`]),
 //! compiling into typed values ([`compile`], [`model`]), what a reload changes ([`diff`]),
-//! diagnostics and the Mermaid graph.
+//! and the Mermaid graph. Diagnostics live in [`crate::diagnostic`], below every component.
 
 pub mod compile;
-pub mod diagnostic;
 pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;
 pub mod spec;
 
-pub use diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, SourceMap};
+pub use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
 pub use load::{load, load_system, load_text, pipeline_files, Defaults, LoadOptions, LoadedPipeline, Overrides};
 pub use model::Pipeline;
 

@@ -1,11 +1,18 @@
-//! The compiled, typed pipeline: every name resolved, every duration parsed, every handler built.
+//! The compiled, typed pipeline: every name resolved, every duration parsed, every handler
+//! built. Each section's type belongs to the component that runs it; this file assembles
+//! them, and derives every topic list from one place ([`Pipeline::topic_uses`]).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::handlers::Handler;
-use crate::saga::machine::SagaDefinition;
-use crate::transport::dead_letter::{self, ErrorKind};
+use crate::diagnostic::KeyPath;
+use crate::saga::SagaConfig;
+use crate::services::relay::RelayConfig;
+use crate::services::worker::ConsumerConfig;
+use crate::store::StoreConfig;
+use crate::traces::TelemetryConfig;
+use crate::transport::{topics_where, BrokerConfig, TopicRole, TopicUse};
 
 /// A service, ready to run.
 #[derive(Debug, Clone)]
@@ -37,19 +44,6 @@ pub struct Pipeline {
     pub telemetry: TelemetryConfig,
 }
 
-/// `[telemetry]`: the OTLP endpoint named in the file (the environment may name one too).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryConfig {
-    pub otlp_endpoint: Option<String>,
-    pub sample_ratio: f64,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig { otlp_endpoint: None, sample_ratio: 1.0 }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyticsConfig {
     pub group: String,
@@ -71,13 +65,29 @@ pub struct AnalyticsStep {
 
 impl AnalyticsConfig {
     /// The topics followed: the trigger, the final events, and each step's requests and replies.
-    pub fn topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = std::iter::once(self.trigger.clone()).chain(self.final_events.clone()).collect();
-        for step in &self.steps {
-            topics.extend([step.request.clone(), step.success.clone()]);
-            topics.extend(step.canary_topic.iter().chain(&step.failure).cloned());
+    pub fn topic_uses(&self) -> Vec<TopicUse> {
+        let section = KeyPath::section("analytics");
+        let observe = |topic: &str, at: KeyPath| TopicUse::typed(TopicRole::Observes, topic, at).by(&self.group);
+        let mut uses = vec![observe(&self.trigger, section.key("trigger"))];
+        for (i, event) in self.final_events.iter().enumerate() {
+            uses.push(observe(event, section.key("final_events").index(i)));
         }
-        topics
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = section.key("steps").index(i);
+            uses.push(observe(&step.request, at.key("request")));
+            uses.push(observe(&step.success, at.key("success")));
+            uses.extend(step.failure.iter().map(|f| observe(f, at.key("failure"))));
+            uses.extend(step.canary_topic.iter().map(|topic| TopicUse {
+                event_type: Some(step.request.clone()),
+                ..observe(topic, at.key("canary_topic"))
+            }));
+        }
+        uses
+    }
+
+    /// The topics the analytics consumer subscribes to.
+    pub fn topics(&self) -> Vec<String> {
+        topics_where(&self.topic_uses(), |_| true)
     }
 }
 
@@ -85,27 +95,6 @@ impl AnalyticsConfig {
 pub struct ChaosApiConfig {
     pub default_ttl: Duration,
     pub max_ttl: Duration,
-}
-
-/// A saga step whose requests are split between the stable service and its canary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CanaryConfig {
-    pub step: String,
-    /// The step's own request type (what the canary topic carries).
-    pub request: String,
-    pub topic: String,
-    pub percent: f64,
-    pub analysis: Option<CanaryAnalysis>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CanaryAnalysis {
-    pub interval: Duration,
-    pub window: Duration,
-    pub min_requests: u32,
-    pub max_failure_rate_increase: f64,
-    pub max_latency_ratio: f64,
-    pub steps: Vec<f64>,
 }
 
 /// Bearer tokens of the admin APIs, by holder name.
@@ -123,30 +112,6 @@ pub struct DlqAdminConfig {
     pub max_bulk: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Brokers {
-    /// A Kafka-protocol broker hosted inside this process.
-    Embedded,
-    /// A bootstrap list, `host:port,host:port`.
-    List(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    pub brokers: Brokers,
-    pub partitions: i32,
-    pub replication: i32,
-    pub session_timeout: Duration,
-    pub fetch_wait: Duration,
-    pub redeliver_each_message: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreConfig {
-    pub url: String,
-    pub max_connections: u32,
-}
-
 #[derive(Debug, Clone)]
 pub struct OrderApiConfig {
     pub max_body_bytes: usize,
@@ -154,143 +119,84 @@ pub struct OrderApiConfig {
     pub max_page_size: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterPublish {
-    Mark,
-    Delete,
-    Keep,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayMode {
-    Polling,
-    Wal,
-    /// `Wal` on PostgreSQL with `wal_level=logical`, otherwise `Polling`.
-    Auto,
-}
-
-#[derive(Debug, Clone)]
-pub struct RelayConfig {
-    pub mode: RelayMode,
-    pub poll_interval: Duration,
-    pub batch_size: u32,
-    pub after_publish: AfterPublish,
-    pub wal: WalConfig,
-}
-
-#[derive(Debug, Clone)]
-pub struct WalConfig {
-    /// `None`: derived from the database name.
-    pub slot: Option<String>,
-    pub publication: String,
-    pub tables: Vec<String>,
-    pub heartbeat_interval: Duration,
-    pub status_interval: Duration,
-    pub monitor_interval: Duration,
-    pub max_retained_wal: Option<u64>,
-    pub drop_slot_over_limit: bool,
-    pub recreate_lost_slot: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConsumerConfig {
-    pub name: String,
-    pub topic: String,
-    /// The event type on `topic` (the topic's own name unless a canary topic says otherwise).
-    pub event_type: String,
-    pub group: String,
-    pub handler: Handler,
-    pub on_success: String,
-    pub on_failure: Option<String>,
-    pub retry: DeliveryRetry,
-    pub dead_letter_topic: String,
-}
-
-/// A consumer's retry policy (see `transport::DeliveryPolicy`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryRetry {
-    pub attempts: u32,
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    pub jitter: f64,
-    pub retryable: Vec<ErrorKind>,
-}
-
-impl Default for DeliveryRetry {
-    fn default() -> Self {
-        DeliveryRetry {
-            attempts: 4,
-            backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            jitter: 0.2,
-            retryable: vec![ErrorKind::HandlerFailed],
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SagaConfig {
-    pub group: String,
-    pub tick: Duration,
-    pub definition: SagaDefinition,
-    pub canary: Option<CanaryConfig>,
-}
-
 impl Pipeline {
+    /// Every topic this pipeline names: what it produces, handles and observes, with the
+    /// key naming each. The one list every other topic list is derived from.
+    pub fn topic_uses(&self) -> Vec<TopicUse> {
+        // Destructured without `..`: a new section does not compile until it says its topics.
+        let Pipeline {
+            service: _,
+            listen: _,
+            shutdown_grace: _,
+            broker: _,
+            store: _,
+            order_api,
+            relay: _, // publishes whatever the outbox holds, to the topic its row names
+            consumers,
+            saga,
+            dlq_admin: _, // follows dead-letter topics by pattern, whatever exists
+            schemas_dir: _,
+            schemas: _,
+            admin: _,
+            variant: _,
+            chaos: _, // its control topics belong to every runner, see `runtime`
+            chaos_api: _,
+            slo: _,
+            analytics,
+            telemetry: _,
+        } = self;
+        let mut uses = Vec::new();
+        if let Some(api) = order_api {
+            let at = KeyPath::section("order_api").key("created_event");
+            uses.push(TopicUse::typed(TopicRole::Produces, &api.created_event, at));
+        }
+        for (i, consumer) in consumers.iter().enumerate() {
+            uses.extend(consumer.topic_uses(&KeyPath::section("consumers").index(i)));
+        }
+        uses.extend(saga.iter().flat_map(SagaConfig::topic_uses));
+        uses.extend(analytics.iter().flat_map(AnalyticsConfig::topic_uses));
+        uses
+    }
+
     /// Every topic this pipeline produces to.
     pub fn produced_topics(&self) -> Vec<String> {
-        let mut topics = Vec::new();
-        if let Some(api) = &self.order_api {
-            topics.push(api.created_event.clone());
-        }
-        for consumer in &self.consumers {
-            topics.push(consumer.on_success.clone());
-            topics.extend(consumer.on_failure.clone());
-            topics.push(consumer.dead_letter_topic.clone());
-        }
-        if let Some(saga) = &self.saga {
-            topics.extend(saga.definition.produced_topics());
-            topics.extend(saga.canary.as_ref().map(|c| c.topic.clone()));
-            // The orchestrator's own poison replies.
-            topics.extend(saga.definition.replies().into_iter().map(|t| dead_letter::topic_for(&t)));
-        }
-        topics
+        topics_where(&self.topic_uses(), |u| u.role == TopicRole::Produces)
     }
 
-    /// Every topic this pipeline consumes.
+    /// Every topic this pipeline consumes, to act on or to observe.
     pub fn consumed_topics(&self) -> Vec<String> {
-        let mut topics = self.handled_topics();
-        topics.extend(self.analytics.iter().flat_map(AnalyticsConfig::topics));
-        topics
+        topics_where(&self.topic_uses(), TopicUse::consumes)
     }
 
     /// The topics this pipeline consumes to act on (consumers, the saga), not only to observe.
     pub fn handled_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self.consumers.iter().map(|c| c.topic.clone()).collect();
-        if let Some(saga) = &self.saga {
-            topics.extend(saga.definition.consumed_topics());
-            // A canary's dead letters fail the step as the stable service's do.
-            topics.extend(saga.canary.as_ref().map(|c| dead_letter::topic_for(&c.topic)));
-        }
-        topics
+        topics_where(&self.topic_uses(), |u| u.role == TopicRole::Handles)
     }
 
-    /// Every event type this pipeline writes or reads (what needs a schema): topic names,
-    /// except topics that carry another type (canary topics) and dead-letter topics.
-    pub fn event_types(&self) -> std::collections::BTreeSet<String> {
-        let carried_elsewhere: Vec<&str> = self
-            .consumers
-            .iter()
-            .filter(|c| c.topic != c.event_type)
-            .map(|c| c.topic.as_str())
-            .chain(self.saga.iter().filter_map(|s| s.canary.as_ref()).map(|c| c.topic.as_str()))
-            .chain(self.analytics.iter().flat_map(|a| a.steps.iter().filter_map(|s| s.canary_topic.as_deref())))
-            .collect();
-        self.produced_topics()
-            .into_iter()
-            .chain(self.consumed_topics())
-            .filter(|t| !t.ends_with(".dlq") && !carried_elsewhere.contains(&t.as_str()))
-            .chain(self.consumers.iter().map(|c| c.event_type.clone()))
-            .collect()
+    /// Every event type this pipeline writes or reads (what needs a schema).
+    pub fn event_types(&self) -> BTreeSet<String> {
+        self.topic_uses().into_iter().filter_map(|u| u.event_type).collect()
+    }
+
+    /// The first key of the file that names `event_type` (the root when only a default names it).
+    pub fn where_named(&self, event_type: &str) -> KeyPath {
+        let uses = self.topic_uses();
+        let found = uses.iter().find(|u| u.event_type.as_deref() == Some(event_type) && u.topic == event_type);
+        found.or_else(|| uses.iter().find(|u| u.event_type.as_deref() == Some(event_type))).map_or_else(KeyPath::root, |u| u.at.clone())
+    }
+
+    /// Consumer groups and the topics each reads (for the lag monitor).
+    pub fn consumer_groups(&self) -> Vec<(String, Vec<String>)> {
+        let uses = self.topic_uses();
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for u in uses.iter().filter(|u| u.consumes()) {
+            let Some(group) = &u.group else { continue };
+            match groups.iter_mut().find(|(g, _)| g == group) {
+                Some((_, topics)) if topics.contains(&u.topic) => {}
+                Some((_, topics)) => topics.push(u.topic.clone()),
+                None => groups.push((group.clone(), vec![u.topic.clone()])),
+            }
+        }
+        groups
     }
 }

@@ -9,6 +9,47 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::services::relay::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayMode};
+use crate::transport::dead_letter::ErrorKind;
+
+/// A service's release variant: the `variant` label of its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VariantSpec {
+    Stable,
+    Canary,
+}
+
+/// What an objective measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKindSpec {
+    /// Orders ending well (in none of `bad_statuses`).
+    #[default]
+    SuccessRatio,
+    /// Orders ending within `threshold`.
+    Latency,
+}
+
+/// A saga's final status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FinalStatus {
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl FinalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalStatus::Completed => "COMPLETED",
+            FinalStatus::Cancelled => "CANCELLED",
+            FinalStatus::Failed => "FAILED",
+        }
+    }
+}
+
 /// One pipeline file. Every section is optional; the sections present decide what the service runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -127,7 +168,7 @@ pub struct ObjectiveSpec {
     /// Name of the objective (letters, digits, `_`, `-`): the `slo` label of its rules.
     pub name: String,
     /// `"success_ratio"` (orders ending well) or `"latency"` (orders ending within `threshold`).
-    pub kind: String,
+    pub kind: ObjectiveKindSpec,
     /// Target share of good orders, e.g. 0.99.
     pub objective: f64,
     /// Period the error budget covers (default `"30d"`).
@@ -138,7 +179,7 @@ pub struct ObjectiveSpec {
     pub threshold: Option<String>,
     /// Success objectives: the final statuses that count as bad (default `["FAILED", "CANCELLED"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bad_statuses: Option<Vec<String>>,
+    pub bad_statuses: Option<Vec<FinalStatus>>,
     /// Alerts stay quiet while fewer orders than this ended in the last hour (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_events_per_hour: Option<u32>,
@@ -267,7 +308,7 @@ pub struct ServiceSpec {
     pub shutdown_grace: Option<String>,
     /// Release variant of this service, `"stable"` (default) or `"canary"`: a label on its metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub variant: Option<VariantSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -325,7 +366,7 @@ pub struct RelaySpec {
     /// `"polling"` reads unpublished rows with queries (PostgreSQL and SQLite);
     /// `"auto"` (the default) picks `wal` on PostgreSQL with `wal_level=logical`, else `polling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<RelayMode>,
     /// Pause between polls when the outbox is empty, e.g. `"20ms"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
@@ -335,7 +376,7 @@ pub struct RelaySpec {
     /// `"mark"` keeps published rows with their publish time, `"delete"` removes them,
     /// `"keep"` leaves them untouched (WAL mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after_publish: Option<String>,
+    pub after_publish: Option<AfterPublish>,
     /// WAL mode: replication slot name (default `relay_<database>`; slot names are cluster-wide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
@@ -359,10 +400,10 @@ pub struct RelaySpec {
     pub max_retained_wal: Option<String>,
     /// WAL mode: `"warn"` (default) or `"drop_slot"` when `max_retained_wal` is passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_retained_wal_limit: Option<String>,
+    pub on_retained_wal_limit: Option<OnRetainedWalLimit>,
     /// WAL mode: `"fail"` (default: report and keep retrying) or `"recreate"` when the slot is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_slot_lost: Option<String>,
+    pub on_slot_lost: Option<OnSlotLost>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -416,7 +457,7 @@ pub struct DeliveryRetrySpec {
     /// Failure kinds worth another try (default `["handler_failed"]`); `undecodable`,
     /// `schema_invalid` and `rejected` never are, `unavailable` always is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retryable: Option<Vec<String>>,
+    pub retryable: Option<Vec<ErrorKind>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -14,8 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::config::compile::Problem;
-use crate::config::diagnostic::{KeyPath, Segment};
+use crate::diagnostic::{KeyPath, Problem, Segment};
 use crate::order::OrderPayload;
 use crate::store::{Store, StoreError, Tx};
 

@@ -28,14 +28,14 @@ pub use reload::ConfigStatus;
 
 use crate::chaos::Chaos;
 use crate::config::diff::Changes;
-use crate::config::model::{Brokers, Pipeline};
+use crate::config::model::{AdminConfig, AnalyticsConfig, ChaosApiConfig, DlqAdminConfig, OrderApiConfig, Pipeline};
 use crate::config::spec::PipelineSpec;
 use crate::config::{LoadOptions, LoadedPipeline};
 use crate::saga::canary::Canary;
-use crate::saga::orchestrator;
-use crate::services::{chaos_api, dlq_admin, order_api, relay, worker, ServiceContext};
+use crate::saga::{orchestrator, SagaConfig};
+use crate::services::{analytics, chaos_api, dlq_admin, order_api, relay, worker, ServiceContext};
 use crate::store::{Store, StoreError};
-use crate::transport::{Broker, EmbeddedBroker, TransportError};
+use crate::transport::{Broker, Brokers, EmbeddedBroker, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -230,66 +230,21 @@ async fn start_units(
     let mut app = Router::new();
     let mut service_units = Vec::new();
     for (unit, ctx) in units.into_iter().zip(&contexts) {
-        let pipeline = unit.pipeline.clone();
-        let mut service_routes = Router::new();
-        if let Some(api) = &pipeline.order_api {
-            service_routes = service_routes.nest(order_api::PREFIX, order_api::router(ctx.clone(), api.clone()));
-        }
-        if let Some(config) = &pipeline.relay {
-            let status = relay::RelayStatus::new("starting");
-            service_routes = service_routes.nest(relay::PREFIX, relay::status::router(status.clone()));
-            spawn(&tasks, &shutdown, "relay", relay::run(ctx.clone(), config.clone(), status));
-        }
         let set_at_ms = reload::modified_ms(unit.path.as_deref());
-        let canary = pipeline
-            .saga
-            .as_ref()
-            .and_then(|s| s.canary.clone())
-            .map(|config| Arc::new(Canary::new(config, set_at_ms, chaos.clone())));
-        if let Some(saga) = &pipeline.saga {
-            spawn(&tasks, &shutdown, "orchestrator", orchestrator::run(ctx.clone(), saga.clone(), canary.clone()));
-        }
-        if let Some(config) = &pipeline.dlq_admin {
-            let routes = dlq_admin::router(ctx.clone(), config.clone(), &pipeline.admin, pipeline.schemas.clone())?;
-            service_routes = service_routes.nest(dlq_admin::PREFIX, routes);
-            spawn(&tasks, &shutdown, "dlq-admin", dlq_admin::run(ctx.clone(), config.clone()));
-        }
-        if let Some(config) = &pipeline.chaos_api {
-            let routes = chaos_api::router(ctx.clone(), config.clone(), &pipeline.admin)?;
-            service_routes = service_routes.nest(chaos_api::PREFIX, routes);
-            spawn(&tasks, &shutdown, "chaos-svc", control::follow_injections(ctx.clone()));
-        }
-        if let Some(config) = &pipeline.analytics {
-            let state = crate::services::analytics::AnalyticsState::default();
-            let routes = crate::services::analytics::router(state.clone(), config.clone(), pipeline.slo.clone());
-            service_routes = service_routes.merge(routes);
-            spawn(
-                &tasks,
-                &shutdown,
-                "streams-analytics",
-                crate::services::analytics::run(ctx.clone(), config.clone(), state),
-            );
-        }
-        app = app.merge(crate::chaos::http::layer(service_routes, chaos.clone(), &pipeline.service));
-        let mut groups: Vec<(String, Vec<String>)> =
-            pipeline.consumers.iter().map(|c| (c.group.clone(), vec![c.topic.clone()])).collect();
-        if let Some(saga) = &pipeline.saga {
-            groups.push((saga.group.clone(), saga.definition.consumed_topics()));
-        }
-        if let Some(analytics) = &pipeline.analytics {
-            groups.push((analytics.group.clone(), analytics.topics()));
-        }
+        let started = start_sections(ctx, &unit.pipeline, &tasks, set_at_ms)?;
+        app = app.merge(crate::chaos::http::layer(started.routes, chaos.clone(), &unit.pipeline.service));
+        let groups = unit.pipeline.consumer_groups();
         if !groups.is_empty() {
             tasks.spawn(control::consumer_lag(ctx.clone(), groups));
         }
-
+        let pipeline = unit.pipeline;
         let mut service_unit = ServiceUnit {
             ctx: ctx.clone(),
             pipeline: pipeline.clone(),
             spec: unit.spec,
             status: ConfigStatus::new(&pipeline.service, unit.path.as_deref(), unit.hash.clone()),
             path: unit.path,
-            canary,
+            canary: started.canary,
             consumers: HashMap::new(),
             tasks: tasks.clone(),
         };
@@ -347,6 +302,114 @@ async fn start_units(
     let store = contexts.first().map(|c| c.store.clone()).expect("at least one pipeline");
     let stores = stores.into_values().collect();
     Ok(Running { addr, shutdown, embedded_broker: embedded.clone(), store, chaos, stores, grace, tasks })
+}
+
+/// What starting a pipeline's sections gave: its routes, and the parts a reload changes.
+struct Started {
+    routes: Router,
+    canary: Option<Arc<Canary>>,
+}
+
+/// Starts every section of one pipeline that runs on its own (consumers, chaos settings and
+/// the canary percentage are applied by [`ServiceUnit::apply`], as on a reload).
+fn start_sections(
+    ctx: &ServiceContext,
+    pipeline: &Pipeline,
+    tasks: &TaskTracker,
+    set_at_ms: i64,
+) -> Result<Started, RuntimeError> {
+    // Destructured without `..`: a new section does not compile until it says how it starts.
+    let Pipeline {
+        service: _,
+        listen: _,
+        shutdown_grace: _,
+        broker: _,
+        store: _,
+        order_api,
+        relay,
+        consumers: _, // started by `ServiceUnit::apply`
+        saga,
+        dlq_admin,
+        schemas_dir: _,
+        schemas,
+        admin,
+        variant: _,
+        chaos: _, // applied by `ServiceUnit::apply`
+        chaos_api,
+        slo,
+        analytics,
+        telemetry: _, // set up once per process by the binary
+    } = pipeline;
+    let mut routes = Router::new();
+    if let Some(config) = order_api {
+        routes = routes.nest(order_api::PREFIX, start_order_api(ctx, config));
+    }
+    if let Some(config) = relay {
+        routes = routes.nest(relay::PREFIX, start_relay(ctx, config, tasks));
+    }
+    let canary = saga.as_ref().and_then(|config| start_saga(ctx, config, tasks, set_at_ms));
+    if let Some(config) = dlq_admin {
+        routes = routes.nest(dlq_admin::PREFIX, start_dlq_admin(ctx, config, admin, schemas, tasks)?);
+    }
+    if let Some(config) = chaos_api {
+        routes = routes.nest(chaos_api::PREFIX, start_chaos_api(ctx, config, admin, tasks)?);
+    }
+    if let Some(config) = analytics {
+        routes = routes.merge(start_analytics(ctx, config, slo, tasks));
+    }
+    Ok(Started { routes, canary })
+}
+
+fn start_order_api(ctx: &ServiceContext, config: &OrderApiConfig) -> Router {
+    order_api::router(ctx.clone(), config.clone())
+}
+
+fn start_relay(ctx: &ServiceContext, config: &relay::RelayConfig, tasks: &TaskTracker) -> Router {
+    let status = relay::RelayStatus::new("starting");
+    spawn(tasks, &ctx.shutdown, "relay", relay::run(ctx.clone(), config.clone(), status.clone()));
+    relay::status::router(status)
+}
+
+/// Starts the orchestrator; answers the canary of its step, which reloads update.
+fn start_saga(ctx: &ServiceContext, config: &SagaConfig, tasks: &TaskTracker, set_at_ms: i64) -> Option<Arc<Canary>> {
+    let canary = config.canary.clone().map(|c| Arc::new(Canary::new(c, set_at_ms, ctx.chaos.clone())));
+    spawn(tasks, &ctx.shutdown, "orchestrator", orchestrator::run(ctx.clone(), config.clone(), canary.clone()));
+    canary
+}
+
+fn start_dlq_admin(
+    ctx: &ServiceContext,
+    config: &DlqAdminConfig,
+    admin: &AdminConfig,
+    schemas: &Arc<crate::schemas::SchemaRegistry>,
+    tasks: &TaskTracker,
+) -> Result<Router, RuntimeError> {
+    let routes = dlq_admin::router(ctx.clone(), config.clone(), admin, schemas.clone())?;
+    spawn(tasks, &ctx.shutdown, "dlq-admin", dlq_admin::run(ctx.clone(), config.clone()));
+    Ok(routes)
+}
+
+fn start_chaos_api(
+    ctx: &ServiceContext,
+    config: &ChaosApiConfig,
+    admin: &AdminConfig,
+    tasks: &TaskTracker,
+) -> Result<Router, RuntimeError> {
+    let routes = chaos_api::router(ctx.clone(), config.clone(), admin)?;
+    spawn(tasks, &ctx.shutdown, "chaos-svc", control::follow_injections(ctx.clone()));
+    Ok(routes)
+}
+
+fn start_analytics(
+    ctx: &ServiceContext,
+    config: &AnalyticsConfig,
+    objectives: &[crate::slo::Objective],
+    tasks: &TaskTracker,
+) -> Router {
+    let state = analytics::AnalyticsState::default();
+    let routes = analytics::router(state.clone(), config.clone(), objectives.to_vec());
+    spawn(tasks, &ctx.shutdown, "streams-analytics", analytics::run(ctx.clone(), config.clone(), state));
+    routes
 }
 
 /// One broker per bootstrap list (services of one process usually share one).

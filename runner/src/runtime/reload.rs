@@ -220,7 +220,10 @@ pub(crate) async fn reload(units: &Units, index: usize, options: &LoadOptions) {
     unit.spec = Some(loaded.spec);
     unit.status.hash = Some(loaded.hash);
     if changes.is_empty() {
-        unit.status.outcome("unchanged", None);
+        // The text changed but no setting did (comments, layout, a value written another way):
+        // say so rather than "unchanged", which would read as "your edit was not seen".
+        unit.status.last_changes = Some("no setting changed (comments or layout only)".into());
+        unit.status.outcome("applied", None);
         return;
     }
     let summary = changes.summary();

@@ -14,7 +14,7 @@ use std::sync::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::chaos::{stable_share, CanarySetting, Chaos};
-use crate::config::model::CanaryConfig;
+use super::CanaryConfig;
 use crate::event::now_ms;
 use crate::telemetry;
 
@@ -370,7 +370,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::model::CanaryAnalysis;
+    use crate::saga::CanaryAnalysis;
 
     fn canary(percent: f64) -> Canary {
         let config = CanaryConfig {

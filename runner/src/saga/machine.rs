@@ -63,50 +63,6 @@ impl RetryPolicy {
     }
 }
 
-impl SagaDefinition {
-    pub fn produced_topics(&self) -> Vec<String> {
-        let mut topics = vec![self.on_completed.clone(), self.on_cancelled.clone(), self.on_failed.clone()];
-        for step in &self.steps {
-            topics.push(step.request.clone());
-            topics.extend(step.compensation.as_ref().map(|c| c.request.clone()));
-        }
-        topics
-    }
-
-    /// Every reply type the saga waits for.
-    pub fn replies(&self) -> Vec<String> {
-        let mut topics = Vec::new();
-        for step in &self.steps {
-            topics.push(step.success.clone());
-            topics.extend(step.failure.clone());
-            if let Some(c) = &step.compensation {
-                topics.push(c.success.clone());
-                topics.extend(c.failure.clone());
-            }
-        }
-        topics
-    }
-
-    /// The dead-letter topics of the saga's requests: a request that lands there failed.
-    pub fn request_dead_letter_topics(&self) -> Vec<String> {
-        let mut topics = Vec::new();
-        for step in &self.steps {
-            topics.push(crate::transport::dead_letter::topic_for(&step.request));
-            if let Some(c) = &step.compensation {
-                topics.push(crate::transport::dead_letter::topic_for(&c.request));
-            }
-        }
-        topics
-    }
-
-    pub fn consumed_topics(&self) -> Vec<String> {
-        let mut topics = vec![self.trigger.clone()];
-        topics.extend(self.replies());
-        topics.extend(self.request_dead_letter_topics());
-        topics
-    }
-}
-
 /// Where a saga instance is. Persisted as JSON; times are Unix epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]

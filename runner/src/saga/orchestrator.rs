@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::canary::{Canary, Variant};
 use super::machine::{self, advance, Command, Input, SagaDefinition, Transition};
-use crate::config::model::SagaConfig;
+use super::SagaConfig;
 use crate::event::{now_ms, Event};
 use crate::services::{delivery_policy, store_error, ServiceContext};
 use crate::store::{inbox, orders, sagas, Tx};
@@ -23,23 +23,19 @@ pub struct Orchestrator {
 
 pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Canary>>) -> Result<(), TransportError> {
     let orchestrator = Arc::new(Orchestrator { config: config.clone(), canary });
-    let mut topics = config.definition.consumed_topics();
-    if let Some(canary) = &config.canary {
-        topics.push(dead_letter::topic_for(&canary.topic));
-    }
-    topics.sort();
-    topics.dedup();
+    let topics = config.subscriptions();
     let consumer = ctx.broker.consumer(&config.group, &topics)?;
     let name = format!("{}/saga-{}", ctx.service, config.definition.name);
     tracing::info!(consumer = name, group = config.group, "orchestrator started");
     let timer = tokio::spawn(run_timer(ctx.clone(), orchestrator.clone()));
     let analysis = orchestrator.canary.clone().map(|canary| tokio::spawn(run_analysis(ctx.clone(), canary)));
-    let retry = crate::config::model::DeliveryRetry::default();
+    let retry = crate::transport::DeliveryRetry::default();
     let mut policy = delivery_policy(&config.group, &retry, None, &ctx.broker);
     policy.chaos = Some(ctx.consume_chaos(&name, "saga"));
     let dead_letters = ctx.broker.publisher()?;
-    let mut dead_letter_topics = config.definition.request_dead_letter_topics();
-    dead_letter_topics.extend(config.canary.iter().map(|c| dead_letter::topic_for(&c.topic)));
+    // Dead letters of the saga's requests (and of its canary's): each fails its step.
+    let dead_letter_topics =
+        crate::transport::topics_where(&config.topic_uses(), |u| u.consumes() && u.event_type.is_none());
     consume_raw(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |raw: Arc<RawMessage>| {
         let from_dead_letters = dead_letter_topics.contains(&raw.topic);
         on_message(&ctx, &orchestrator, &name, raw, from_dead_letters)

@@ -84,7 +84,7 @@ pub fn store_error(e: StoreError) -> HandleError {
 /// The delivery policy of a consumer from its compiled retry settings.
 pub fn delivery_policy(
     group: &str,
-    retry: &crate::config::model::DeliveryRetry,
+    retry: &crate::transport::DeliveryRetry,
     dead_letter_topic: Option<String>,
     broker: &Broker,
 ) -> DeliveryPolicy {

@@ -1,15 +1,49 @@
 //! A handler consumer: takes a request, runs the compiled handler, and records the effect,
 //! the inbox entry and the reply (in the outbox) in one transaction.
 
-use crate::config::model::ConsumerConfig;
+use crate::diagnostic::KeyPath;
 use crate::event::{now_ms, Event};
-use crate::handlers::{HandlerError, Outcome};
+use crate::handlers::{Handler, HandlerError, Outcome};
 use crate::store::inbox;
 use crate::telemetry;
-use crate::transport::{consume, HandleError, Incoming, TransportError};
+use crate::transport::{consume, DeliveryRetry, HandleError, Incoming, TopicRole, TopicUse, TransportError};
 
 use super::{delivery_policy, store_error, ServiceContext};
 use crate::transport::dead_letter::ErrorKind;
+
+/// One `[[consumers]]` entry, compiled: its handler built from its parameters.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub topic: String,
+    /// The event type on `topic` (the topic's own name unless a canary topic says otherwise).
+    pub event_type: String,
+    pub group: String,
+    pub handler: Handler,
+    pub on_success: String,
+    pub on_failure: Option<String>,
+    pub retry: DeliveryRetry,
+    pub dead_letter_topic: String,
+}
+
+impl ConsumerConfig {
+    /// The topics this consumer reads and writes; `at` is its key in the file (`consumers[i]`).
+    pub fn topic_uses(&self, at: &KeyPath) -> Vec<TopicUse> {
+        let mut uses = vec![
+            TopicUse {
+                topic: self.topic.clone(),
+                role: TopicRole::Handles,
+                event_type: Some(self.event_type.clone()),
+                group: Some(self.group.clone()),
+                at: at.key("topic"),
+            },
+            TopicUse::typed(TopicRole::Produces, &self.on_success, at.key("on_success")),
+        ];
+        uses.extend(self.on_failure.iter().map(|f| TopicUse::typed(TopicRole::Produces, f, at.key("on_failure"))));
+        uses.push(TopicUse::dead_letters(TopicRole::Produces, &self.dead_letter_topic, at.key("topic")));
+        uses
+    }
+}
 
 pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), TransportError> {
     let consumer = ctx.broker.consumer(&config.group, std::slice::from_ref(&config.topic))?;

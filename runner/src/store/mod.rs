@@ -3,6 +3,7 @@
 //! Migrations live in `runner/migrations/{postgres,sqlite}` and run on start-up. SQL that
 //! differs between the two databases goes through [`Dialect`]; everything else is shared.
 
+mod config;
 pub mod inbox;
 pub mod orders;
 pub mod outbox;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-use crate::config::model::StoreConfig;
+pub use config::StoreConfig;
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -81,10 +82,10 @@ impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let (url, dialect) = if config.url.starts_with("sqlite:") {
-            (sqlite_url(&config.url), Dialect::Sqlite)
-        } else {
-            (config.url.clone(), Dialect::Postgres)
+        let dialect = config.dialect;
+        let url = match dialect {
+            Dialect::Sqlite => sqlite_url(&config.url),
+            Dialect::Postgres => config.url.clone(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));

@@ -28,7 +28,10 @@ pub fn topic_for(topic: &str) -> String {
 }
 
 /// Why a message could not be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Not a CloudEvents record with a JSON payload; never retried.
     Undecodable,

@@ -4,10 +4,12 @@
 //! in this process. Producers wait for the broker's acknowledgement; consumers store an
 //! offset only after its message was fully handled (at-least-once), see [`consume`].
 
+mod config;
 mod consume;
 pub mod dead_letter;
 pub mod embedded;
 mod read;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 pub use consume::{consume, consume_raw, ConsumeChaos, DeliveryPolicy, HandleError, Incoming, RawMessage};
 pub use embedded::EmbeddedBroker;
 pub use read::{TopicContents, TopicRecord};
+pub use topics::{topics_where, TopicRole, TopicUse};
 
-use crate::config::model::{BrokerConfig, Brokers};
+pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 use crate::event::Event;
 
 #[derive(Debug, thiserror::Error)]

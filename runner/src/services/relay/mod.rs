@@ -4,6 +4,7 @@
 //! broker's acknowledgement. [`status`] is what the relay reports at `/api/relay/status`;
 //! [`reconcile`] checks afterwards that every outbox row reached its topic.
 
+mod config;
 pub mod pgoutput;
 mod polling;
 pub mod reconcile;
@@ -12,9 +13,9 @@ pub mod status;
 mod tracker;
 mod wal;
 
+pub use config::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayConfig, RelayMode, WalConfig};
 pub use status::RelayStatus;
 
-use crate::config::model::{RelayConfig, RelayMode};
 use crate::services::ServiceContext;
 use crate::store::{Dialect, StoreError};
 use crate::transport::TransportError;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{backoff, pause, RelayError, RelayStatus};
-use crate::config::model::{AfterPublish, RelayConfig};
+use super::config::{AfterPublish, RelayConfig};
 use crate::event::now_ms;
 use crate::services::ServiceContext;
 use crate::store::outbox;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::RelayError;
-use crate::config::model::AfterPublish;
+use super::config::AfterPublish;
 use crate::store::{Store, StoreError};
 use crate::transport::Broker;
 

@@ -16,7 +16,7 @@ use super::slot::{self, HEARTBEAT_PREFIX};
 use super::status::{RelayStatus, SlotState};
 use super::tracker::{AckTracker, TxnId};
 use super::{backoff, pause, polling, RelayError};
-use crate::config::model::{AfterPublish, RelayConfig};
+use super::config::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayConfig};
 use crate::event::{now_micros, now_ms};
 use crate::services::ServiceContext;
 use crate::store::outbox;
@@ -110,7 +110,7 @@ async fn slot_present(ctx: &ServiceContext, config: &RelayConfig, slot_name: &st
                     slot.lost = true;
                 }
             });
-            if config.wal.recreate_lost_slot {
+            if config.wal.on_slot_lost == OnSlotLost::Recreate {
                 status.error(format!(
                     "replication slot {slot_name} was lost ({why}); recreating it. Rows committed while it was \
                      missing may not have been published: run `runner relay reconcile` to find them"
@@ -418,7 +418,7 @@ async fn monitor(ctx: ServiceContext, config: RelayConfig, slot_name: String, st
         if over {
             let retained = stats.retained_bytes.unwrap_or(0);
             let limit = config.wal.max_retained_wal.unwrap_or(0);
-            if config.wal.drop_slot_over_limit {
+            if config.wal.on_retained_wal_limit == OnRetainedWalLimit::DropSlot {
                 status.error(format!(
                     "slot {slot_name} retains {retained} bytes of WAL, over the {limit}-byte limit; dropping it \
                      as configured (on_retained_wal_limit = \"drop_slot\")"

@@ -1,7 +1,10 @@
-//! Diagnostics: one problem in one pipeline file, located by line and column.
+//! Diagnostics: problems named by key path ([`Problem`]), and located by line and column
+//! in one pipeline file ([`Diagnostic`]).
 //!
-//! Semantic checks name the offending value by its path (`saga.steps[1].timeout`);
-//! [`SourceMap`] turns that path into a position using the spans of the parsed document.
+//! Semantic checks (the config compiler, handler parameters, chaos rules) name the offending
+//! value by its path (`saga.steps[1].timeout`), built with [`KeyPath::section`], [`KeyPath::key`]
+//! and [`KeyPath::index`]; [`SourceMap`] turns that path into a position using the spans of the
+//! parsed document. This module sits below every component: it imports none of them.
 
 use std::fmt;
 use std::ops::Range;
@@ -22,7 +25,12 @@ impl KeyPath {
         KeyPath(Vec::new())
     }
 
-    /// Parses `a.b[2].c`; used by compile code to name locations compactly.
+    /// The path of a top-level section, e.g. `relay`.
+    pub fn section(name: &str) -> Self {
+        KeyPath(vec![Segment::Key(name.to_string())])
+    }
+
+    /// Parses `a.b[2].c` (for tests and tools; code builds paths with `section`/`key`/`index`).
     pub fn parse(text: &str) -> Self {
         let mut segments = Vec::new();
         for part in text.split('.').filter(|p| !p.is_empty()) {
@@ -50,6 +58,13 @@ impl KeyPath {
         next.0.push(Segment::Index(index));
         next
     }
+
+    /// This path followed by `relative` (a path relative to the value at this one).
+    pub fn join(&self, relative: &KeyPath) -> Self {
+        let mut next = self.clone();
+        next.0.extend(relative.0.iter().cloned());
+        next
+    }
 }
 
 impl fmt::Display for KeyPath {
@@ -73,6 +88,32 @@ pub enum Anchor {
     Value,
     /// The key itself (an unknown key, a key to remove).
     Key,
+}
+
+/// A problem at a key path of one file, before it is located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: KeyPath,
+    /// Whether the diagnostic points at the key or at its value.
+    pub anchor: Anchor,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with the value at `path`.
+    pub fn at_value(path: KeyPath, message: impl Into<String>) -> Self {
+        Problem { path, anchor: Anchor::Value, message: message.into() }
+    }
+
+    /// A problem with the key at `path` itself (unknown, or to be removed).
+    pub fn at_key(path: KeyPath, message: impl Into<String>) -> Self {
+        Problem { path, anchor: Anchor::Key, message: message.into() }
+    }
+
+    /// The same problem, its path taken relative to `base`.
+    pub fn under(self, base: &KeyPath) -> Self {
+        Problem { path: base.join(&self.path), ..self }
+    }
 }
 
 /// A problem found in a pipeline file.

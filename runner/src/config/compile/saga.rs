@@ -1,0 +1,178 @@
+//! The `[saga]` pass: steps, compensations, timeouts and retries, each reply meaning one
+//! thing, and the canary of one step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::{Backoff, Compiler};
+use crate::config::spec::{CanaryAnalysisSpec, CanarySpec, CompensationSpec, RetrySpec, SagaSpec, StepSpec};
+use crate::diagnostic::KeyPath;
+use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, StepDefinition};
+use crate::saga::{CanaryAnalysis, CanaryConfig, SagaConfig};
+
+/// Each reply type must identify exactly one step's outcome: who claimed which.
+#[derive(Default)]
+struct Replies(BTreeMap<String, String>);
+
+impl Replies {
+    fn claim(&mut self, c: &mut Compiler, at: KeyPath, reply: &str, what: String) {
+        c.event_type(at.clone(), reply);
+        if let Some(owner) = self.0.insert(reply.to_string(), what) {
+            c.problem(at, format!("reply `{reply}` is already the {owner}; each reply type must mean one thing"));
+        }
+    }
+}
+
+pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> SagaConfig {
+    let at = KeyPath::section("saga");
+    c.event_type(at.key("trigger"), &spec.trigger);
+    c.event_type(at.key("on_completed"), &spec.on_completed);
+    c.event_type(at.key("on_cancelled"), &spec.on_cancelled);
+    c.event_type(at.key("on_failed"), &spec.on_failed);
+    if spec.steps.is_empty() {
+        c.problem(at.clone(), "a saga needs at least one [[saga.steps]]");
+    }
+    let mut seen_names = BTreeSet::new();
+    let mut replies = Replies::default();
+    let mut steps = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let at = at.key("steps").index(i);
+        if !seen_names.insert(step.name.clone()) {
+            c.problem(at.key("name"), format!("step name `{}` is used twice; step names must be unique", step.name));
+        }
+        steps.push(compile_step(c, step, &at, &mut replies));
+    }
+    let canary = spec.canary.as_ref().and_then(|canary| compile_canary(c, canary, &steps));
+    SagaConfig {
+        canary,
+        group: spec.group.clone().unwrap_or_else(|| service.to_string()),
+        tick: c.duration(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200)),
+        definition: SagaDefinition {
+            name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),
+            trigger: spec.trigger.clone(),
+            on_completed: spec.on_completed.clone(),
+            on_cancelled: spec.on_cancelled.clone(),
+            on_failed: spec.on_failed.clone(),
+            steps,
+        },
+    }
+}
+
+fn compile_step(c: &mut Compiler, step: &StepSpec, at: &KeyPath, replies: &mut Replies) -> StepDefinition {
+    let name = &step.name;
+    c.event_type(at.key("request"), &step.request);
+    replies.claim(c, at.key("success"), &step.success, format!("success of step `{name}`"));
+    if let Some(failure) = &step.failure {
+        replies.claim(c, at.key("failure"), failure, format!("failure of step `{name}`"));
+    }
+    let timeout = required_timeout(c, at, step.timeout.as_deref(), &format!("step `{name}`"));
+    let retry = retry_policy(c, &at.key("retry"), step.retry.as_ref());
+    let side_effect = step.side_effect.unwrap_or(true);
+    let irreversible = step.irreversible.unwrap_or(false);
+    if side_effect && !irreversible && step.compensation.is_none() {
+        c.problem(
+            at.clone(),
+            format!("step `{name}` has a side effect but no compensation; add [saga.steps.compensation] or set `irreversible = true`"),
+        );
+    }
+    let compensation =
+        step.compensation.as_ref().map(|comp| compile_compensation(c, comp, &at.key("compensation"), name, replies));
+    StepDefinition {
+        name: name.clone(),
+        request: step.request.clone(),
+        success: step.success.clone(),
+        failure: step.failure.clone(),
+        timeout,
+        retry,
+        side_effect,
+        irreversible,
+        compensation,
+    }
+}
+
+fn compile_compensation(
+    c: &mut Compiler,
+    comp: &CompensationSpec,
+    at: &KeyPath,
+    step: &str,
+    replies: &mut Replies,
+) -> CompensationDefinition {
+    c.event_type(at.key("request"), &comp.request);
+    replies.claim(c, at.key("success"), &comp.success, format!("compensation success of step `{step}`"));
+    if let Some(failure) = &comp.failure {
+        replies.claim(c, at.key("failure"), failure, format!("compensation failure of step `{step}`"));
+    }
+    CompensationDefinition {
+        request: comp.request.clone(),
+        success: comp.success.clone(),
+        failure: comp.failure.clone(),
+        timeout: required_timeout(c, at, comp.timeout.as_deref(), &format!("compensation of step `{step}`")),
+        retry: retry_policy(c, &at.key("retry"), comp.retry.as_ref()),
+    }
+}
+
+/// Every request the saga sends waits for its reply a bounded time: the timeout is required.
+fn required_timeout(c: &mut Compiler, at: &KeyPath, text: Option<&str>, what: &str) -> Duration {
+    let default = Duration::from_secs(30);
+    if text.is_none() {
+        c.problem(at.clone(), format!("{what} has no timeout; add e.g. `timeout = \"10s\"`"));
+    }
+    c.duration(at.key("timeout"), text, default)
+}
+
+fn retry_policy(c: &mut Compiler, at: &KeyPath, spec: Option<&RetrySpec>) -> RetryPolicy {
+    let default = Backoff { attempts: 3, backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) };
+    let Backoff { attempts, backoff, max_backoff } = match spec {
+        Some(spec) => c.backoff(at, spec.attempts, spec.backoff.as_deref(), spec.max_backoff.as_deref(), default),
+        None => default,
+    };
+    RetryPolicy { attempts, backoff, max_backoff }
+}
+
+fn compile_canary(c: &mut Compiler, spec: &CanarySpec, steps: &[StepDefinition]) -> Option<CanaryConfig> {
+    let at = KeyPath::section("saga").key("canary");
+    let percent = spec.percent.unwrap_or(0.0);
+    if !(0.0..=100.0).contains(&percent) {
+        c.problem(at.key("percent"), format!("{percent} is not a percentage; use 0 to 100"));
+    }
+    let analysis = spec.analysis.as_ref().map(|a| compile_analysis(c, a, &at.key("analysis")));
+    let Some(step) = steps.iter().find(|s| s.name == spec.step) else {
+        let known: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        c.problem(at.key("step"), format!("no step named `{}`; steps: {}", spec.step, known.join(", ")));
+        return None;
+    };
+    let topic = spec.topic.clone().unwrap_or_else(|| format!("{}.canary", step.request));
+    c.event_type(at.key("topic"), &topic);
+    if topic == step.request {
+        c.problem(at.key("topic"), "the canary topic must differ from the step's request topic");
+    }
+    Some(CanaryConfig { step: step.name.clone(), request: step.request.clone(), topic, percent, analysis })
+}
+
+fn compile_analysis(c: &mut Compiler, a: &CanaryAnalysisSpec, at: &KeyPath) -> CanaryAnalysis {
+    let steps = a.steps.clone().unwrap_or_else(|| vec![10.0, 25.0, 50.0, 100.0]);
+    if steps.is_empty() || steps.windows(2).any(|w| w[1] <= w[0]) || steps.iter().any(|s| !(0.0..=100.0).contains(s)) {
+        c.problem(at.key("steps"), "steps must be ascending percentages between 0 and 100, e.g. [10, 25, 50, 100]");
+    }
+    let max_failure_rate_increase = a.max_failure_rate_increase.unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&max_failure_rate_increase) {
+        c.problem(at.key("max_failure_rate_increase"), "use a share between 0 and 1, e.g. 0.05");
+    }
+    let max_latency_ratio = a.max_latency_ratio.unwrap_or(1.5);
+    if max_latency_ratio < 1.0 {
+        c.problem(at.key("max_latency_ratio"), "a ratio below 1 would fail a canary as fast as stable; use e.g. 1.5");
+    }
+    let interval = c.duration(at.key("interval"), a.interval.as_deref(), Duration::from_secs(30));
+    let window = c.duration(at.key("window"), a.window.as_deref(), Duration::from_secs(120));
+    if interval.is_zero() {
+        c.problem(at.key("interval"), "the interval must be above zero");
+    }
+    CanaryAnalysis {
+        interval: interval.max(Duration::from_millis(100)),
+        window,
+        min_requests: a.min_requests.unwrap_or(20),
+        max_failure_rate_increase,
+        max_latency_ratio,
+        steps,
+    }
+}

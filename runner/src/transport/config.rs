@@ -1,0 +1,47 @@
+//! The transport's settings: which broker, topic defaults, consumer timing, and a consumer's
+//! retry policy.
+
+use std::time::Duration;
+
+use super::dead_letter::ErrorKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Brokers {
+    /// A Kafka-protocol broker hosted inside this process.
+    Embedded,
+    /// A bootstrap list, `host:port,host:port`.
+    List(String),
+}
+
+/// `[broker]`, compiled.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub brokers: Brokers,
+    pub partitions: i32,
+    pub replication: i32,
+    pub session_timeout: Duration,
+    pub fetch_wait: Duration,
+    pub redeliver_each_message: bool,
+}
+
+/// A consumer's retry policy before a message is dead-lettered (see [`super::DeliveryPolicy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRetry {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub jitter: f64,
+    pub retryable: Vec<ErrorKind>,
+}
+
+impl Default for DeliveryRetry {
+    fn default() -> Self {
+        DeliveryRetry {
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            jitter: 0.2,
+            retryable: vec![ErrorKind::HandlerFailed],
+        }
+    }
+}
