@@ -261,13 +261,14 @@ async fn start_units(
         }
         if let Some(config) = &pipeline.analytics {
             let state = crate::services::analytics::AnalyticsState::default();
-            let routes = crate::services::analytics::router(state.clone(), config.clone(), pipeline.slo.clone());
+            let settings = crate::services::analytics::AnalyticsSettings::new(config.clone(), pipeline.slo.clone());
+            let routes = crate::services::analytics::router(state.clone(), settings.clone());
             service_routes = service_routes.merge(routes);
             spawn(
                 &tasks,
                 &shutdown,
                 "streams-analytics",
-                crate::services::analytics::run(ctx.clone(), config.clone(), state),
+                crate::services::analytics::run(ctx.clone(), settings, state),
             );
         }
         app = app.merge(crate::chaos::http::layer(service_routes, chaos.clone(), &pipeline.service));
