@@ -67,33 +67,3 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8
     deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
     Ok(value)
 }
-
-/// A plain HTTP/1.0 GET of `url` (http only), returning the body: enough for asking
-/// Prometheus's HTTP API without another client library.
-pub fn get_blocking(url: &url::Url, timeout: std::time::Duration) -> Result<String, String> {
-    use std::io::{Read, Write};
-    if url.scheme() != "http" {
-        return Err(format!("only http:// URLs are supported, not {url}"));
-    }
-    let host = url.host_str().ok_or("URL without a host")?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("host without an address")?;
-    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let path = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
-    };
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(head.lines().next().unwrap_or_default().to_string());
-    }
-    Ok(body.to_string())
-}

@@ -28,7 +28,8 @@ pub use reload::ConfigStatus;
 
 use crate::chaos::Chaos;
 use crate::config::diff::Changes;
-use crate::config::model::{AdminConfig, AnalyticsConfig, ChaosApiConfig, DlqAdminConfig, OrderApiConfig, Pipeline};
+use crate::config::model::{AdminConfig, ChaosApiConfig, DlqAdminConfig, OrderApiConfig, Pipeline};
+use crate::services::analytics::AnalyticsConfig;
 use crate::config::spec::PipelineSpec;
 use crate::config::{LoadOptions, LoadedPipeline};
 use crate::saga::canary::Canary;
@@ -84,10 +85,38 @@ impl From<LoadedPipeline> for Unit {
     }
 }
 
-/// A consumer task that can be stopped on its own.
+/// A part that can be stopped on its own (a consumer) and rebuilt by a reload.
 struct RunningPart {
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningPart {
+    /// Stops the part and waits until it finished its message and committed its offsets.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// Runs a part under its own stop token (a child of the process's); if it fails, the whole
+/// runner stops rather than limp along.
+fn spawn_part<F, Fut, E>(ctx: &ServiceContext, tasks: &TaskTracker, what: &'static str, start: F) -> RunningPart
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let stop = ctx.shutdown.child_token();
+    let process = ctx.shutdown.clone();
+    let future = start(ServiceContext { shutdown: stop.clone(), ..ctx.clone() });
+    let handle = tasks.spawn(async move {
+        if let Err(e) = future.await {
+            tracing::error!(part = what, error = %e, "a part of the service failed; shutting down");
+            process.cancel();
+        }
+    });
+    RunningPart { stop, handle }
 }
 
 /// One pipeline while it runs: its current config and the parts built from it.
@@ -98,14 +127,40 @@ pub(crate) struct ServiceUnit {
     path: Option<PathBuf>,
     canary: Option<Arc<Canary>>,
     consumers: HashMap<String, RunningPart>,
+    analytics: Option<AnalyticsPart>,
     status: ConfigStatus,
     tasks: TaskTracker,
+}
+
+/// streams-analytics while it runs: the settings its routes read, the figures, and the
+/// consumer (rebuilt when the topics it follows change; the figures stay).
+struct AnalyticsPart {
+    settings: analytics::AnalyticsSettings,
+    state: analytics::AnalyticsState,
+    consumer: Option<(Vec<String>, RunningPart)>,
 }
 
 impl ServiceUnit {
     /// Builds the parts named by `changes` from `next` (start-up: all of them).
     async fn apply(&mut self, next: Pipeline, changes: &Changes, set_at_ms: i64) {
         let service = next.service.clone();
+        if changes.analytics || changes.slo {
+            if let (Some(part), Some(config)) = (self.analytics.as_mut(), next.analytics.as_ref()) {
+                // Routes and the consumer read the settings on each request and message.
+                part.settings.replace(config.clone(), next.slo.clone());
+                let topics = config.topics();
+                if part.consumer.as_ref().map_or(true, |(following, _)| *following != topics) {
+                    if let Some((_, old)) = part.consumer.take() {
+                        old.stop().await;
+                    }
+                    let (settings, state) = (part.settings.clone(), part.state.clone());
+                    let consumer = spawn_part(&self.ctx, &self.tasks, "streams-analytics", |ctx| {
+                        analytics::run(ctx, settings, state)
+                    });
+                    part.consumer = Some((topics, consumer));
+                }
+            }
+        }
         if changes.chaos {
             self.ctx.chaos.set_service(&service, next.chaos.clone());
         }
@@ -118,22 +173,13 @@ impl ServiceUnit {
             if let Some(part) = self.consumers.remove(name) {
                 // The consumer finishes its message, commits its offsets and leaves the group;
                 // its successor resumes from there, so nothing is lost or handled twice.
-                part.stop.cancel();
-                let _ = part.handle.await;
+                part.stop().await;
             }
         }
         for name in &changes.consumers_started {
             let Some(config) = next.consumers.iter().find(|c| &c.name == name).cloned() else { continue };
-            let stop = self.ctx.shutdown.child_token();
-            let ctx = ServiceContext { shutdown: stop.clone(), ..self.ctx.clone() };
-            let process = self.ctx.shutdown.clone();
-            let handle = self.tasks.spawn(async move {
-                if let Err(e) = worker::run(ctx, config).await {
-                    tracing::error!(part = "consumer", error = %e, "a part of the service failed; shutting down");
-                    process.cancel();
-                }
-            });
-            self.consumers.insert(name.clone(), RunningPart { stop, handle });
+            let part = spawn_part(&self.ctx, &self.tasks, "consumer", |ctx| worker::run(ctx, config));
+            self.consumers.insert(name.clone(), part);
         }
         self.pipeline = next;
     }
@@ -245,6 +291,7 @@ async fn start_units(
             status: ConfigStatus::new(&pipeline.service, unit.path.as_deref(), unit.hash.clone()),
             path: unit.path,
             canary: started.canary,
+            analytics: started.analytics,
             consumers: HashMap::new(),
             tasks: tasks.clone(),
         };
@@ -308,6 +355,7 @@ async fn start_units(
 struct Started {
     routes: Router,
     canary: Option<Arc<Canary>>,
+    analytics: Option<AnalyticsPart>,
 }
 
 /// Starts every section of one pipeline that runs on its own (consumers, chaos settings and
@@ -354,10 +402,11 @@ fn start_sections(
     if let Some(config) = chaos_api {
         routes = routes.nest(chaos_api::PREFIX, start_chaos_api(ctx, config, admin, tasks)?);
     }
-    if let Some(config) = analytics {
-        routes = routes.merge(start_analytics(ctx, config, slo, tasks));
+    let analytics = analytics.as_ref().map(|config| start_analytics(config, slo));
+    if let Some(part) = &analytics {
+        routes = routes.merge(analytics::router(part.state.clone(), part.settings.clone()));
     }
-    Ok(Started { routes, canary })
+    Ok(Started { routes, canary, analytics })
 }
 
 fn start_order_api(ctx: &ServiceContext, config: &OrderApiConfig) -> Router {
@@ -400,16 +449,13 @@ fn start_chaos_api(
     Ok(routes)
 }
 
-fn start_analytics(
-    ctx: &ServiceContext,
-    config: &AnalyticsConfig,
-    objectives: &[crate::slo::Objective],
-    tasks: &TaskTracker,
-) -> Router {
-    let state = analytics::AnalyticsState::default();
-    let routes = analytics::router(state.clone(), config.clone(), objectives.to_vec());
-    spawn(tasks, &ctx.shutdown, "streams-analytics", analytics::run(ctx.clone(), config.clone(), state));
-    routes
+/// The figures and settings of streams-analytics; its consumer starts in `ServiceUnit::apply`.
+fn start_analytics(config: &AnalyticsConfig, objectives: &[crate::slo::Objective]) -> AnalyticsPart {
+    AnalyticsPart {
+        settings: analytics::AnalyticsSettings::new(config.clone(), objectives.to_vec()),
+        state: analytics::AnalyticsState::default(),
+        consumer: None,
+    }
 }
 
 /// One broker per bootstrap list (services of one process usually share one).

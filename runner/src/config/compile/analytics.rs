@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Compiler;
-use crate::config::model::{AnalyticsConfig, AnalyticsStep};
+use crate::services::analytics::{AnalyticsConfig, AnalyticsStep};
 use crate::config::spec::{AnalyticsSpec, FinalStatus, ObjectiveKindSpec, SloSpec};
 use crate::diagnostic::KeyPath;
 use crate::slo::{Objective, ObjectiveKind};
