@@ -8,7 +8,7 @@
 //! and the reload is refused with the keys that changed. [`diff`] destructures the spec, so a
 //! new section does not compile until it is decided here.
 
-use super::spec::{AnalyticsSpec, ConsumerSpec, PipelineSpec, SagaSpec};
+use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec};
 
 /// The parts of a running pipeline a change touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,10 +133,13 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     fixed("[admin]", old_admin == admin);
     fixed("[telemetry]", old_telemetry == telemetry);
     fixed("[saga]", without_canary_percent(old_saga) == without_canary_percent(saga));
-    // The analytics consumer is rebuilt live; its group is where it resumes from.
-    fixed("the consumer group of [analytics]", analytics_group(old_analytics) == analytics_group(analytics));
-    // Starting or stopping streams-analytics adds or removes routes.
-    fixed("[analytics] (added or removed)", old_analytics.is_some() == analytics.is_some());
+    match (old_analytics, analytics) {
+        // The analytics consumer is rebuilt live; its group is where it resumes from.
+        (Some(old), Some(new)) => fixed("the consumer group of [analytics]", old.group == new.group),
+        // Starting or stopping streams-analytics adds or removes routes.
+        (Some(_), None) | (None, Some(_)) => fixed("[analytics] (added or removed)", false),
+        (None, None) => {}
+    }
 
     let mut changes = Changes {
         chaos: old_chaos != chaos,
@@ -175,9 +178,6 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     }
 }
 
-fn analytics_group(spec: &Option<AnalyticsSpec>) -> Option<Option<&String>> {
-    spec.as_ref().map(|a| a.group.as_ref())
-}
 
 /// The saga with only the parts of its canary that cannot change at runtime.
 fn without_canary_percent(saga: &Option<SagaSpec>) -> Option<SagaSpec> {
