@@ -2,14 +2,13 @@
 //! is fresh, `promtool check rules` accepts it, and `promtool test rules` shows the burn-rate
 //! alerts firing on a fast burn and staying quiet on a healthy run and on a quiet hour.
 
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runner::config::{self, LoadOptions};
 use runner::slo::{prometheus_rules, Objective, BURN_ALERTS};
-use support::pipelines_dir;
+use crate::support::pipelines_dir;
 
 fn objectives() -> Vec<Objective> {
     let files = config::pipeline_files(&pipelines_dir()).unwrap();

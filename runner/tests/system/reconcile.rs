@@ -2,7 +2,6 @@
 //! rows marked published but never sent, a row sent twice, a record from elsewhere and two rows
 //! of one order sent in reverse are each reported, and refused setups fail with exit code 2.
 
-mod support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -14,7 +13,7 @@ use runner::event::{now_ms, Event};
 use runner::store::{outbox, Store};
 use runner::transport::{Broker, EmbeddedBroker};
 use serde_json::{json, Value};
-use support::{scalar, System, TempPg};
+use crate::support::{scalar, System, TempPg};
 
 const RELAY: &str = "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"wal\"\nafter_publish = \"mark\"\n\
                      status_interval = \"200ms\"\n";

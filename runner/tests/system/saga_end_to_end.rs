@@ -3,7 +3,6 @@
 //! 500 orders mix every path; each must reach its expected state, and money and stock must
 //! be conserved — also when every consumer gets every message twice.
 
-mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::Row;
-use support::{scalar, shipped_pipelines, System, TempPg};
+use crate::support::{scalar, shipped_pipelines, System, TempPg};
 
 /// What one order should end as.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,7 +92,7 @@ async fn run_500_orders(system: &System) {
     assert_eq!(by_status.get("CANCELLED"), Some(&250), "{by_status:?}");
 
     // Money and stock are conserved (charges minus refunds, reserved minus released per SKU).
-    support::assert_guarantees(store).await;
+    crate::support::assert_guarantees(store).await;
     assert!(scalar(store, "SELECT SUM(total) FROM orders WHERE status = 'COMPLETED'").await > 0);
     // Refunds happened for every order that was charged and then cancelled (unknown SKU, ZZ).
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM payments WHERE status = 'refunded'").await, 150);
@@ -149,7 +148,7 @@ async fn run_500_orders(system: &System) {
             let missing: Vec<(String, String, i64)> = tokio::task::spawn_blocking(move || {
                 rows.into_iter()
                     .filter(|(id, event_type, _)| {
-                        !support::read_topic(&bootstrap, event_type).iter().any(|r| r.headers.get("ce_id") == Some(id))
+                        !crate::support::read_topic(&bootstrap, event_type).iter().any(|r| r.headers.get("ce_id") == Some(id))
                     })
                     .collect()
             })
@@ -182,7 +181,7 @@ async fn five_hundred_orders_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_orders_on_sqlite() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     let system = System::start(shipped_pipelines(&url)).await;
     run_500_orders(&system).await;
     assert_eq!(relay_mode(&system).await, "polling");
@@ -223,7 +222,7 @@ async fn every_message_delivered_twice_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_on_sqlite() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     let system = System::start(redelivering(shipped_pipelines(&url))).await;
     run_500_orders(&system).await;
     assert_duplicates_were_absorbed(&system).await;

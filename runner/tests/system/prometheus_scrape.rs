@@ -2,7 +2,6 @@
 //! with chaos, a canary and a reload going on, and evaluates the generated SLO rules: every
 //! query of every dashboard panel in `dashboards/grafana/` returns data.
 
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use runner::config::{self, Defaults, LoadOptions, Overrides};
 use serde_json::Value;
-use support::{copy_dir, pipelines_dir, simple_order, System, TempPg};
+use crate::support::{copy_dir, pipelines_dir, simple_order, System, TempPg};
 
 /// The Prometheus process of the test, stopped when dropped.
 struct Prometheus {

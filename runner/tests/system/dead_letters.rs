@@ -2,7 +2,6 @@
 //! dead-letter topic with every header and the orders behind it complete; consumers' schema
 //! checks dead-letter invalid events with the reason.
 
-mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use runner::config::model::BrokerConfig;
 use runner::transport::{dead_letter, Broker};
 use serde_json::json;
 use sqlx::Row;
-use support::{read_topic, shipped_pipelines, System};
+use crate::support::{read_topic, shipped_pipelines, System};
 
 fn order(i: usize) -> serde_json::Value {
     json!({ "customerId": format!("c-{i}"), "currency": "EUR",
@@ -22,7 +21,7 @@ fn order(i: usize) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     let pipelines = shipped_pipelines(&url);
     let broker_config: BrokerConfig = pipelines[0].broker.clone();
     let system = Arc::new(System::start(pipelines).await);
@@ -111,7 +110,7 @@ async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete()
         assert_eq!(record.headers[dead_letter::CONSUMER_GROUP], "payment-svc.charge");
         assert_eq!(record.headers[dead_letter::ATTEMPTS], "1", "poison is not retried");
     }
-    let by_key: HashMap<&str, &support::TopicRecord> =
+    let by_key: HashMap<&str, &crate::support::TopicRecord> =
         records.iter().map(|r| (r.key.as_deref().unwrap_or_default(), r)).collect();
     let undecodable = by_key["poison-1"];
     assert_eq!(undecodable.headers[dead_letter::ERROR_KIND], "undecodable");

@@ -3,7 +3,6 @@
 //! the spans of an order form one connected tree across order-api, the outbox relay, the
 //! orchestrator and every step's service, named by OpenTelemetry's messaging conventions.
 
-mod support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,8 +18,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 use serde_json::{json, Value};
-use support::process::Service;
-use support::TempPg;
+use crate::support::process::Service;
+use crate::support::TempPg;
 
 /// A span as the receiver got it, ids in hex.
 #[derive(Clone, Debug)]

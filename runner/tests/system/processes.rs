@@ -2,13 +2,12 @@
 //! Kafka-protocol broker in another process: an order survives a service killed with -9,
 //! and SIGTERM stops every service cleanly.
 
-mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::process::Service;
-use support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
+use crate::support::process::Service;
+use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {

@@ -2,12 +2,11 @@
 //! and moves when a chaos rule makes payments fail; the windowed figures follow the orders,
 //! by canary variant and per saga step.
 
-mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{shipped_pipelines, simple_order, System, TempPg};
 
 async fn get(system: &System, path: &str) -> Value {
     system.client.get(format!("{}{path}", system.base)).send().await.unwrap().json().await.unwrap()

@@ -2,7 +2,6 @@
 //! order id, with CloudEvents headers and the trace context, in per-order order, and a row
 //! counts as published only once the broker acknowledged it (nothing moves while it is down).
 
-mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +14,7 @@ use runner::config::{load_text, LoadOptions, Overrides};
 use runner::event::Event;
 use runner::store::outbox;
 use serde_json::json;
-use support::{scalar, System, TempPg};
+use crate::support::{scalar, System, TempPg};
 
 fn relay_pipeline(database_url: &str, mode: &str, after_publish: &str) -> runner::config::Pipeline {
     let text = format!(
@@ -201,6 +200,6 @@ async fn polling_relay_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_on_sqlite_deleting_published_rows() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     relay_publishes_in_order_with_headers(&url, "polling", "delete").await;
 }

@@ -2,7 +2,6 @@
 //! take effect with no restart; an invalid edit and a change that needs a restart are refused
 //! and the running config stays; no message is lost or handled twice.
 
-mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use runner::config::{self, Defaults, LoadOptions, Overrides};
 use runner::runtime;
 use serde_json::Value;
-use support::{assert_guarantees, copy_dir, pipelines_dir, scalar, simple_order, System, TempPg};
+use crate::support::{assert_guarantees, copy_dir, pipelines_dir, scalar, simple_order, System, TempPg};
 
 async fn status(system: &System, service: &str) -> Value {
     let body: Value =

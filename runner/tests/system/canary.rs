@@ -3,7 +3,6 @@
 //! and the automated analysis promotes a healthy canary and rolls back a failing one — one
 //! that declines payments, and one that never answers (its timeouts count as failures).
 
-mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use runner::config::model::CanaryAnalysis;
 use runner::config::Pipeline;
 use serde_json::{json, Value};
 use sqlx::Row;
-use support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 const TOKEN: &str = "local-dev-token-change-me";
 

@@ -2,14 +2,13 @@
 //! (or, when configured, the slot is dropped), and a lost slot is reported loudly and not
 //! silently replaced unless the pipeline asks for it.
 
-mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runner::config::{load_text, LoadOptions, Overrides};
 use serde_json::Value;
-use support::{scalar, System, TempPg};
+use crate::support::{scalar, System, TempPg};
 
 fn relay(database_url: &str, extra: &str) -> runner::config::Pipeline {
     let text = format!(

@@ -2,14 +2,13 @@
 //! field, create/update/enable/disable/delete, changes reaching another runner through the
 //! control topic within a second, injections listed, leases ending a rule by themselves.
 
-mod support;
 
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use runner::config::model::Brokers;
 use serde_json::{json, Value};
-use support::{shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{shipped_pipelines, simple_order, System, TempPg};
 
 const TOKEN: &str = "local-dev-token-change-me";
 
@@ -183,7 +182,7 @@ async fn chaos_svc_manages_rules_and_reaches_other_runners() {
     assert_eq!(canary["canaries"][0]["percent"], 20.0);
 
     // Every change is in the audit trail.
-    let audited = support::scalar(system.store(), "SELECT COUNT(*) FROM admin_audit WHERE action LIKE 'chaos.%'").await;
+    let audited = crate::support::scalar(system.store(), "SELECT COUNT(*) FROM admin_audit WHERE action LIKE 'chaos.%'").await;
     assert!(audited >= 7, "{audited} audit lines");
     other.stop().await;
     system.stop().await;

@@ -3,7 +3,6 @@
 //! through the orchestrator and each step's consumer, in spans named by OpenTelemetry's
 //! messaging conventions.
 
-mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -12,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::pipelines_dir;
+use crate::support::pipelines_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_is_one_trace_id_in_every_services_json_logs() {

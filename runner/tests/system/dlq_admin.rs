@@ -3,7 +3,6 @@
 //! to their original topic — read back here with an rdkafka consumer — discarded, and audited;
 //! every change needs the admin token.
 
-mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use runner::config::Pipeline;
 use runner::schemas::SchemaRegistry;
 use runner::transport::{Broker, Publisher};
 use serde_json::{json, Value};
-use support::{scalar, shipped_pipelines, System, TempPg};
+use crate::support::{scalar, shipped_pipelines, System, TempPg};
 
 /// The development token of the shipped `pipelines/dlq-admin.toml`.
 const TOKEN: &str = "local-dev-token-change-me";
@@ -208,7 +207,7 @@ struct Record {
 
 /// Every record of a topic, as [`Record`]s (nothing when the topic does not exist).
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    support::read_topic(bootstrap, topic)
+    crate::support::read_topic(bootstrap, topic)
         .into_iter()
         .map(|r| Record { key: r.key, payload: r.payload.unwrap_or_default(), headers: r.headers })
         .collect()
@@ -231,7 +230,7 @@ fn unique(prefix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_filter_and_page_on_sqlite() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     // Every record handed to the ingest twice, as a redelivery would: still one entry each.
     let dlq = start(&url, |p| p.broker.redeliver_each_message = true).await;
     let (payment, shipping) = ("payment.requested.dlq", "shipping.schedule.requested.dlq");
@@ -575,7 +574,7 @@ async fn replay_discard_auth_and_audit_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_replay_dry_run_rate_and_limit_on_sqlite() {
-    let (_dir, url) = support::temp_sqlite();
+    let (_dir, url) = crate::support::temp_sqlite();
     let dlq = start(&url, |p| p.dlq_admin.as_mut().unwrap().max_bulk = 6).await;
     // An original topic nobody consumes, so replays stay where they are sent.
     let (original, topic) = ("dlq-test.events", "dlq-test.events.dlq");

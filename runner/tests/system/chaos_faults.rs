@@ -1,14 +1,13 @@
 //! Each fault kind against the shipped system on PostgreSQL: its effect shows, and the
 //! guarantees hold (every order terminal, money and stock conserved, nothing FAILED).
 
-mod support;
 
 use std::time::{Duration, Instant};
 
 use runner::chaos::{compile_rule, stable_share, ChaosSettings, RuleSpec};
 use runner::config::Pipeline;
 use serde_json::Value;
-use support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 /// The shipped system with chaos on everywhere and `rules` in force (declared in the
 /// order-api file: rules apply by target, wherever they are declared in the process).
@@ -176,7 +175,7 @@ key_sample = 0.25"#;
     }
     // The poison requests are on the dead-letter topic, marked undecodable.
     let bootstrap = system.running.embedded_broker.as_ref().unwrap().bootstrap_servers().to_string();
-    let dead = tokio::task::spawn_blocking(move || support::read_topic(&bootstrap, "inventory.reserve.requested.dlq"))
+    let dead = tokio::task::spawn_blocking(move || crate::support::read_topic(&bootstrap, "inventory.reserve.requested.dlq"))
         .await
         .unwrap();
     assert_eq!(dead.len(), sampled.len());

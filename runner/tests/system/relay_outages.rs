@@ -2,7 +2,6 @@
 //! then the broker unreachable for 10 seconds. The relay backs off, reconnects and loses
 //! nothing; each order's events still arrive in order.
 
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -14,7 +13,7 @@ use runner::event::Event;
 use runner::store::{outbox, Store};
 use runner::transport::EmbeddedBroker;
 use serde_json::json;
-use support::{scalar, System, TempPg};
+use crate::support::{scalar, System, TempPg};
 
 const TOPIC: &str = "order.created";
 
@@ -123,7 +122,7 @@ async fn relay_survives_a_postgres_restart_and_a_broker_outage() {
     eprintln!("relay status after the outages: {relay_status}");
     system.stop().await;
 
-    let records = tokio::task::spawn_blocking(move || support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
+    let records = tokio::task::spawn_blocking(move || crate::support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
     let mut seen = HashSet::new();
     let mut next_n: HashMap<&str, i64> = HashMap::new();
     for (key, id, n) in &records {

@@ -2,7 +2,6 @@
 //! last restart every outbox row is on its topic, each order's events in order, and the
 //! only duplicates are rows republished from the slot's unacknowledged tail.
 
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +14,7 @@ use runner::event::Event;
 use runner::store::{outbox, Store};
 use runner::transport::EmbeddedBroker;
 use serde_json::json;
-use support::{scalar, TempPg};
+use crate::support::{scalar, TempPg};
 
 const ORDERS: usize = 10_000;
 const EVENTS_PER_ORDER: usize = 2;
@@ -115,7 +114,7 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let records = loop {
         let bootstrap = bootstrap.clone();
-        let records = tokio::task::spawn_blocking(move || support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
+        let records = tokio::task::spawn_blocking(move || crate::support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
         let seen: HashSet<&String> = records.iter().map(|(_, id, _)| id).collect();
         let missing = expected.iter().filter(|id| !seen.contains(id)).count();
         if missing == 0 {

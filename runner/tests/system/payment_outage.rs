@@ -3,7 +3,6 @@
 //! dlq-admin runs the replayed requests end to end with no second effect: the payments of
 //! the cancelled orders stay voided, and money is conserved.
 
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use runner::config::{self, Defaults, LoadOptions, Overrides, Pipeline};
 use runner::handlers::Handler;
 use runner::transport::EmbeddedBroker;
 use serde_json::{json, Value};
-use support::{scalar, System, TempPg};
+use crate::support::{scalar, System, TempPg};
 
 const TOKEN: &str = "local-dev-token-change-me";
 const ORDERS: usize = 30;
@@ -19,7 +18,7 @@ const ORDERS: usize = 30;
 /// The shipped pipelines on `database_url` and an external broker, with short retries and,
 /// when `outage` is set, a payment handler that fails every charge.
 fn system(database_url: &str, brokers: &str, outage: Option<&str>) -> Vec<Pipeline> {
-    let files = config::pipeline_files(&support::pipelines_dir()).unwrap();
+    let files = config::pipeline_files(&crate::support::pipelines_dir()).unwrap();
     let options = LoadOptions {
         defaults: Defaults::default(),
         overrides: Overrides { brokers: Some(brokers.into()), database_url: Some(database_url.into()), listen: None },
