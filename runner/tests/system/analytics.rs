@@ -2,15 +2,11 @@
 //! and moves when a chaos rule makes payments fail; the windowed figures follow the orders,
 //! by canary variant and per saga step.
 
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use crate::support::{shipped_pipelines, simple_order, System, TempPg};
 
-async fn get(system: &System, path: &str) -> Value {
-    system.client.get(format!("{}{path}", system.base)).send().await.unwrap().json().await.unwrap()
-}
+use crate::support::{eventually, shipped_pipelines, simple_order, System, TempPg};
 
 fn objective<'a>(slo: &'a Value, name: &str) -> &'a Value {
     slo["objectives"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap()
@@ -18,15 +14,15 @@ fn objective<'a>(slo: &'a Value, name: &str) -> &'a Value {
 
 /// Waits until the analytics have seen `count` orders finish in the last hour.
 async fn seen(system: &System, count: u64) -> Value {
-    let started = Instant::now();
-    loop {
-        let slo = get(system, "/api/slo").await;
+    eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
+        let slo = system.get("/api/slo").await;
         if objective(&slo, "order-success")["ordersLastHour"].as_f64().unwrap_or(0.0) >= count as f64 {
-            return slo;
+            Ok(slo)
+        } else {
+            Err(format!("analytics saw fewer than {count} orders: {slo}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "analytics saw fewer than {count} orders: {slo}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -83,9 +79,8 @@ async fn the_slo_view_moves_when_payments_fail() {
     // The windowed figures: started, finished by outcome, compensation rate, latency. Step
     // requests left unanswered count as `no_reply` once their order has been over a few
     // seconds (replies travel on other topics): wait until every payment request is settled.
-    let started = Instant::now();
-    let windows = loop {
-        let windows = get(&system, "/api/analytics/windows").await;
+    let windows = eventually(Duration::from_secs(60), Duration::from_millis(500), async || {
+        let windows = system.get("/api/analytics/windows").await;
         let payments: u64 = windows["1h"]["steps"]
             .as_array()
             .unwrap()
@@ -94,11 +89,12 @@ async fn the_slo_view_moves_when_payments_fail() {
             .flat_map(|s| s["outcomes"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()))
             .sum();
         if payments >= 80 && windows["1h"]["latencyMs"]["count"] == 80 {
-            break windows;
+            Ok(windows)
+        } else {
+            Err(format!("payment requests not settled: {windows}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "payment requests not settled: {windows}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    })
+    .await;
     let hour = &windows["1h"];
     assert_eq!(hour["started"], 80, "{hour}");
     assert_eq!(hour["finished"]["completed"], 40, "{hour}");
@@ -134,7 +130,7 @@ async fn the_slo_view_moves_when_payments_fail() {
     assert_eq!(shipping["failureRatio"], 0.0, "{shipping}");
     assert_eq!(shipping["latencyMs"]["count"], 40, "{shipping}");
 
-    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = system.metrics().await;
     assert!(
         metrics.contains(r#"analytics_step_results_total{step="shipping",variant="stable",outcome="success"} 40"#),
         "step results counter"

@@ -3,18 +3,18 @@
 //! and the automated analysis promotes a healthy canary and rolls back a failing one — one
 //! that declines payments, and one that never answers (its timeouts count as failures).
 
-
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use runner::config::model::CanaryAnalysis;
 use runner::config::Pipeline;
 use serde_json::{json, Value};
 use sqlx::Row;
-use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
 
-const TOKEN: &str = "local-dev-token-change-me";
+use crate::support::{
+    assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, System, TempPg, ADMIN_TOKEN,
+};
 
 fn system_with(
     url: &str,
@@ -36,40 +36,23 @@ fn system_with(
     pipelines
 }
 
-async fn post_many(system: &Arc<System>, from: usize, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for wave in (from..from + count).collect::<Vec<_>>().chunks(50) {
-        let posts = wave.iter().map(|i| {
-            let system = system.clone();
-            let body = simple_order(*i);
-            async move { system.post_order(&body).await }
-        });
-        ids.extend(futures::future::join_all(posts).await);
-    }
-    ids
+async fn post_many(system: &System, from: usize, count: usize) -> Vec<String> {
+    system.post_orders((from..from + count).map(simple_order), 50).await
 }
 
 async fn canary_view(system: &System) -> Value {
-    let body: Value =
-        system.client.get(format!("{}/api/runtime/canary", system.base)).send().await.unwrap().json().await.unwrap();
-    body["canaries"][0].clone()
+    system.get("/api/runtime/canary").await["canaries"][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_follows_the_percentage_and_no_order_meets_both_versions() {
     let db = TempPg::create("canary_split").await;
-    let system = Arc::new(System::start(system_with(&db.url, None, None, 0.0)).await);
+    let system = System::start(system_with(&db.url, None, None, 0.0)).await;
     let mut total = 0;
     for percent in [10.0, 50.0, 90.0] {
-        let response = system
-            .client
-            .put(format!("{}/api/chaos/canary", system.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({ "step": "payment", "percent": percent }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let change = json!({ "step": "payment", "percent": percent });
+        let (status, _) = system.call(Method::PUT, "/api/chaos/canary", Some(ADMIN_TOKEN), Some(change)).await;
+        assert_eq!(status, 200);
         assert_eq!(canary_view(&system).await["percent"], percent);
         let ids = post_many(&system, total, 2000).await;
         total += ids.len();
@@ -109,10 +92,10 @@ async fn split_follows_the_percentage_and_no_order_meets_both_versions() {
     .await;
     assert_eq!(mismatched, 0, "replies from the version the route does not name");
     assert_guarantees(store).await;
-    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = system.metrics().await;
     assert!(metrics.contains(r#"handler_messages_total{service="payment-svc-canary",handler="payment.charge",variant="canary",outcome="success"}"#));
     assert!(metrics.contains(r#"variant="stable""#));
-    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    system.stop().await;
     db.drop_database().await;
 }
 
@@ -128,7 +111,7 @@ fn fast_analysis() -> CanaryAnalysis {
 }
 
 /// Posts orders until the canary reaches `phase` (or the time is up).
-async fn drive_until(system: &Arc<System>, phase: &str, limit: Duration) -> (Value, usize) {
+async fn drive_until(system: &System, phase: &str, limit: Duration) -> (Value, usize) {
     let started = Instant::now();
     let mut posted = 0;
     loop {
@@ -147,23 +130,22 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     let db = TempPg::create("canary_rollback").await;
     // The canary declines every payment: its failure rate is far above stable's.
     let params = json!({ "decline_above": 0 });
-    let system = Arc::new(System::start(system_with(&db.url, Some(params), Some(fast_analysis()), 25.0)).await);
+    let system = System::start(system_with(&db.url, Some(params), Some(fast_analysis()), 25.0)).await;
     let (view, posted) = drive_until(&system, "rolled_back", Duration::from_secs(60)).await;
     assert_eq!(view["percent"], 0.0);
     let rollback = view["events"].as_array().unwrap().iter().find(|e| e["kind"] == "rollback").cloned().unwrap();
     assert!(rollback["reason"].as_str().unwrap().contains("failure rate"), "{rollback}");
     assert_eq!(rollback["from"], 25.0);
     // chaos-svc sees the decision through the control topic.
-    let started = Instant::now();
-    let control = loop {
-        let control: Value =
-            system.client.get(format!("{}/api/chaos/canary", system.base)).send().await.unwrap().json().await.unwrap();
+    let control = eventually(Duration::from_secs(2), Duration::from_millis(20), async || {
+        let control = system.get("/api/chaos/canary").await;
         if control["canary"]["payment"]["percent"] == 0.0 {
-            break control;
+            Ok(control)
+        } else {
+            Err(format!("chaos-svc never saw the rollback: {control}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "chaos-svc never saw the rollback: {control}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert_eq!(control["canary"]["payment"]["by"], "analysis");
     // After the rollback new orders all go to stable.
     let before = scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await;
@@ -171,7 +153,7 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     system.wait_all_terminal(posted + more, Duration::from_secs(60)).await;
     assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await, before);
     assert_guarantees(system.store()).await;
-    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    system.stop().await;
     db.drop_database().await;
 }
 
@@ -191,12 +173,12 @@ async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
             payment.retry.attempts = 1;
         }
     }
-    let system = Arc::new(System::start(pipelines).await);
+    let system = System::start(pipelines).await;
     let (view, posted) = drive_until(&system, "rolled_back", Duration::from_secs(60)).await;
     assert_eq!(view["percent"], 0.0);
     let rollback = view["events"].as_array().unwrap().iter().find(|e| e["kind"] == "rollback").cloned().unwrap();
     assert!(rollback["reason"].as_str().unwrap().contains("failure rate"), "{rollback}");
-    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = system.metrics().await;
     assert!(
         metrics.contains(r#"saga_step_results_total{saga="order",step="payment",variant="canary",result="timeout"}"#),
         "timeouts are counted by variant"
@@ -214,14 +196,14 @@ async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
     assert_eq!(timed_out, routed, "every order sent to the silent canary is cancelled");
     println!("rolled back after {posted} orders; {routed} met the silent canary: {}", rollback["reason"]);
     assert_guarantees(system.store()).await;
-    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    system.stop().await;
     db.drop_database().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_healthy_canary_is_promoted_step_by_step() {
     let db = TempPg::create("canary_promote").await;
-    let system = Arc::new(System::start(system_with(&db.url, None, Some(fast_analysis()), 25.0)).await);
+    let system = System::start(system_with(&db.url, None, Some(fast_analysis()), 25.0)).await;
     let (view, posted) = drive_until(&system, "promoted", Duration::from_secs(90)).await;
     assert_eq!(view["percent"], 100.0);
     let steps: Vec<f64> = view["events"]
@@ -235,6 +217,6 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     assert_eq!(steps, vec![50.0, 100.0]);
     system.wait_all_terminal(posted, Duration::from_secs(60)).await;
     assert_guarantees(system.store()).await;
-    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    system.stop().await;
     db.drop_database().await;
 }

@@ -1,13 +1,13 @@
 //! Each fault kind against the shipped system on PostgreSQL: its effect shows, and the
 //! guarantees hold (every order terminal, money and stock conserved, nothing FAILED).
 
-
 use std::time::{Duration, Instant};
 
 use runner::chaos::{compile_rule, stable_share, ChaosSettings, RuleSpec};
 use runner::config::Pipeline;
 use serde_json::Value;
-use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
+
+use crate::support::{assert_guarantees, read_topic, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 /// The shipped system with chaos on everywhere and `rules` in force (declared in the
 /// order-api file: rules apply by target, wherever they are declared in the process).
@@ -39,17 +39,8 @@ fn with_rules(url: &str, rules: &[&str], allow_crash: bool) -> Vec<Pipeline> {
     pipelines
 }
 
-async fn post_orders(system: &System, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..count {
-        ids.push(system.post_order(&simple_order(i)).await);
-    }
-    ids
-}
-
 async fn injections(system: &System, rule: &str) -> Vec<Value> {
-    let body: Value =
-        system.client.get(format!("{}/api/runtime/chaos", system.base)).send().await.unwrap().json().await.unwrap();
+    let body = system.get("/api/runtime/chaos").await;
     body["injections"].as_array().unwrap().iter().filter(|i| i["rule"] == rule).cloned().collect()
 }
 
@@ -67,7 +58,7 @@ async fn status_of(system: &System, id: &str) -> (String, Option<String>) {
 async fn run(name: &str, rules: &[&str], count: usize) -> (TempPg, System, Vec<String>) {
     let db = TempPg::create(name).await;
     let system = System::start(with_rules(&db.url, rules, false)).await;
-    let ids = post_orders(&system, count).await;
+    let ids = system.post_orders((0..count).map(simple_order), 1).await;
     system.wait_all_terminal(count, Duration::from_secs(90)).await;
     assert_guarantees(system.store()).await;
     (db, system, ids)
@@ -174,10 +165,7 @@ key_sample = 0.25"#;
         assert_eq!(status, want, "{id}");
     }
     // The poison requests are on the dead-letter topic, marked undecodable.
-    let bootstrap = system.running.embedded_broker.as_ref().unwrap().bootstrap_servers().to_string();
-    let dead = tokio::task::spawn_blocking(move || crate::support::read_topic(&bootstrap, "inventory.reserve.requested.dlq"))
-        .await
-        .unwrap();
+    let dead = read_topic(&system.bootstrap(), "inventory.reserve.requested.dlq").await;
     assert_eq!(dead.len(), sampled.len());
     finish(db, system).await;
 }

@@ -1,23 +1,9 @@
 //! End-to-end tests of the `runner` binary: `check` prints every problem as `file:line:column: message` and sets the exit code; `graph` draws the orchestrator's saga.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use runner::config::{load, LoadOptions};
 
-/// Runs the built binary in the crate directory (so `../pipelines` is the shipped set).
-fn runner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the runner binary starts")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
-}
+use crate::support::pipelines_dir;
+use crate::support::process::run;
 
 #[test]
 fn check_reports_every_problem_and_fails() {
@@ -25,8 +11,8 @@ fn check_reports_every_problem_and_fails() {
     std::fs::write(dir.path().join("api.toml"), "[order_api]\nmax_page_size = 100\n").unwrap();
     std::fs::write(dir.path().join("relay.toml"), "[relay]\nmode = \"logical\"\nbatch_size = 0\n").unwrap();
 
-    let output = runner(&["check", dir.path().to_str().expect("a UTF-8 path")]);
-    let printed = stdout(&output);
+    let output = run(&["check", dir.path().to_str().expect("a UTF-8 path")]);
+    let printed = &output.stdout;
     assert!(!output.status.success(), "check must fail on a broken file; stdout:\n{printed}");
     let broken = dir.path().join("relay.toml");
     for expected in [
@@ -40,23 +26,23 @@ fn check_reports_every_problem_and_fails() {
 
 #[test]
 fn check_passes_on_the_shipped_pipelines() {
-    let output = runner(&["check", "../pipelines"]);
+    let output = run(&["check", "../pipelines"]);
     assert!(
         output.status.success(),
         "the shipped pipelines must pass `runner check`; stdout:\n{}stderr:\n{}",
-        stdout(&output),
-        String::from_utf8_lossy(&output.stderr)
+        output.stdout,
+        output.stderr
     );
 }
 
 #[test]
 fn graph_draws_every_step_of_the_orchestrator() {
-    let output = runner(&["graph", "../pipelines/orchestrator.toml"]);
-    assert!(output.status.success(), "graph failed: {}", String::from_utf8_lossy(&output.stderr));
-    let chart = stdout(&output);
+    let output = run(&["graph", "../pipelines/orchestrator.toml"]);
+    assert!(output.status.success(), "graph failed: {}", output.stderr);
+    let chart = &output.stdout;
     assert!(chart.starts_with("flowchart"), "not a Mermaid flowchart:\n{chart}");
 
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/orchestrator.toml");
+    let file = pipelines_dir().join("orchestrator.toml");
     let loaded = load(&file, &LoadOptions::default()).expect("the orchestrator pipeline loads");
     let saga = loaded.pipeline.saga.expect("the orchestrator has a saga");
     assert!(!saga.definition.steps.is_empty());

@@ -3,9 +3,12 @@
 //! A case's TOML starts on the line after `r#"` (the leading newline is dropped), so line 1 is
 //! the first line written and columns count from the left margin.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use runner::config::{load_system, load_text, pipeline_files, Diagnostics, LoadOptions};
+
+use crate::support::cases::{assert_cases, system_diagnostics, write_files};
+use crate::support::pipelines_dir;
 
 /// One file checked alone; `expected` is every diagnostic, in order (empty: the file is valid).
 struct Case {
@@ -679,15 +682,7 @@ fn check_one(toml: &str) -> Vec<String> {
 
 #[test]
 fn each_case_reports_exactly_its_diagnostics() {
-    let failures: Vec<String> = CASES
-        .iter()
-        .filter_map(|case| {
-            let actual = check_one(case.toml);
-            (actual != case.expected)
-                .then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
-        })
-        .collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert_cases("cases", CASES.iter().map(|case| (case.name, case.expected, check_one(case.toml))));
 }
 
 #[test]
@@ -899,42 +894,14 @@ failure = "payment.declined"
 /// diagnostics with file names relative to that directory.
 fn check_system(files: &[(&str, &str)], context: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let write = |(name, toml): &(&str, &str)| -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, toml.strip_prefix('\n').unwrap_or(toml)).expect("the file is written");
-        path
-    };
-    let paths: Vec<PathBuf> = files.iter().map(write).collect();
-    let context: Vec<PathBuf> = context.iter().map(write).collect();
-    match load_system(&paths, &context, &LoadOptions::default()) {
-        Ok(_) => Vec::new(),
-        Err(Diagnostics(diagnostics)) => diagnostics
-            .into_iter()
-            .map(|mut d| {
-                d.file = d.file.strip_prefix(dir.path()).expect("diagnostics name the checked files").to_path_buf();
-                d.to_string()
-            })
-            .collect(),
-    }
+    let (files, context) = (write_files(dir.path(), files), write_files(dir.path(), context));
+    system_diagnostics(dir.path(), &files, &context)
 }
 
 #[test]
 fn each_system_case_reports_exactly_its_diagnostics() {
-    let failures: Vec<String> = SYSTEM_CASES
-        .iter()
-        .filter_map(|case| {
-            let actual = check_system(case.files, case.context);
-            (actual != case.expected)
-                .then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} system cases failed:\n{}",
-        failures.len(),
-        SYSTEM_CASES.len(),
-        failures.join("\n")
-    );
+    let results = SYSTEM_CASES.iter().map(|case| (case.name, case.expected, check_system(case.files, case.context)));
+    assert_cases("system cases", results);
 }
 
 #[test]
@@ -954,7 +921,7 @@ fn an_unreadable_file_is_reported_at_its_start() {
 
 #[test]
 fn the_shipped_pipelines_pass() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+    let dir = pipelines_dir();
     let files = pipeline_files(&dir).expect("the pipelines directory is readable");
     assert!(!files.is_empty(), "no pipeline files in {}", dir.display());
     if let Err(diagnostics) = load_system(&files, &[], &LoadOptions::default()) {

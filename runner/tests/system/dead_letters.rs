@@ -2,16 +2,15 @@
 //! dead-letter topic with every header and the orders behind it complete; consumers' schema
 //! checks dead-letter invalid events with the reason.
 
-
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use runner::config::model::BrokerConfig;
 use runner::transport::{dead_letter, Broker};
 use serde_json::json;
 use sqlx::Row;
-use crate::support::{read_topic, shipped_pipelines, System};
+
+use crate::support::{read_topic, shipped_pipelines, temp_sqlite, System, TopicRecord, COMPLETED_HISTORY};
 
 fn order(i: usize) -> serde_json::Value {
     json!({ "customerId": format!("c-{i}"), "currency": "EUR",
@@ -21,22 +20,17 @@ fn order(i: usize) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let pipelines = shipped_pipelines(&url);
     let broker_config: BrokerConfig = pipelines[0].broker.clone();
-    let system = Arc::new(System::start(pipelines).await);
+    let system = System::start(pipelines).await;
     let embedded = system.running.embedded_broker.clone().unwrap();
     let broker = Broker::on_embedded(embedded.clone(), &broker_config);
     let publisher = broker.publisher().unwrap();
 
     let mut posted = 0;
     for wave in 0..40 {
-        let posts = (0..25).map(|j| {
-            let system = system.clone();
-            async move { system.post_order(&order(wave * 25 + j)).await }
-        });
-        futures::future::join_all(posts).await;
-        posted += 25;
+        posted += system.post_orders((0..25).map(|j| order(wave * 25 + j)), 25).await.len();
         if wave == 20 {
             // Two poison requests in the middle of the load: one not even JSON, one a
             // well-formed event whose payload breaks the schema.
@@ -71,21 +65,11 @@ async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete()
         let (saga, step, action): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         histories.entry(saga).or_default().push(format!("{step} {action}"));
     }
-    let expected = [
-        "payment requested",
-        "payment succeeded",
-        "inventory requested",
-        "inventory succeeded",
-        "shipping requested",
-        "shipping succeeded",
-        "order completed",
-    ];
     assert_eq!(histories.len(), 1000);
-    assert!(histories.values().all(|h| h == &expected), "some order's steps ran out of order");
+    assert!(histories.values().all(|h| h == &COMPLETED_HISTORY), "some order's steps ran out of order");
 
     // Both poison messages are on the dead-letter topic with every header.
-    let bootstrap = embedded.bootstrap_servers().to_string();
-    let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap, "payment.requested.dlq")).await.unwrap();
+    let records = read_topic(embedded.bootstrap_servers(), "payment.requested.dlq").await;
     assert_eq!(records.len(), 2, "exactly the two poison messages are dead letters");
     for record in &records {
         for header in [
@@ -110,7 +94,7 @@ async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete()
         assert_eq!(record.headers[dead_letter::CONSUMER_GROUP], "payment-svc.charge");
         assert_eq!(record.headers[dead_letter::ATTEMPTS], "1", "poison is not retried");
     }
-    let by_key: HashMap<&str, &crate::support::TopicRecord> =
+    let by_key: HashMap<&str, &TopicRecord> =
         records.iter().map(|r| (r.key.as_deref().unwrap_or_default(), r)).collect();
     let undecodable = by_key["poison-1"];
     assert_eq!(undecodable.headers[dead_letter::ERROR_KIND], "undecodable");
@@ -121,10 +105,10 @@ async fn poison_messages_are_dead_lettered_and_the_orders_behind_them_complete()
     assert_eq!(invalid.headers["ce_id"], "4f7c2a8e-0000-4000-8000-000000000001", "original headers are kept");
     assert_eq!(invalid.headers["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
 
-    let metrics = system.client.get(format!("{}/metrics", system.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = system.metrics().await;
     assert!(
         metrics.contains(r#"dead_letters_total{topic="payment.requested",kind="undecodable"} 1"#),
         "dead letters are counted by topic and kind:\n{metrics}"
     );
-    Arc::try_unwrap(system).ok().expect("no other handle").stop().await;
+    system.stop().await;
 }

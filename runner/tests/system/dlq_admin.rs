@@ -3,20 +3,21 @@
 //! to their original topic — read back here with an rdkafka consumer — discarded, and audited;
 //! every change needs the admin token.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use runner::config::Pipeline;
 use runner::schemas::SchemaRegistry;
 use runner::transport::{Broker, Publisher};
 use serde_json::{json, Value};
-use crate::support::{scalar, shipped_pipelines, System, TempPg};
 
-/// The development token of the shipped `pipelines/dlq-admin.toml`.
-const TOKEN: &str = "local-dev-token-change-me";
+use crate::support::{
+    eventually, read_topic, scalar, shipped_pipelines, temp_sqlite, System, TempPg, ADMIN_TOKEN as TOKEN,
+};
+
+/// The holder of the development token.
 const ACTOR: &str = "operator";
 
 /// A schema for `payment.requested` used when the shipped schemas have none.
@@ -33,7 +34,6 @@ struct Dlq {
     system: System,
     broker: Broker,
     publisher: Publisher,
-    bootstrap: String,
     _schemas: Option<tempfile::TempDir>,
 }
 
@@ -52,8 +52,7 @@ async fn start(database_url: &str, adjust: impl FnOnce(&mut Pipeline)) -> Dlq {
     let broker_config = dlq.broker.clone();
     let system = System::start(pipelines).await;
     let broker = Broker::on_embedded(system.running.embedded_broker.clone().unwrap(), &broker_config);
-    let bootstrap = broker.bootstrap_servers().to_string();
-    Dlq { publisher: broker.publisher().unwrap(), broker, system, bootstrap, _schemas: schema_dir }
+    Dlq { publisher: broker.publisher().unwrap(), broker, system, _schemas: schema_dir }
 }
 
 /// A dead letter as a consumer writes it.
@@ -120,27 +119,25 @@ impl Dlq {
 
     /// Puts a dead letter and waits until it is an entry, so entry ids follow the calls.
     async fn put_wait(&self, letter: Letter<'_>) {
-        let before = scalar(self.system.store(), "SELECT COUNT(*) FROM dead_letters").await;
+        let count = "SELECT COUNT(*) FROM dead_letters";
+        let before = scalar(self.system.store(), count).await;
         self.put(letter).await;
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while scalar(self.system.store(), "SELECT COUNT(*) FROM dead_letters").await <= before {
-            assert!(Instant::now() < deadline, "the dead letter did not become an entry");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/dlq{path}", self.system.base)
+        eventually(Duration::from_secs(40), Duration::from_millis(50), async || {
+            if scalar(self.system.store(), count).await > before {
+                Ok(())
+            } else {
+                Err("the dead letter did not become an entry".to_string())
+            }
+        })
+        .await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.system.client.get(self.url(path)).send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.system.call(Method::GET, &format!("/api/dlq{path}"), None, None).await
     }
 
     async fn post_as(&self, path: &str, authorization: Option<&str>, body: Option<&Value>) -> reqwest::Response {
-        let mut request = self.system.client.post(self.url(path));
+        let mut request = self.system.client.post(format!("{}/api/dlq{path}", self.system.base));
         if let Some(authorization) = authorization {
             request = request.header("authorization", authorization);
         }
@@ -151,24 +148,22 @@ impl Dlq {
     }
 
     async fn post(&self, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
-        let response = self.post_as(path, Some(&format!("Bearer {TOKEN}")), body).await;
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.system.call(Method::POST, &format!("/api/dlq{path}"), Some(TOKEN), body.cloned()).await
     }
 
     /// Entries matching `query`, waiting until there are at least `n`.
     async fn wait_entries(&self, query: &str, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
+        eventually(Duration::from_secs(40), Duration::from_millis(200), async || {
             let (status, page) = self.get(&format!("/entries?limit=500&{query}")).await;
             assert_eq!(status, StatusCode::OK, "{page}");
             let entries = page["entries"].as_array().unwrap().clone();
             if entries.len() >= n {
-                return entries;
+                Ok(entries)
+            } else {
+                Err(format!("only {} of {n} entries for `{query}`: {page}", entries.len()))
             }
-            assert!(Instant::now() < deadline, "only {} of {n} entries for `{query}`: {page}", entries.len());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     async fn ids(&self, query: &str) -> Vec<i64> {
@@ -177,24 +172,27 @@ impl Dlq {
         page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect()
     }
 
-    /// Every record of `topic` written so far.
+    /// Every record of `topic` written so far (nothing when the topic does not exist).
     async fn read(&self, topic: &str) -> Vec<Record> {
-        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
-        tokio::task::spawn_blocking(move || read_topic(&bootstrap, &topic)).await.unwrap()
+        let records = read_topic(self.broker.bootstrap_servers(), topic).await;
+        records
+            .into_iter()
+            .map(|r| Record { key: r.key, payload: r.payload.unwrap_or_default(), headers: r.headers })
+            .collect()
     }
 
     /// The records of `topic` with `key`, waiting until there are at least `n`.
     async fn wait_records(&self, topic: &str, key: &str, n: usize) -> Vec<Record> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
             let records: Vec<Record> =
                 self.read(topic).await.into_iter().filter(|r| r.key.as_deref() == Some(key)).collect();
             if records.len() >= n {
-                return records;
+                Ok(records)
+            } else {
+                Err(format!("{} of {n} records with key {key} on {topic}", records.len()))
             }
-            assert!(Instant::now() < deadline, "{} of {n} records with key {key} on {topic}", records.len());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -203,14 +201,6 @@ struct Record {
     key: Option<String>,
     payload: Vec<u8>,
     headers: HashMap<String, String>,
-}
-
-/// Every record of a topic, as [`Record`]s (nothing when the topic does not exist).
-fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    crate::support::read_topic(bootstrap, topic)
-        .into_iter()
-        .map(|r| Record { key: r.key, payload: r.payload.unwrap_or_default(), headers: r.headers })
-        .collect()
 }
 
 fn order(order_id: &str, total: Value) -> Value {
@@ -230,7 +220,7 @@ fn unique(prefix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_filter_and_page_on_sqlite() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     // Every record handed to the ingest twice, as a redelivery would: still one entry each.
     let dlq = start(&url, |p| p.broker.redeliver_each_message = true).await;
     let (payment, shipping) = ("payment.requested.dlq", "shipping.schedule.requested.dlq");
@@ -574,7 +564,7 @@ async fn replay_discard_auth_and_audit_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_replay_dry_run_rate_and_limit_on_sqlite() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let dlq = start(&url, |p| p.dlq_admin.as_mut().unwrap().max_bulk = 6).await;
     // An original topic nobody consumes, so replays stay where they are sent.
     let (original, topic) = ("dlq-test.events", "dlq-test.events.dlq");

@@ -1,10 +1,9 @@
 //! Event schemas (`schemas/events/`): every event type the shipped pipelines produce or consume has one and each compiles; they accept what the code really sends and reject broken payloads naming the field; `runner check` reports a type without a schema and a step answered with another reply type.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use runner::config::model::StoreConfig;
-use runner::config::{load_system, pipeline_files, Diagnostics, LoadOptions, LoadedPipeline};
 use runner::handlers::Outcome;
 use runner::order::{Item, OrderPayload, ShipTo};
 use runner::saga::machine::{advance, Command, Input, SagaState, Status};
@@ -12,9 +11,8 @@ use runner::schemas::SchemaRegistry;
 use runner::store::Store;
 use serde_json::{json, Value};
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::support::cases::{assert_cases, system_diagnostics, write_files};
+use crate::support::{repository, shipped_system};
 
 fn schema_dir() -> PathBuf {
     repository().join("schemas/events")
@@ -25,16 +23,10 @@ fn registry() -> SchemaRegistry {
         .unwrap_or_else(|problems| panic!("the event schemas do not compile:\n{}", problems.join("\n")))
 }
 
-fn shipped_pipelines() -> Vec<LoadedPipeline> {
-    let files = pipeline_files(&repository().join("pipelines")).expect("the pipelines directory is readable");
-    load_system(&files, &[], &LoadOptions::default())
-        .unwrap_or_else(|diagnostics| panic!("the shipped pipelines have problems:\n{diagnostics}"))
-}
-
 /// Every event type the shipped pipelines produce or consume (dead-letter topics keep their
 /// original event's payload and have no schema of their own).
 fn shipped_types() -> BTreeSet<String> {
-    shipped_pipelines().iter().flat_map(|loaded| loaded.pipeline.event_types()).collect()
+    shipped_system().iter().flat_map(|loaded| loaded.pipeline.event_types()).collect()
 }
 
 // ---- (a) every shipped type has a schema; every schema compiles and names itself ----
@@ -538,7 +530,7 @@ impl Checker {
 /// `saga::orchestrator` wrap them) matches its schema, and every shipped type is emitted.
 #[tokio::test]
 async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
-    let pipelines = shipped_pipelines();
+    let pipelines = shipped_system();
     let mut checker = Checker { registry: registry(), seen: BTreeSet::new(), problems: Vec::new() };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
@@ -907,43 +899,11 @@ fn check(case: &CheckCase) -> Vec<String> {
         });
         std::fs::write(schemas.join(name), text).unwrap();
     }
-    let paths: Vec<PathBuf> = case
-        .files
-        .iter()
-        .map(|(name, toml)| {
-            let path = pipelines.join(name);
-            std::fs::write(&path, toml.strip_prefix('\n').unwrap_or(toml)).unwrap();
-            path
-        })
-        .collect();
-    let tmp = dir.path().display().to_string();
-    match load_system(&paths, &[], &LoadOptions::default()) {
-        Ok(_) => Vec::new(),
-        Err(Diagnostics(diagnostics)) => diagnostics
-            .into_iter()
-            .map(|mut d| {
-                d.file = d.file.strip_prefix(dir.path()).expect("diagnostics name the checked files").to_path_buf();
-                d.to_string().replace(&tmp, "<tmp>")
-            })
-            .collect(),
-    }
+    let paths = write_files(&pipelines, case.files);
+    system_diagnostics(dir.path(), &paths, &[])
 }
 
 #[test]
 fn each_check_case_reports_exactly_its_diagnostics() {
-    let failures: Vec<String> = CHECK_CASES
-        .iter()
-        .filter_map(|case| {
-            let actual = check(case);
-            (actual != case.expected)
-                .then(|| format!("case `{}`\n  expected: {:#?}\n  actual:   {:#?}", case.name, case.expected, actual))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} check cases failed:\n{}",
-        failures.len(),
-        CHECK_CASES.len(),
-        failures.join("\n")
-    );
+    assert_cases("check cases", CHECK_CASES.iter().map(|case| (case.name, case.expected, check(case))));
 }

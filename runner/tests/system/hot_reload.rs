@@ -2,57 +2,36 @@
 //! take effect with no restart; an invalid edit and a change that needs a restart are refused
 //! and the running config stays; no message is lost or handled twice.
 
-
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use runner::config::{self, Defaults, LoadOptions, Overrides};
-use runner::runtime;
 use serde_json::Value;
-use crate::support::{assert_guarantees, copy_dir, pipelines_dir, scalar, simple_order, System, TempPg};
+
+use crate::support::{append, assert_guarantees, edit, eventually, scalar, shipped_copy, simple_order, System, TempPg};
 
 async fn status(system: &System, service: &str) -> Value {
-    let body: Value =
-        system.client.get(format!("{}/api/runtime/config", system.base)).send().await.unwrap().json().await.unwrap();
+    let body = system.get("/api/runtime/config").await;
     body["services"].as_array().unwrap().iter().find(|s| s["service"] == service).cloned().unwrap()
 }
 
 /// Waits until the service's last reload result is `result`; returns its status.
 async fn reloaded(system: &System, service: &str, result: &str, count: u64) -> Value {
-    let started = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), Duration::from_millis(50), async || {
         let status = status(system, service).await;
         if status["lastResult"] == result && status["reloads"][result].as_u64().unwrap_or(0) >= count {
-            return status;
+            Ok(status)
+        } else {
+            Err(format!("{service} never reported {result}: {status}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{service} never reported {result}: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{from} in {}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_applies_chaos_and_canary_changes_while_orders_flow() {
     let db = TempPg::create("hot_reload").await;
-    let root = tempfile::tempdir().unwrap();
-    copy_dir(&pipelines_dir(), &root.path().join("pipelines"));
-    copy_dir(&pipelines_dir().join("../schemas"), &root.path().join("schemas"));
-    let dir = root.path().join("pipelines");
-    let options = LoadOptions {
-        defaults: Defaults { brokers: Some("embedded".into()), database_url: None, chaos_enabled: Some(true) },
-        overrides: Overrides { database_url: Some(db.url.clone()), brokers: Some("embedded".into()), listen: None },
-        use_environment: false,
-    };
-    let files = config::pipeline_files(&dir).unwrap();
-    let loaded = config::load_system(&files, &[], &options).unwrap();
-    let running = runtime::start_watched(loaded, "127.0.0.1:0".parse().unwrap(), options).await.unwrap();
-    let system = Arc::new(System { base: format!("http://{}", running.addr), running, client: reqwest::Client::new() });
+    let (_root, dir) = shipped_copy();
+    let system = Arc::new(System::start_watched(&dir, &db.url).await);
 
     // Orders flow the whole time: 300 orders at about 50 per second.
     let poster = {
@@ -68,12 +47,11 @@ async fn reload_applies_chaos_and_canary_changes_while_orders_flow() {
 
     // A chaos rule appears in payment.toml: every charge is delayed a little.
     let payment = dir.join("payment.toml");
-    let mut text = std::fs::read_to_string(&payment).unwrap();
-    text.push_str(
+    append(
+        &payment,
         "\n[[chaos.rules]]\nid = \"reloaded-latency\"\ntarget = { kind = \"handler\", handler = \"payment.charge\" }\n\
          fault = { kind = \"latency\", fixed = \"5ms\" }\n",
     );
-    std::fs::write(&payment, &text).unwrap();
     let applied = reloaded(&system, "payment-svc", "applied", 1).await;
     assert_eq!(applied["lastChanges"], "chaos");
     // The canary percentage changes in orchestrator.toml.
@@ -102,15 +80,13 @@ async fn reload_applies_chaos_and_canary_changes_while_orders_flow() {
     let store = system.store();
     assert_guarantees(store).await;
     // Both changes took effect: delays on charges, and canary traffic after the edit.
-    let chaos: Value =
-        system.client.get(format!("{}/api/runtime/chaos", system.base)).send().await.unwrap().json().await.unwrap();
+    let chaos = system.get("/api/runtime/chaos").await;
     let delays = chaos["injections"].as_array().unwrap().iter().filter(|i| i["rule"] == "reloaded-latency").count();
     assert!(delays > 0);
     let canary = scalar(store, "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await;
     assert!(canary > 0, "no canary traffic after the percentage changed");
     // The rejected edit did not stop the canary: it kept its 50 %.
-    let view: Value =
-        system.client.get(format!("{}/api/runtime/canary", system.base)).send().await.unwrap().json().await.unwrap();
+    let view = system.get("/api/runtime/canary").await;
     assert_eq!(view["canaries"][0]["percent"], 50.0);
     // Nothing lost, nothing handled twice: one payment answer per order, from one service.
     let answers =

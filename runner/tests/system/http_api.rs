@@ -1,10 +1,10 @@
 //! order-api over HTTP: bad bodies, oversized bodies, unknown ids and paging — status codes
 //! and the messages clients see.
 
-
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use crate::support::{shipped_pipelines, System};
+
+use crate::support::{scalar, shipped_pipelines, temp_sqlite, System};
 
 fn good_order() -> Value {
     json!({"customerId":"c-42","currency":"EUR","items":[{"sku":"SKU-1","quantity":2,"unitPrice":1999}],"shipTo":{"country":"DE"}})
@@ -23,7 +23,7 @@ async fn post_raw(system: &System, content_type: Option<&str>, body: impl Into<r
 /// Each case: a body, the status it must get, and a piece of the error message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_get_clear_errors() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let system = System::start(shipped_pipelines(&url)).await;
     let with = |pointer: &str, value: Value| {
         let mut body = good_order();
@@ -74,13 +74,13 @@ async fn bad_bodies_get_clear_errors() {
     assert_eq!(status, 415, "{answer}");
 
     // Nothing invalid was stored.
-    assert_eq!(crate::support::scalar(system.store(), "SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM orders").await, 0);
     system.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_413() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let mut pipelines = shipped_pipelines(&url);
     for p in &mut pipelines {
         if let Some(api) = &mut p.order_api {
@@ -101,16 +101,9 @@ async fn oversized_bodies_get_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_orders_unknown_ids_and_paging() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let system = System::start(shipped_pipelines(&url)).await;
-    let get = |path: String| {
-        let client = system.client.clone();
-        let base = system.base.clone();
-        async move {
-            let response = client.get(format!("{base}{path}")).send().await.unwrap();
-            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let get = async |path: String| system.call(Method::GET, &path, None, None).await;
 
     let response = system.client.post(format!("{}/api/orders", system.base)).json(&good_order()).send().await.unwrap();
     assert_eq!(response.status(), 202);

@@ -3,51 +3,31 @@
 //! through the orchestrator and each step's consumer, in spans named by OpenTelemetry's
 //! messaging conventions.
 
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
 use crate::support::pipelines_dir;
+use crate::support::process::Service;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_is_one_trace_id_in_every_services_json_logs() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg("up")
-        .arg(pipelines_dir())
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("RUNNER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,runner::transport=debug,rdkafka=warn,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start runner up");
+    let pipelines = pipelines_dir();
+    let args: [&OsStr; 6] = [
+        "up".as_ref(),
+        pipelines.as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data.path().as_ref(),
+    ];
+    let env = [("RUNNER_LOG_FORMAT", "json"), ("RUST_LOG", "info,runner::transport=debug,rdkafka=warn,sqlx=warn")];
     // Stopped however the test ends: a failing assertion must not leave `runner up` running.
-    let guard = KillOnDrop(child.id());
-    let stderr = child.stderr.take().unwrap();
-    let (send, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        let line = lines.recv_timeout(Duration::from_secs(60)).expect("runner up printed nothing");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.trim().to_string();
-        }
-        log.push(line);
-        assert!(Instant::now() < deadline, "runner up did not start");
-    };
+    let mut up = Service::runner("runner up", &args, &env);
+    let address = up.wait_for("listening on ");
 
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let response = reqwest::Client::new()
@@ -73,9 +53,9 @@ async fn one_order_is_one_trace_id_in_every_services_json_logs() {
         assert!(
             Instant::now() < deadline,
             "trace id missing; accepted {accepted}, consumers {seen:?}; log:\n{}",
-            log.join("\n")
+            up.log.join("\n")
         );
-        let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) else { continue };
+        let Some(line) = up.next_line(Duration::from_millis(500)) else { continue };
         if line.starts_with('{') {
             let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             let message = entry["fields"]["message"].as_str().unwrap_or_default();
@@ -92,19 +72,7 @@ async fn one_order_is_one_trace_id_in_every_services_json_logs() {
                 }
             }
         }
-        log.push(line);
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    std::mem::forget(guard);
+    let status = up.terminate();
     assert!(status.success(), "{status:?}");
-}
-
-/// Kills the process with this id when dropped (a panicking test unwinds through it).
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
-    }
 }

@@ -3,13 +3,14 @@
 //! metrics reach the Prometheus exporter, and `dashboards/prometheus.yml` scrapes it.
 //! (No collector binary is packaged for this machine; this checks the file's wiring.)
 
-
 use std::collections::BTreeSet;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+use crate::support::repository;
+
 fn load(name: &str) -> Yaml {
-    let path = crate::support::pipelines_dir().join("../dashboards").join(name);
+    let path = repository().join("dashboards").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}")).remove(0)
 }

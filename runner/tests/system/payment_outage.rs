@@ -3,34 +3,23 @@
 //! dlq-admin runs the replayed requests end to end with no second effect: the payments of
 //! the cancelled orders stay voided, and money is conserved.
 
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use runner::config::{self, Defaults, LoadOptions, Overrides, Pipeline};
+use reqwest::Method;
+use runner::config::Pipeline;
 use runner::handlers::Handler;
 use runner::transport::EmbeddedBroker;
-use serde_json::{json, Value};
-use crate::support::{scalar, System, TempPg};
+use serde_json::json;
 
-const TOKEN: &str = "local-dev-token-change-me";
+use crate::support::{eventually, scalar, shipped_pipelines_on, System, TempPg, ADMIN_TOKEN};
+
 const ORDERS: usize = 30;
 
 /// The shipped pipelines on `database_url` and an external broker, with short retries and,
 /// when `outage` is set, a payment handler that fails every charge.
 fn system(database_url: &str, brokers: &str, outage: Option<&str>) -> Vec<Pipeline> {
-    let files = config::pipeline_files(&crate::support::pipelines_dir()).unwrap();
-    let options = LoadOptions {
-        defaults: Defaults::default(),
-        overrides: Overrides { brokers: Some(brokers.into()), database_url: Some(database_url.into()), listen: None },
-        use_environment: false,
-    };
-    let mut pipelines: Vec<Pipeline> = config::load_system(&files, &[], &options)
-        .unwrap_or_else(|d| panic!("{d}"))
-        .into_iter()
-        .map(|l| l.pipeline)
-        .collect();
+    let mut pipelines = shipped_pipelines_on(database_url, brokers);
     for pipeline in &mut pipelines {
-        pipeline.broker.session_timeout = Duration::from_secs(6);
         for consumer in &mut pipeline.consumers {
             consumer.retry.attempts = 3;
             consumer.retry.backoff = Duration::from_millis(50);
@@ -40,10 +29,6 @@ fn system(database_url: &str, brokers: &str, outage: Option<&str>) -> Vec<Pipeli
         }
     }
     pipelines
-}
-
-async fn get(system: &System, path: &str) -> Value {
-    system.client.get(format!("{}{path}", system.base)).send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,18 +58,18 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM payments WHERE status = 'voided'").await, ORDERS as i64);
 
     // dlq-admin followed the dead letters: retried three times each, kind handler_failed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let entries = loop {
-        let page = get(&first, "/api/dlq/entries?topic=payment.requested.dlq&limit=100").await;
+    let entries = eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
+        let page = first.get("/api/dlq/entries?topic=payment.requested.dlq&limit=100").await;
         let entries = page["entries"].as_array().cloned().unwrap_or_default();
         if entries.len() == ORDERS {
-            break entries;
+            Ok(entries)
+        } else {
+            Err(format!("dlq-admin has {} of {ORDERS} entries", entries.len()))
         }
-        assert!(Instant::now() < deadline, "dlq-admin has {} of {ORDERS} entries", entries.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(entries.iter().all(|e| e["errorKind"] == "handler_failed" && e["attempts"] == 3), "{entries:?}");
-    let retries = first.client.get(format!("{}/metrics", first.base)).send().await.unwrap().text().await.unwrap();
+    let retries = first.metrics().await;
     assert!(
         retries.contains("consumer_retries_total{consumer=\"payment-svc/charge\"}"),
         "retries are counted per consumer"
@@ -93,34 +78,18 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
 
     // The cause is removed (the service restarts without the outage); replay everything.
     let second = System::start(system(&db.url, &bootstrap, None)).await;
-    let dry = second
-        .client
-        .post(format!("{}/api/dlq/replay", second.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "topic": "payment.requested.dlq", "dryRun": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dry.status(), 200);
-    let dry: Value = dry.json().await.unwrap();
+    let replay = async |body| second.call(Method::POST, "/api/dlq/replay", Some(ADMIN_TOKEN), Some(body)).await;
+    let (status, dry) = replay(json!({ "topic": "payment.requested.dlq", "dryRun": true })).await;
+    assert_eq!(status, 200);
     assert_eq!(dry["wouldSend"].as_array().unwrap().len(), ORDERS, "{dry}");
-    let replay = second
-        .client
-        .post(format!("{}/api/dlq/replay", second.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "topic": "payment.requested.dlq" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), 200);
-    let replay: Value = replay.json().await.unwrap();
-    assert_eq!(replay["sent"].as_array().unwrap().len(), ORDERS, "{replay}");
+    let (status, replayed) = replay(json!({ "topic": "payment.requested.dlq" })).await;
+    assert_eq!(status, 200);
+    assert_eq!(replayed["sent"].as_array().unwrap().len(), ORDERS, "{replayed}");
 
     // End to end: payment-svc handles every replayed request (declining it: the payment was
     // voided by the compensation) and the orchestrator receives each answer.
     let store = second.store();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), Duration::from_millis(200), async || {
         let handled = scalar(store, "SELECT COUNT(*) FROM inbox WHERE consumer = 'payment-svc/charge'").await;
         let answered = scalar(
             store,
@@ -128,11 +97,12 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
         )
         .await;
         if handled == ORDERS as i64 && answered == ORDERS as i64 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{handled} replayed requests handled, {answered} answers published"))
         }
-        assert!(Instant::now() < deadline, "{handled} replayed requests handled, {answered} answers published");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         scalar(store, "SELECT COUNT(*) FROM payments WHERE charged_at_ms IS NOT NULL").await,
@@ -144,11 +114,11 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
     let refunded = scalar(store, "SELECT SUM(amount) FROM payments WHERE refunded_at_ms IS NOT NULL").await;
     let completed = scalar(store, "SELECT SUM(total) FROM orders WHERE status = 'COMPLETED'").await;
     assert_eq!(charged - refunded, completed, "money is conserved");
-    let replayed = get(&second, "/api/dlq/entries?topic=payment.requested.dlq&state=replayed&limit=100").await;
+    let replayed = second.get("/api/dlq/entries?topic=payment.requested.dlq&state=replayed&limit=100").await;
     assert_eq!(replayed["entries"].as_array().unwrap().len(), ORDERS);
     // No replayed request was dead-lettered again.
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM dead_letters").await, ORDERS as i64);
-    let audit = get(&second, "/api/dlq/audit").await;
+    let audit = second.get("/api/dlq/audit").await;
     assert!(audit["audit"].as_array().unwrap().iter().any(|a| a["actor"] == "operator"), "{audit}");
     second.stop().await;
     db.drop_database().await;

@@ -2,12 +2,12 @@
 //! Kafka-protocol broker in another process: an order survives a service killed with -9,
 //! and SIGTERM stops every service cleanly.
 
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
+
 use crate::support::process::Service;
-use crate::support::{assert_guarantees, scalar, shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, System, TempPg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
@@ -33,8 +33,7 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
     for i in 0..60 {
         if i == 20 {
             // Kill payment-svc outright in the middle of the load, then bring it back.
-            services[2].signal("-KILL");
-            let _ = services[2].child.wait();
+            services[2].kill();
             services[2] = Service::start("payment.toml", &db.url, Some(&brokers));
             services[2].wait_for("listening on");
         }
@@ -50,15 +49,13 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
         runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 2 })
             .await
             .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let pending = scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await;
-        if pending == 0 {
-            break;
+    eventually(Duration::from_secs(180), Duration::from_millis(500), async || {
+        match scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await {
+            0 => Ok(()),
+            pending => Err(format!("{pending} orders still PENDING")),
         }
-        assert!(Instant::now() < deadline, "{pending} orders still PENDING");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM orders").await, 60);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'FAILED'").await, 0);
     let charged = scalar(&store, "SELECT SUM(amount) FROM payments WHERE charged_at_ms IS NOT NULL").await;
@@ -81,19 +78,6 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
     db.drop_database().await;
 }
 
-/// Waits for the process to end by itself; returns its exit status.
-fn wait_exit(service: &mut Service, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = service.child.try_wait().unwrap() {
-            service.drain();
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{} still running; log:\n{}", service.name, service.log.join("\n"));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
     use std::os::unix::process::ExitStatusExt;
@@ -101,7 +85,7 @@ async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
     // Everything but payment-svc in this process (chaos-svc included); payment-svc on its own.
     let pipelines = shipped_pipelines(&db.url).into_iter().filter(|p| p.service != "payment-svc").collect();
     let system = System::start(pipelines).await;
-    let bootstrap = system.running.embedded_broker.as_ref().unwrap().bootstrap_servers().to_string();
+    let bootstrap = system.bootstrap();
     let crash_on = [("RUNNER_CHAOS__ENABLED", "true"), ("RUNNER_CHAOS__ALLOW_CRASH", "true")];
     let mut payment = Service::start_with_env("payment.toml", &db.url, Some(&bootstrap), &crash_on);
     let address = payment.wait_for("listening on");
@@ -113,22 +97,22 @@ async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
     });
     system.create_rule(&rule).await;
     // The payment process has the rule from the control topic before the first order.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), Duration::from_millis(50), async || {
         let chaos: serde_json::Value =
             system.client.get(format!("{address}/api/runtime/chaos")).send().await.unwrap().json().await.unwrap();
         if chaos["rules"].as_array().unwrap().iter().any(|r| r["id"] == "crash-payment") {
-            break;
+            Ok(())
+        } else {
+            Err("payment-svc never got the rule".to_string())
         }
-        assert!(Instant::now() < deadline, "payment-svc never got the rule");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     let mut ids = Vec::new();
     for i in 0..10 {
         ids.push(system.post_order(&simple_order(i)).await);
     }
-    let status = tokio::task::block_in_place(|| wait_exit(&mut payment, Duration::from_secs(30)));
+    let status = tokio::task::block_in_place(|| payment.wait_exit(Duration::from_secs(30)));
     assert_eq!(status.signal(), Some(6), "aborted (SIGABRT): {status:?}");
     assert!(payment.log.iter().any(|l| l.contains("chaos: crashing the process on purpose")));
     drop(payment);

@@ -2,15 +2,13 @@
 //! with chaos, a canary and a reload going on, and evaluates the generated SLO rules: every
 //! query of every dashboard panel in `dashboards/grafana/` returns data.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runner::config::{self, Defaults, LoadOptions, Overrides};
 use serde_json::Value;
-use crate::support::{copy_dir, pipelines_dir, simple_order, System, TempPg};
+
+use crate::support::{append, edit, repository, shipped_copy, simple_order, System, TempPg};
 
 /// The Prometheus process of the test, stopped when dropped.
 struct Prometheus {
@@ -49,15 +47,9 @@ fn start_prometheus(dir: &Path, target: &str, rules: &Path, port: u16) -> Promet
     Prometheus { child, base: format!("http://127.0.0.1:{port}") }
 }
 
-fn append(path: &Path, text: &str) {
-    let mut content = std::fs::read_to_string(path).unwrap();
-    content.push_str(text);
-    std::fs::write(path, content).unwrap();
-}
-
 /// Every panel query of every dashboard, with Grafana's interval variable filled in.
 fn dashboard_queries() -> Vec<(String, String)> {
-    let dir = pipelines_dir().join("../dashboards/grafana");
+    let dir = repository().join("dashboards/grafana");
     let mut queries = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -86,16 +78,13 @@ fn dashboard_queries() -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prometheus_scrapes_the_system_and_every_dashboard_query_has_data() {
     let db = TempPg::create("prometheus").await;
-    let root = tempfile::tempdir().unwrap();
-    copy_dir(&pipelines_dir(), &root.path().join("pipelines"));
-    copy_dir(&pipelines_dir().join("../schemas"), &root.path().join("schemas"));
-    let dir = root.path().join("pipelines");
+    let (root, dir) = shipped_copy();
     // A canary judged every second, payment failures for a tenth of the orders, one dropped
     // shipping request: every panel has something to show.
     let orchestrator = dir.join("orchestrator.toml");
-    let text = std::fs::read_to_string(&orchestrator).unwrap();
-    let text = text.replacen("percent = 0", "percent = 50", 1).replacen("interval = \"30s\"", "interval = \"1s\"", 1);
-    std::fs::write(&orchestrator, text.replacen("min_requests = 20", "min_requests = 5", 1)).unwrap();
+    edit(&orchestrator, "percent = 0", "percent = 50");
+    edit(&orchestrator, "interval = \"30s\"", "interval = \"1s\"");
+    edit(&orchestrator, "min_requests = 20", "min_requests = 5");
     let payment = dir.join("payment.toml");
     append(
         &payment,
@@ -106,20 +95,11 @@ async fn prometheus_scrapes_the_system_and_every_dashboard_query_has_data() {
     );
     // streams-analytics reads the SLO figures from this Prometheus.
     let prometheus_port = free_port();
-    let analytics = dir.join("streams-analytics.toml");
-    let text = std::fs::read_to_string(&analytics).unwrap();
     let url = format!("prometheus_url = \"http://127.0.0.1:{prometheus_port}\"");
-    std::fs::write(&analytics, text.replacen("# prometheus_url = \"http://prometheus:9090\"", &url, 1)).unwrap();
-    let options = LoadOptions {
-        defaults: Defaults { brokers: Some("embedded".into()), database_url: None, chaos_enabled: Some(true) },
-        overrides: Overrides { database_url: Some(db.url.clone()), brokers: Some("embedded".into()), listen: None },
-        use_environment: false,
-    };
-    let loaded = config::load_system(&config::pipeline_files(&dir).unwrap(), &[], &options).unwrap();
-    let running = runner::runtime::start_watched(loaded, "127.0.0.1:0".parse().unwrap(), options).await.unwrap();
-    let target = running.addr.to_string();
-    let system = Arc::new(System { base: format!("http://{target}"), running, client: reqwest::Client::new() });
-    let rules = pipelines_dir().join("../dashboards/rules/slo.rules.yml").canonicalize().unwrap();
+    edit(&dir.join("streams-analytics.toml"), "# prometheus_url = \"http://prometheus:9090\"", &url);
+    let system = System::start_watched(&dir, &db.url).await;
+    let target = system.running.addr.to_string();
+    let rules = repository().join("dashboards/rules/slo.rules.yml").canonicalize().unwrap();
     let prometheus = start_prometheus(root.path(), &target, &rules, prometheus_port);
 
     // Load: 150 orders at about 10 a second; a reload of payment.toml on the way.
@@ -157,7 +137,7 @@ async fn prometheus_scrapes_the_system_and_every_dashboard_query_has_data() {
     println!("every dashboard query answered in {:?}", started.elapsed());
 
     // The SLO view in one call, computed from Prometheus's recording rules.
-    let slo: Value = system.client.get(format!("{}/api/slo", system.base)).send().await.unwrap().json().await.unwrap();
+    let slo = system.get("/api/slo").await;
     assert_eq!(slo["source"], "prometheus", "{slo}");
     let success = slo["objectives"].as_array().unwrap().iter().find(|o| o["name"] == "order-success").unwrap();
     let ratio =
@@ -167,6 +147,6 @@ async fn prometheus_scrapes_the_system_and_every_dashboard_query_has_data() {
     // Prometheus extrapolates the rate over the samples it has: about 150 orders, not exactly.
     assert!(success["ordersLastHour"].as_f64().unwrap() > 50.0, "{success}");
     drop(prometheus);
-    Arc::try_unwrap(system).ok().unwrap().stop().await;
+    system.stop().await;
     db.drop_database().await;
 }

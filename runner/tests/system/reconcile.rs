@@ -2,68 +2,32 @@
 //! rows marked published but never sent, a row sent twice, a record from elsewhere and two rows
 //! of one order sent in reverse are each reported, and refused setups fail with exit code 2.
 
-
 use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runner::config::model::StoreConfig;
-use runner::config::{load_text, LoadOptions, Overrides};
 use runner::event::{now_ms, Event};
 use runner::store::{outbox, Store};
 use runner::transport::{Broker, EmbeddedBroker};
 use serde_json::{json, Value};
-use crate::support::{scalar, System, TempPg};
 
-const RELAY: &str = "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"wal\"\nafter_publish = \"mark\"\n\
-                     status_interval = \"200ms\"\n";
+use crate::support::outbox::{relay_pipeline, relay_toml};
+use crate::support::process::{run, Outcome};
+use crate::support::{eventually, scalar, System, TempPg};
+
+/// The `[relay]` section of the relay reconciled here.
+const RELAY: &str = "mode = \"wal\"\nafter_publish = \"mark\"\nstatus_interval = \"200ms\"";
 const TYPES: [&str; 3] = ["order.created", "payment.requested", "payment.succeeded"];
 const ORDERS: usize = 8;
 
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("{e}: not JSON:\n{}\n{}", self.stdout, self.stderr))
-    }
-}
-
 /// Runs `runner relay reconcile --pipeline FILE ARGS…` without the caller's RUNNER_* settings.
 async fn reconcile(file: &Path, args: &[&str]) -> Outcome {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(["relay", "reconcile", "--pipeline"])
-        .arg(file)
-        .args(args)
-        .env_remove("RUNNER_BROKERS")
-        .env_remove("RUNNER_DATABASE_URL")
-        .env_remove("RUNNER_LISTEN")
-        .env("RUST_LOG", "off")
-        .output()
-        .await
-        .expect("run runner relay reconcile");
-    Outcome {
-        code: output.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-async fn wait_relay_streaming(system: &System) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: Value =
-            system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
-        if status["mode"] == "wal" && !status["startToStreamingMs"].is_null() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "relay not streaming: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut all: Vec<OsString> = ["relay", "reconcile", "--pipeline"].map(OsString::from).into();
+    all.push(file.into());
+    all.extend(args.iter().map(OsString::from));
+    tokio::task::spawn_blocking(move || run(&all)).await.unwrap()
 }
 
 /// Writes `events` in one transaction, optionally marked published as if the relay had sent them.
@@ -97,18 +61,14 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("relay.toml");
-    std::fs::write(&file, RELAY).unwrap();
+    std::fs::write(&file, relay_toml(RELAY)).unwrap();
     let flags = ["--brokers", bootstrap.as_str(), "--database-url", url];
-    let options = LoadOptions {
-        overrides: Overrides { brokers: Some(bootstrap.clone()), database_url: Some(url.into()), listen: None },
-        ..LoadOptions::default()
-    };
-    let pipeline = load_text(Path::new("relay.toml"), RELAY, &options).unwrap_or_else(|d| panic!("{d}")).pipeline;
+    let pipeline = relay_pipeline(RELAY, url, &bootstrap);
     let broker = Broker::connect(&pipeline.broker).unwrap();
 
     // The relay publishes every row: nothing missing, nothing twice.
     let system = System::start(vec![pipeline]).await;
-    wait_relay_streaming(&system).await;
+    system.wait_relay_ready("wal").await;
     let mut written = Vec::new();
     for n in 0..ORDERS {
         let order = format!("order-{n}");
@@ -118,15 +78,17 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
         insert(system.store(), &payment, false).await;
         written.extend(created.into_iter().chain(payment));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while outbox::backlog(system.store()).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "rows not published within a minute");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(60), Duration::from_millis(100), async || {
+        match outbox::backlog(system.store()).await.unwrap() {
+            0 => Ok(()),
+            _ => Err("rows not published within a minute".to_string()),
+        }
+    })
+    .await;
     system.stop().await;
 
     let clean = reconcile(&file, &[&flags[..], &["--json"]].concat()).await;
-    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert_eq!(clean.code(), 0, "{}\n{}", clean.stdout, clean.stderr);
     let report = clean.json();
     assert_eq!(report["outboxRows"], written.len());
     assert_eq!(report["recordsRead"], written.len());
@@ -160,7 +122,7 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
     publisher.publish(&early).await.unwrap();
 
     let broken = reconcile(&file, &[&flags[..], &["--json"]].concat()).await;
-    assert_eq!(broken.code, 1, "{}\n{}", broken.stdout, broken.stderr);
+    assert_eq!(broken.code(), 1, "{}\n{}", broken.stdout, broken.stderr);
     let report = broken.json();
     assert_eq!(report["outboxRows"], written.len() + 5);
     assert_eq!(report["missing"]["count"], 3, "{report:#}");
@@ -185,7 +147,7 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
 
     // The same as text, for people.
     let text = reconcile(&file, &flags).await;
-    assert_eq!(text.code, 1, "{}", text.stderr);
+    assert_eq!(text.code(), 1, "{}", text.stderr);
     eprintln!("{}", text.stdout);
     for row in &lost {
         assert!(text.stdout.contains(&row.id), "{} not listed:\n{}", row.id, text.stdout);
@@ -198,7 +160,7 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
     let since = scalar(&store, &format!("SELECT seq FROM outbox WHERE id = '{}'", lost[0].id)).await;
     let since = since.to_string();
     let recent = reconcile(&file, &[&flags[..], &["--since-seq", since.as_str(), "--json"]].concat()).await;
-    assert_eq!(recent.code, 1, "{}\n{}", recent.stdout, recent.stderr);
+    assert_eq!(recent.code(), 1, "{}\n{}", recent.stdout, recent.stderr);
     let report = recent.json();
     assert_eq!(report["outboxRows"], 5);
     assert_eq!(report["missing"]["count"], 3);
@@ -211,15 +173,15 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
 
     // A relay that deletes published rows leaves nothing to compare with.
     let deleting = dir.path().join("deleting.toml");
-    std::fs::write(&deleting, RELAY.replace("\"mark\"", "\"delete\"")).unwrap();
+    std::fs::write(&deleting, relay_toml(&RELAY.replace("\"mark\"", "\"delete\""))).unwrap();
     let refused = reconcile(&deleting, &flags).await;
-    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert_eq!(refused.code(), 2, "{}\n{}", refused.stdout, refused.stderr);
     assert!(refused.stderr.contains("after_publish = \"delete\""), "{}", refused.stderr);
 
     // A broker that does not answer is an error after a bounded wait, not a hang.
     let started = Instant::now();
     let silent = reconcile(&file, &["--brokers", "127.0.0.1:9", "--database-url", url]).await;
-    assert_eq!(silent.code, 2, "{}\n{}", silent.stdout, silent.stderr);
+    assert_eq!(silent.code(), 2, "{}\n{}", silent.stdout, silent.stderr);
     assert!(silent.stderr.contains("did not answer"), "{}", silent.stderr);
     assert!(started.elapsed() < Duration::from_secs(30));
     store.close().await;
@@ -237,12 +199,12 @@ async fn reconcile_reports_missing_and_duplicated_rows() {
 async fn reconcile_refuses_an_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("relay.toml");
-    std::fs::write(&file, RELAY).unwrap();
+    std::fs::write(&file, relay_toml(RELAY)).unwrap();
     // Refused before the database is opened: this one does not exist.
     let database = ["--database-url", "postgres://postgres@127.0.0.1:1/none"];
     for args in [&database[..], &[&database[..], &["--brokers", "embedded"]].concat()] {
         let outcome = reconcile(&file, args).await;
-        assert_eq!(outcome.code, 2, "{}\n{}", outcome.stdout, outcome.stderr);
+        assert_eq!(outcome.code(), 2, "{}\n{}", outcome.stdout, outcome.stderr);
         assert!(outcome.stderr.contains("embedded broker lives inside a running runner"), "{}", outcome.stderr);
         assert!(outcome.stderr.contains("--brokers host:port"), "{}", outcome.stderr);
         assert!(outcome.stdout.is_empty());

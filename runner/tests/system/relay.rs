@@ -2,34 +2,26 @@
 //! order id, with CloudEvents headers and the trace context, in per-order order, and a row
 //! counts as published only once the broker acknowledged it (nothing moves while it is down).
 
-
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
-use runner::config::{load_text, LoadOptions, Overrides};
 use runner::event::Event;
 use runner::store::outbox;
 use serde_json::json;
-use crate::support::{scalar, System, TempPg};
 
-fn relay_pipeline(database_url: &str, mode: &str, after_publish: &str) -> runner::config::Pipeline {
-    let text = format!(
-        "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"{mode}\"\npoll_interval = \"10ms\"\nbatch_size = 50\n\
-         after_publish = \"{after_publish}\"\nstatus_interval = \"200ms\"\n"
+use crate::support::outbox::{relay_pipeline, write_events};
+use crate::support::{eventually, scalar, temp_sqlite, System, TempPg};
+
+/// A relay that polls every 10 ms (in polling mode) and reports its status every 200 ms.
+fn relay(database_url: &str, mode: &str, after_publish: &str) -> runner::config::Pipeline {
+    let settings = format!(
+        "mode = \"{mode}\"\npoll_interval = \"10ms\"\nbatch_size = 50\nafter_publish = \"{after_publish}\"\n\
+         status_interval = \"200ms\""
     );
-    let options = LoadOptions {
-        overrides: Overrides {
-            brokers: Some("embedded".into()),
-            database_url: Some(database_url.into()),
-            listen: None,
-        },
-        ..LoadOptions::default()
-    };
-    load_text(Path::new("relay.toml"), &text, &options).unwrap_or_else(|d| panic!("{d}")).pipeline
+    relay_pipeline(&settings, database_url, "embedded")
 }
 
 async fn write_rows(system: &System, orders: usize, per_order: usize, offset: usize) -> Vec<Event> {
@@ -45,15 +37,14 @@ async fn write_rows(system: &System, orders: usize, per_order: usize, offset: us
                 json!({ "n": offset + n, "pad": "x".repeat(200) }),
                 Some(runner::event::new_traceparent()),
             );
-            let mut tx = store.begin().await.unwrap();
-            outbox::insert(&mut tx, store.dialect(), &event).await.unwrap();
-            tx.commit().await.unwrap();
+            write_events(store, std::slice::from_ref(&event)).await.unwrap();
             written.push(event);
         }
     }
     written
 }
 
+/// The first `expected` records of `order.created` for a new consumer group: key, `n` and headers.
 async fn consume(bootstrap: &str, expected: usize) -> Vec<(String, i64, HashMap<String, String>)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -80,23 +71,9 @@ async fn consume(bootstrap: &str, expected: usize) -> Vec<(String, i64, HashMap<
     received
 }
 
-/// Waits until the relay runs in `mode` and, in WAL mode, streams from its slot.
-pub async fn wait_relay_ready(system: &System, mode: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status: serde_json::Value =
-            system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
-        if status["mode"] == mode && (mode == "polling" || !status["startToStreamingMs"].is_null()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "relay not ready: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn relay_publishes_in_order_with_headers(database_url: &str, mode: &str, after_publish: &str) {
-    let system = System::start(vec![relay_pipeline(database_url, mode, after_publish)]).await;
-    wait_relay_ready(&system, mode).await;
+    let system = System::start(vec![relay(database_url, mode, after_publish)]).await;
+    system.wait_relay_ready(mode).await;
     let broker = system.running.embedded_broker.clone().unwrap();
     let written = write_rows(&system, 20, 10, 0).await;
     let received = consume(broker.bootstrap_servers(), written.len()).await;
@@ -134,11 +111,13 @@ async fn relay_publishes_in_order_with_headers(database_url: &str, mode: &str, a
         "nothing is marked while the broker is down"
     );
     broker.set_up(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await > 0 {
-        assert!(Instant::now() < deadline, "rows not published after the broker came back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(60), Duration::from_millis(200), async || {
+        match scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await {
+            0 => Ok(()),
+            _ => Err("rows not published after the broker came back".to_string()),
+        }
+    })
+    .await;
     let all = consume(broker.bootstrap_servers(), written.len() + more.len()).await;
     for event in &more {
         assert!(all.iter().any(|(_, _, h)| h["ce_id"] == event.id), "row {} never reached the topic", event.id);
@@ -159,19 +138,17 @@ async fn wal_relay_deleting_published_rows_and_ignoring_deletes() {
     relay_publishes_in_order_with_headers(&db.url, "wal", "delete").await;
     // An application may insert and delete an outbox row in one transaction (as with
     // Debezium's outbox router): the insert is still published, the delete is ignored.
-    let system = System::start(vec![relay_pipeline(&db.url, "wal", "delete")]).await;
-    wait_relay_ready(&system, "wal").await;
+    let system = System::start(vec![relay(&db.url, "wal", "delete")]).await;
+    system.wait_relay_ready("wal").await;
     let store = system.store();
     let event = Event::new("order.created", "order-deleted", "test", json!({ "n": 0 }), None);
     let mut tx = store.begin().await.unwrap();
     outbox::insert(&mut tx, store.dialect(), &event).await.unwrap();
     sqlx::query("DELETE FROM outbox WHERE id = CAST($1 AS uuid)").bind(&event.id).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
-    let bootstrap = system.running.embedded_broker.clone().unwrap().bootstrap_servers().to_string();
-    let received = consume(&bootstrap, 1).await;
+    let received = consume(&system.bootstrap(), 1).await;
     assert_eq!(received[0].2["ce_id"], event.id);
-    let status: serde_json::Value =
-        system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
+    let status = system.get("/api/relay/status").await;
     assert_eq!(status["publishedTotal"], 1, "{status}");
     assert_eq!(status["lastError"], serde_json::Value::Null, "{status}");
     system.stop().await;
@@ -200,6 +177,6 @@ async fn polling_relay_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_on_sqlite_deleting_published_rows() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     relay_publishes_in_order_with_headers(&url, "polling", "delete").await;
 }

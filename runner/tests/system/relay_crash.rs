@@ -2,40 +2,31 @@
 //! last restart every outbox row is on its topic, each order's events in order, and the
 //! only duplicates are rows republished from the slot's unacknowledged tail.
 
-
-use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runner::config::model::StoreConfig;
 use runner::event::Event;
-use runner::store::{outbox, Store};
+use runner::store::Store;
 use runner::transport::EmbeddedBroker;
 use serde_json::json;
-use crate::support::{scalar, TempPg};
+
+use crate::support::outbox::{relay_toml, write_event_retrying};
+use crate::support::process::Service;
+use crate::support::topics::assert_first_copies_in_order;
+use crate::support::{eventually, read_numbered, scalar, TempPg};
 
 const ORDERS: usize = 10_000;
 const EVENTS_PER_ORDER: usize = 2;
 const TOPIC: &str = "order.created";
 
-fn start_relay(dir: &std::path::Path, database_url: &str, brokers: &str) -> Child {
+fn start_relay(dir: &Path, database_url: &str, brokers: &str) -> Service {
     let file = dir.join("relay.toml");
-    std::fs::write(
-        &file,
-        "[service]\nname = \"outbox-relay\"\n[relay]\nmode = \"wal\"\nafter_publish = \"keep\"\nstatus_interval = \"200ms\"\n",
-    )
-    .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg("--pipeline")
-        .arg(&file)
-        .args(["--database-url", database_url, "--brokers", brokers, "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the relay")
+    std::fs::write(&file, relay_toml("mode = \"wal\"\nafter_publish = \"keep\"\nstatus_interval = \"200ms\"")).unwrap();
+    Service::pipeline(&file, database_url, Some(brokers), &[("RUST_LOG", "warn")])
 }
 
 /// Writes `ORDERS` orders, each as `EVENTS_PER_ORDER` single-row transactions in sequence.
@@ -43,21 +34,7 @@ async fn write_orders(store: Store, writer: usize, writers: usize) {
     for order in (writer..ORDERS).step_by(writers) {
         for n in 0..EVENTS_PER_ORDER {
             let event = Event::new(TOPIC, &format!("order-{order}"), "writer", json!({ "n": n }), None);
-            loop {
-                let attempt = async {
-                    let mut tx = store.begin().await?;
-                    outbox::insert(&mut tx, store.dialect(), &event).await?;
-                    tx.commit().await?;
-                    Ok::<_, runner::store::StoreError>(())
-                };
-                match attempt.await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        eprintln!("writer {writer}: {e}; retrying");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+            write_event_retrying(&store, &event).await;
         }
     }
 }
@@ -73,11 +50,13 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
 
     // The first relay creates the slot before any row is written.
     let mut relay = start_relay(dir.path(), &db.url, &bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while scalar(&store, "SELECT COUNT(*) FROM pg_replication_slots WHERE database = current_database()").await == 0 {
-        assert!(Instant::now() < deadline, "the relay never created its slot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), Duration::from_millis(50), async || {
+        match scalar(&store, "SELECT COUNT(*) FROM pg_replication_slots WHERE database = current_database()").await {
+            0 => Err("the relay never created its slot".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
 
     let writing = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = (0..4).map(|w| tokio::spawn(write_orders(store.clone(), w, 4))).collect();
@@ -91,8 +70,7 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     let mut kills = 0;
     while writing.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(700 + (kills * 400) % 1200)).await;
-        relay.kill().unwrap();
-        relay.wait().unwrap();
+        relay.kill();
         kills += 1;
         relay = start_relay(dir.path(), &db.url, &bootstrap);
     }
@@ -111,35 +89,21 @@ async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
             .map(|r| r.get(0))
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let records = loop {
-        let bootstrap = bootstrap.clone();
-        let records = tokio::task::spawn_blocking(move || crate::support::read_numbered(&bootstrap, TOPIC)).await.unwrap();
+    let records = eventually(Duration::from_secs(120), Duration::from_secs(1), async || {
+        let records = read_numbered(&bootstrap, TOPIC).await;
         let seen: HashSet<&String> = records.iter().map(|(_, id, _)| id).collect();
-        let missing = expected.iter().filter(|id| !seen.contains(id)).count();
-        if missing == 0 {
-            break records;
+        match expected.iter().filter(|id| !seen.contains(id)).count() {
+            0 => Ok(records),
+            missing => Err(format!("{missing} of {rows} outbox rows never reached the topic")),
         }
-        assert!(Instant::now() < deadline, "{missing} of {rows} outbox rows never reached the topic");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    relay.kill().unwrap();
-    relay.wait().unwrap();
+    })
+    .await;
+    relay.kill();
 
     // Per order, events first arrive in the order they were written.
-    let mut first_seen: HashSet<&str> = HashSet::new();
-    let mut next_n: HashMap<&str, i64> = HashMap::new();
-    let mut duplicates = 0;
-    for (key, id, n) in &records {
-        if !first_seen.insert(id.as_str()) {
-            duplicates += 1;
-            continue;
-        }
-        let expected_n = next_n.entry(key.as_str()).or_insert(0);
-        assert_eq!(*n, *expected_n, "{key}: event {n} arrived first where {expected_n} was due");
-        *expected_n += 1;
-    }
-    assert_eq!(first_seen.len(), rows);
+    let distinct = assert_first_copies_in_order(&records);
+    assert_eq!(distinct, rows);
+    let duplicates = records.len() - distinct;
     // Duplicates come only from the tail published but not yet confirmed at each kill:
     // with status sent every 200 ms that is a few hundred rows per kill at this rate.
     let per_kill = duplicates as f64 / kills.max(1) as f64;

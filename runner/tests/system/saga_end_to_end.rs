@@ -3,14 +3,15 @@
 //! 500 orders mix every path; each must reach its expected state, and money and stock must
 //! be conserved — also when every consumer gets every message twice.
 
-
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::Row;
-use crate::support::{scalar, shipped_pipelines, System, TempPg};
+
+use crate::support::{
+    assert_guarantees, read_topic, scalar, shipped_pipelines, temp_sqlite, System, TempPg, COMPLETED_HISTORY,
+};
 
 /// What one order should end as.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,19 +59,10 @@ fn order_for(i: usize) -> (Path, Value) {
 }
 
 async fn run_500_orders(system: &System) {
-    let system = Arc::new(system);
-    let mut expected: BTreeMap<String, Path> = BTreeMap::new();
     // Post in waves of 25 concurrent requests.
-    for wave in 0..20 {
-        let posts = (0..25).map(|j| {
-            let (path, body) = order_for(wave * 25 + j);
-            let system = system.clone();
-            async move { (system.post_order(&body).await, path) }
-        });
-        for (id, path) in futures::future::join_all(posts).await {
-            expected.insert(id, path);
-        }
-    }
+    let (paths, bodies): (Vec<Path>, Vec<Value>) = (0..500).map(order_for).unzip();
+    let ids = system.post_orders(bodies, 25).await;
+    let expected: BTreeMap<String, Path> = ids.into_iter().zip(paths).collect();
     assert_eq!(expected.len(), 500);
     let statuses = system.wait_all_terminal(500, Duration::from_secs(240)).await;
     let store = system.store();
@@ -92,7 +84,7 @@ async fn run_500_orders(system: &System) {
     assert_eq!(by_status.get("CANCELLED"), Some(&250), "{by_status:?}");
 
     // Money and stock are conserved (charges minus refunds, reserved minus released per SKU).
-    crate::support::assert_guarantees(store).await;
+    assert_guarantees(store).await;
     assert!(scalar(store, "SELECT SUM(total) FROM orders WHERE status = 'COMPLETED'").await > 0);
     // Refunds happened for every order that was charged and then cancelled (unknown SKU, ZZ).
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM payments WHERE status = 'refunded'").await, 150);
@@ -100,60 +92,37 @@ async fn run_500_orders(system: &System) {
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM shipments WHERE status = 'scheduled'").await, 250);
     // Every completed order's history ends with the saga's completion, after three steps.
     let sample = statuses.iter().find(|(_, s)| s == "COMPLETED").unwrap().0.clone();
-    let order: Value =
-        system.client.get(format!("{}/api/orders/{sample}", system.base)).send().await.unwrap().json().await.unwrap();
+    let order = system.get(&format!("/api/orders/{sample}")).await;
     let actions: Vec<String> = order["history"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| format!("{} {}", h["step"].as_str().unwrap(), h["action"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        actions,
-        [
-            "payment requested",
-            "payment succeeded",
-            "inventory requested",
-            "inventory succeeded",
-            "shipping requested",
-            "shipping succeeded",
-            "order completed",
-        ]
-    );
+    assert_eq!(actions, COMPLETED_HISTORY);
     // Everything written to the outbox reached the broker (the last rows are marked moments later).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let unpublished = scalar(store, "SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL").await;
         if unpublished == 0 {
             break;
         }
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             let rows = sqlx::query("SELECT CAST(id AS text), type, seq FROM outbox WHERE published_at_ms IS NULL")
                 .fetch_all(store.pool())
                 .await
                 .unwrap();
             let rows: Vec<(String, String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-            let relay: Value = system
-                .client
-                .get(format!("{}/api/relay/status", system.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let relay = system.get("/api/relay/status").await;
             // A row left unmarked must still have reached its topic: the mark is bookkeeping,
             // the record on the topic is what counts. Anything missing there is a loss.
-            let bootstrap = system.running.embedded_broker.clone().unwrap().bootstrap_servers().to_string();
-            let missing: Vec<(String, String, i64)> = tokio::task::spawn_blocking(move || {
-                rows.into_iter()
-                    .filter(|(id, event_type, _)| {
-                        !crate::support::read_topic(&bootstrap, event_type).iter().any(|r| r.headers.get("ce_id") == Some(id))
-                    })
-                    .collect()
-            })
-            .await
-            .unwrap();
+            let mut missing: Vec<(String, String, i64)> = Vec::new();
+            for (id, event_type, seq) in rows {
+                let records = read_topic(&system.bootstrap(), &event_type).await;
+                if !records.iter().any(|r| r.headers.get("ce_id") == Some(&id)) {
+                    missing.push((id, event_type, seq));
+                }
+            }
             assert!(missing.is_empty(), "outbox rows never published: {missing:?}; relay: {relay}");
             eprintln!("{unpublished} published row(s) left unmarked; relay: {relay}");
             break;
@@ -164,8 +133,7 @@ async fn run_500_orders(system: &System) {
 
 /// The relay mode the system runs: `wal` on PostgreSQL here, `polling` on SQLite.
 async fn relay_mode(system: &System) -> String {
-    let status: Value =
-        system.client.get(format!("{}/api/relay/status", system.base)).send().await.unwrap().json().await.unwrap();
+    let status = system.get("/api/relay/status").await;
     status["mode"].as_str().unwrap_or_default().to_string()
 }
 
@@ -181,7 +149,7 @@ async fn five_hundred_orders_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_orders_on_sqlite() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let system = System::start(shipped_pipelines(&url)).await;
     run_500_orders(&system).await;
     assert_eq!(relay_mode(&system).await, "polling");
@@ -222,7 +190,7 @@ async fn every_message_delivered_twice_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_on_sqlite() {
-    let (_dir, url) = crate::support::temp_sqlite();
+    let (_dir, url) = temp_sqlite();
     let system = System::start(redelivering(shipped_pipelines(&url))).await;
     run_500_orders(&system).await;
     assert_duplicates_were_absorbed(&system).await;

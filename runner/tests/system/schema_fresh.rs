@@ -1,10 +1,10 @@
 //! Checks that the committed JSON Schema of pipeline files, `schemas/pipeline.schema.json`, matches the one generated from the spec types.
 
-use std::path::Path;
+use crate::support::repository;
 
 #[test]
 fn committed_schema_matches_the_spec_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/pipeline.schema.json");
+    let path = repository().join("schemas/pipeline.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let generated = runner::config::pipeline_schema();
     if committed != generated {

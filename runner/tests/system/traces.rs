@@ -3,7 +3,6 @@
 //! the spans of an order form one connected tree across order-api, the outbox relay, the
 //! orchestrator and every step's service, named by OpenTelemetry's messaging conventions.
 
-
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,8 +17,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 use serde_json::{json, Value};
+
 use crate::support::process::Service;
-use crate::support::TempPg;
+use crate::support::{eventually, TempPg};
 
 /// A span as the receiver got it, ids in hex.
 #[derive(Clone, Debug)]
@@ -119,16 +119,16 @@ async fn post_order(client: &reqwest::Client, api: &str, traceparent: Option<&st
 }
 
 async fn wait_completed(client: &reqwest::Client, api: &str, order_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), Duration::from_millis(200), async || {
         let order: Value =
             client.get(format!("{api}/api/orders/{order_id}")).send().await.unwrap().json().await.unwrap();
         if order["status"] == "COMPLETED" {
-            return;
+            Ok(())
+        } else {
+            Err(format!("order {order_id} not completed: {order}"))
         }
-        assert!(Instant::now() < deadline, "order {order_id} not completed: {order}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
