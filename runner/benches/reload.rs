@@ -3,7 +3,7 @@
 //! Starts the shipped system on SQLite from a temporary copy of `pipelines/`, then 100 times
 //! writes a new canary percentage into `orchestrator.toml` and polls the running canary
 //! (`/api/runtime/canary`, every millisecond) until it reports the new value. Prints p50, p90,
-//! p99 and max. Run: `cargo run --release -p runner --bin reload-bench [-- ROUNDS]`.
+//! p99 and max. Run: `cargo bench -p runner --bench reload [-- ROUNDS]`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,21 +23,10 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A plain HTTP/1.1 GET of a JSON document (one connection per request).
-async fn get_json(addr: std::net::SocketAddr, path: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    Ok(serde_json::from_str(body)?)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    // `cargo bench` adds `--bench` to the arguments.
+    let rounds: usize = std::env::args().skip(1).find(|a| a != "--bench").and_then(|a| a.parse().ok()).unwrap_or(100);
     let root = std::env::temp_dir().join(format!("reload-bench-{}", std::process::id()));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     copy_dir(&source.join("pipelines"), &root.join("pipelines"))?;
@@ -55,7 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = config::pipeline_files(&root.join("pipelines"))?;
     let loaded = config::load_system(&files, &[], &options).map_err(|d| d.to_string())?;
     let running = runner::runtime::start_watched(loaded, "127.0.0.1:0".parse()?, options).await?;
-    let addr = running.addr;
+    let canary_url = format!("http://{}/api/runtime/canary", running.addr);
+    // One connection per request, as a script polling with curl would.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let file = root.join("pipelines/orchestrator.toml");
     let original = std::fs::read_to_string(&file)?;
     let mut samples = Vec::with_capacity(rounds);
@@ -65,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let written = Instant::now();
         std::fs::write(&file, text)?;
         loop {
-            let view = get_json(addr, "/api/runtime/canary").await?;
+            let view: serde_json::Value = client.get(&canary_url).send().await?.json().await?;
             if view["canaries"][0]["percent"].as_f64() == Some(percent) {
                 break;
             }

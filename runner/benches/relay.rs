@@ -1,4 +1,4 @@
-//! `relay-bench`: measures the WAL outbox relay against a real PostgreSQL and prints the figures.
+//! The relay benchmark: measures the WAL outbox relay against a real PostgreSQL and prints the figures.
 //!
 //! The workload, on a throw-away database `chaos_bench_<hex>` (dropped at the end with its
 //! replication slots, also on error or Ctrl-C):
@@ -12,8 +12,8 @@
 //! 4. paced: `--paced-rows` rows at `--rate` rows/s in total; latency and achieved rate;
 //! 5. the relay process's peak RSS and CPU time, then SIGTERM.
 //!
-//! Build both binaries first: `cargo build --release -p runner`, then
-//! `cargo run --release -p runner --bin relay-bench -- [--writers 8] [--rows 50000] …`.
+//! Run: `cargo bench -p runner --bench relay -- [--writers 8] [--rows 50000] …` (cargo builds
+//! the `runner` binary it starts with the same profile).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,14 +25,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use reqwest::{Method, StatusCode};
 use runner::config::model::StoreConfig;
 use runner::store::Store;
 use runner::transport::EmbeddedBroker;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, Row};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 const TOPIC: &str = "order.created";
@@ -51,7 +50,7 @@ const TARGET_PEAK_RSS_MB: f64 = 50.0;
 const TARGET_START_MS: f64 = 300.0;
 
 #[derive(Parser, Debug)]
-#[command(name = "relay-bench", about = "Benchmarks the WAL outbox relay against PostgreSQL and prints the figures")]
+#[command(name = "relay", about = "Benchmarks the WAL outbox relay against PostgreSQL and prints the figures")]
 struct Args {
     /// Admin URL of the PostgreSQL server; a throw-away database is created there.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
@@ -71,6 +70,9 @@ struct Args {
     /// Approximate size of each JSON payload.
     #[arg(long, default_value_t = 300)]
     payload_bytes: usize,
+    /// Passed by `cargo bench`; nothing to do with the workload.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 #[tokio::main]
@@ -79,14 +81,7 @@ async fn main() -> anyhow::Result<()> {
     if args.writers == 0 || args.rows == 0 || args.paced_rows == 0 || args.rate == 0 {
         bail!("--writers, --rows, --paced-rows and --rate must be at least 1");
     }
-    let relay_exe = std::env::current_exe()?.with_file_name("runner");
-    if !relay_exe.is_file() {
-        bail!(
-            "the relay binary {} is missing: run `cargo build --release -p runner` first (it builds both binaries)",
-            relay_exe.display()
-        );
-    }
-    warn_if_stale(&relay_exe);
+    let relay_exe = Path::new(env!("CARGO_BIN_EXE_runner"));
 
     sqlx::any::install_default_drivers();
     let name = format!("chaos_bench_{}", Uuid::new_v4().simple());
@@ -105,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("database {name}; relay files in {}", dir.display());
 
     let outcome = tokio::select! {
-        result = bench(&args, &db_url, &relay_exe, &dir) => result,
+        result = bench(&args, &db_url, relay_exe, &dir) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     // The relay process (kill_on_drop) and the pool are gone with the bench future.
@@ -118,22 +113,6 @@ async fn main() -> anyhow::Result<()> {
     let report = outcome?;
     println!("{report}");
     Ok(())
-}
-
-/// `cargo run --bin relay-bench` rebuilds the library but does not relink `runner`: a library
-/// newer than the `runner` binary beside it means the relay measured would be an old one.
-fn warn_if_stale(relay_exe: &Path) {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let library = relay_exe.with_file_name("librunner.rlib");
-    if let (Some(relay), Some(library)) = (modified(relay_exe), modified(&library)) {
-        if relay + Duration::from_secs(1) < library {
-            eprintln!(
-                "warning: {} is older than the library it is built from, so the relay measured is an old \
-                 build; run `cargo build --release -p runner` first",
-                relay_exe.display()
-            );
-        }
-    }
 }
 
 /// Drops the database's replication slots (ending the connections that hold them) and the database.
@@ -322,97 +301,36 @@ async fn write_paced(
     Ok(Writes { took: tokio::time::Instant::now().saturating_duration_since(start), timings })
 }
 
-/// A minimal keep-alive HTTP/1.1 client for the relay's JSON status routes.
+/// The relay's JSON status routes, over kept-alive connections.
+#[derive(Clone)]
 struct Http {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
+    client: reqwest::Client,
+    base: String,
 }
 
 impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Http { addr, conn: None }
+    fn new(addr: SocketAddr) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder().tcp_nodelay(true).timeout(Duration::from_secs(5)).build()?;
+        Ok(Http { client, base: format!("http://{addr}") })
     }
 
-    async fn get(&mut self, path: &str) -> anyhow::Result<Value> {
-        self.request("GET", path).await
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(Method::GET, path).await
     }
 
-    async fn post(&mut self, path: &str) -> anyhow::Result<Value> {
-        self.request("POST", path).await
+    async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(Method::POST, path).await
     }
 
-    async fn request(&mut self, method: &str, path: &str) -> anyhow::Result<Value> {
-        let mut last = None;
-        // A kept-alive connection the server closed meanwhile fails once; try a fresh one.
-        for _ in 0..2 {
-            match tokio::time::timeout(Duration::from_secs(5), self.once(method, path)).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => last = Some(e),
-                Err(_) => last = Some(anyhow!("no answer within 5 s")),
-            }
-            self.conn = None;
+    async fn send(&self, method: Method, path: &str) -> anyhow::Result<Value> {
+        let context = format!("{method} {}{path}", self.base);
+        let response =
+            self.client.request(method, format!("{}{path}", self.base)).send().await.context(context.clone())?;
+        let code = response.status();
+        if code != StatusCode::OK {
+            bail!("{context}: HTTP {code}: {}", response.text().await.unwrap_or_default());
         }
-        Err(last.unwrap_or_else(|| anyhow!("request failed")).context(format!("{method} http://{}{path}", self.addr)))
-    }
-
-    async fn once(&mut self, method: &str, path: &str) -> anyhow::Result<Value> {
-        if self.conn.is_none() {
-            let stream = TcpStream::connect(self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.conn = Some(BufReader::new(stream));
-        }
-        let conn = self.conn.as_mut().expect("connected");
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", self.addr);
-        conn.get_mut().write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        if conn.read_line(&mut line).await? == 0 {
-            bail!("connection closed");
-        }
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| anyhow!("bad status line `{}`", line.trim()))?;
-        let (mut length, mut close) = (None, false);
-        loop {
-            line.clear();
-            if conn.read_line(&mut line).await? == 0 {
-                bail!("connection closed in the headers");
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((key, value)) = header.split_once(':') {
-                let (key, value) = (key.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
-                match key.as_str() {
-                    "content-length" => length = value.parse::<usize>().ok(),
-                    "connection" => close = value == "close",
-                    "transfer-encoding" if value.contains("chunked") => bail!("chunked responses are not supported"),
-                    _ => {}
-                }
-            }
-        }
-        let body = match length {
-            Some(length) => {
-                let mut body = vec![0; length];
-                conn.read_exact(&mut body).await?;
-                body
-            }
-            None => {
-                let mut body = Vec::new();
-                conn.read_to_end(&mut body).await?;
-                close = true;
-                body
-            }
-        };
-        if close {
-            self.conn = None;
-        }
-        if code != 200 {
-            bail!("HTTP {code}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(serde_json::from_slice(&body)?)
+        response.json().await.context(context)
     }
 }
 
@@ -422,7 +340,7 @@ fn unix_micros(t: SystemTime) -> i64 {
 
 /// Polls the status every 5 ms until `publishedTotal` reaches `target`; returns the moment it
 /// was seen there and that status. Fails when nothing is published for a minute.
-async fn wait_published(mut http: Http, target: u64) -> anyhow::Result<(SystemTime, Value)> {
+async fn wait_published(http: Http, target: u64) -> anyhow::Result<(SystemTime, Value)> {
     let mut last_total = None;
     let mut last_progress = Instant::now();
     let mut interval = tokio::time::interval(STATUS_POLL);
@@ -656,7 +574,7 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
         .spawn()
         .with_context(|| format!("cannot start {}", relay_exe.display()))?;
     let pid = relay.id().ok_or_else(|| anyhow!("the relay exited at once"))?;
-    let mut http = Http::new(addr);
+    let http = Http::new(addr)?;
     let start_in_process_ms = loop {
         if let Some(exit) = relay.try_wait()? {
             bail!("the relay exited ({exit}) before streaming:\n{}", log_tail(&log_path));
@@ -684,7 +602,7 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
         let cpu0 = cpu_seconds(pid);
         tokio::time::sleep(window).await;
         let cpu1 = cpu_seconds(pid);
-        let polling = tokio::spawn(wait_published(Http::new(addr), u64::MAX));
+        let polling = tokio::spawn(wait_published(http.clone(), u64::MAX));
         tokio::time::sleep(window).await;
         polling.abort();
         let cpu2 = cpu_seconds(pid);
@@ -697,7 +615,7 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
         http.post("/api/relay/status/reset-latency").await?;
         let seq = last_seq(&store).await?;
         let (cpu0, wal0) = (cpu_seconds(pid), walsender.and_then(cpu_seconds));
-        let watcher = tokio::spawn(wait_published(Http::new(addr), args.rows as u64));
+        let watcher = tokio::spawn(wait_published(http.clone(), args.rows as u64));
         eprintln!("full speed: {} rows, {} writers, relay running", args.rows, args.writers);
         let me0 = cpu_seconds(me);
         let writes = write_full_speed(&store, &workload, args.writers, args.rows, args.rows).await?;
@@ -731,7 +649,7 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
         let seq = last_seq(&store).await?;
         let (cpu0, wal0) = (cpu_seconds(pid), walsender.and_then(cpu_seconds));
         let target = (args.rows + args.paced_rows) as u64;
-        let watcher = tokio::spawn(wait_published(Http::new(addr), target));
+        let watcher = tokio::spawn(wait_published(http.clone(), target));
         eprintln!("paced: {} rows at {} rows/s", args.paced_rows, args.rate);
         let me0 = cpu_seconds(me);
         let writes = write_paced(&store, &workload, args.writers, args.paced_rows, args.rate, 2 * args.rows).await?;
