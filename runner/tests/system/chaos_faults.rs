@@ -1,0 +1,273 @@
+//! Each fault kind against the shipped system on PostgreSQL: its effect shows, and the
+//! guarantees hold (every order terminal, money and stock conserved, nothing FAILED).
+
+use std::time::{Duration, Instant};
+
+use runner::chaos::{compile_rule, stable_share, ChaosSettings, RuleSpec};
+use runner::config::Pipeline;
+use serde_json::Value;
+
+use crate::support::{assert_guarantees, read_topic, scalar, shipped_pipelines, simple_order, System, TempPg};
+
+/// The shipped system with chaos on everywhere and `rules` in force (declared in the
+/// order-api file: rules apply by target, wherever they are declared in the process).
+fn with_rules(url: &str, rules: &[&str], allow_crash: bool) -> Vec<Pipeline> {
+    let compiled: Vec<_> = rules
+        .iter()
+        .map(|text| {
+            let spec: RuleSpec = toml::from_str(text).expect("rule shape");
+            compile_rule(&spec).expect("valid rule")
+        })
+        .collect();
+    let mut pipelines = shipped_pipelines(url);
+    for pipeline in &mut pipelines {
+        let rules = if pipeline.service == "order-api" { compiled.clone() } else { Vec::new() };
+        pipeline.chaos = ChaosSettings { enabled: true, allow_crash, rules };
+        // Fewer, faster retries and shorter step timeouts keep the runs short.
+        for consumer in &mut pipeline.consumers {
+            consumer.retry.attempts = 2;
+            consumer.retry.backoff = Duration::from_millis(50);
+            consumer.retry.max_backoff = Duration::from_millis(200);
+        }
+        if let Some(saga) = &mut pipeline.saga {
+            for step in &mut saga.definition.steps {
+                step.timeout = Duration::from_secs(6);
+                step.retry.backoff = Duration::from_millis(200);
+            }
+        }
+    }
+    pipelines
+}
+
+async fn injections(system: &System, rule: &str) -> Vec<Value> {
+    let body = system.get("/api/runtime/chaos").await;
+    body["injections"].as_array().unwrap().iter().filter(|i| i["rule"] == rule).cloned().collect()
+}
+
+async fn status_of(system: &System, id: &str) -> (String, Option<String>) {
+    let row = sqlx::query("SELECT status, reason FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(system.store().pool())
+        .await
+        .unwrap();
+    use sqlx::Row;
+    (row.get(0), row.get(1))
+}
+
+/// Runs `count` orders under `rules`, waits for every one to end, checks the guarantees.
+async fn run(name: &str, rules: &[&str], count: usize) -> (TempPg, System, Vec<String>) {
+    let db = TempPg::create(name).await;
+    let system = System::start(with_rules(&db.url, rules, false)).await;
+    let ids = system.post_orders((0..count).map(simple_order), 1).await;
+    system.wait_all_terminal(count, Duration::from_secs(90)).await;
+    assert_guarantees(system.store()).await;
+    (db, system, ids)
+}
+
+async fn finish(db: TempPg, system: System) {
+    system.stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latency_on_a_handler_slows_it_and_every_order_completes() {
+    let rule = r#"id = "slow-charge"
+target = { kind = "handler", handler = "payment.charge" }
+fault = { kind = "latency", fixed = "100ms", jitter = "20ms" }"#;
+    let started = Instant::now();
+    let (db, system, ids) = run("chaos_latency", &[rule], 20).await;
+    let elapsed = started.elapsed();
+    let hits = injections(&system, "slow-charge").await;
+    assert_eq!(hits.len(), 20, "one delay per charge request");
+    assert!(hits.iter().all(|h| h["detail"].as_str().unwrap().trim_end_matches(" ms").parse::<u64>().unwrap() >= 100));
+    // One consumer handles charges one at a time: 20 delays of at least 100 ms.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(
+        scalar(system.store(), "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await,
+        ids.len() as i64
+    );
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_on_a_sample_of_orders_dead_letter_and_compensate_exactly_those() {
+    let rule = r#"id = "failing-charge"
+target = { kind = "handler", handler = "payment.charge" }
+fault = { kind = "error", message = "card processor unreachable" }
+key_sample = 0.3"#;
+    let (db, system, ids) = run("chaos_error", &[rule], 40).await;
+    let sampled: Vec<&String> = ids.iter().filter(|id| stable_share("chaos", id) < 0.3).collect();
+    assert!(!sampled.is_empty() && sampled.len() < ids.len());
+    for id in &ids {
+        let (status, reason) = status_of(&system, id).await;
+        if sampled.contains(&id) {
+            assert_eq!(status, "CANCELLED", "{id}");
+            assert!(reason.unwrap_or_default().contains("payment"), "{id}");
+        } else {
+            assert_eq!(status, "COMPLETED", "{id}: not in the blast radius");
+        }
+    }
+    // Every attempt of a sampled order failed: 2 attempts each, then a dead letter.
+    assert_eq!(injections(&system, "failing-charge").await.len(), sampled.len() * 2);
+    let dead = scalar(system.store(), "SELECT COUNT(*) FROM orders WHERE status = 'CANCELLED'").await;
+    assert_eq!(dead, sampled.len() as i64);
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_on_both_sides_are_absorbed() {
+    let consume = r#"id = "dup-reserve"
+target = { kind = "topic", topic = "inventory.reserve.requested" }
+fault = { kind = "duplicate" }"#;
+    let produce = r#"id = "dup-publish"
+target = { kind = "topic", topic = "payment.requested", side = "produce" }
+fault = { kind = "duplicate" }"#;
+    let (db, system, ids) = run("chaos_duplicate", &[consume, produce], 30).await;
+    assert_eq!(injections(&system, "dup-reserve").await.len(), 30);
+    assert!(injections(&system, "dup-publish").await.len() >= 30);
+    let store = system.store();
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await, ids.len() as i64);
+    // Each reservation was made once although its request was handled twice.
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM reservations WHERE reserved_at_ms IS NOT NULL").await, 30);
+    // The second copy of each request was answered from the inbox with the recorded reply.
+    assert!(scalar(store, "SELECT COUNT(*) FROM outbox WHERE type = 'inventory.reserved'").await >= 60);
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_messages_are_recovered_by_the_saga_timeout() {
+    let rule = r#"id = "lose-shipping"
+target = { kind = "topic", topic = "shipping.schedule.requested" }
+fault = { kind = "drop" }
+allow_drop = true
+max_count = 5"#;
+    let (db, system, ids) = run("chaos_drop", &[rule], 20).await;
+    assert_eq!(injections(&system, "lose-shipping").await.len(), 5, "max_count bounds the drops");
+    let store = system.store();
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await, ids.len() as i64);
+    // The five sagas whose request was dropped asked again after the step timeout.
+    let retried = scalar(store, "SELECT COUNT(*) FROM saga_history WHERE action = 'timed out'").await;
+    assert!(retried >= 5, "{retried} timeouts");
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_payloads_become_dead_letters_and_the_saga_compensates() {
+    let rule = r#"id = "poison"
+target = { kind = "topic", topic = "inventory.reserve.requested" }
+fault = { kind = "corrupt" }
+key_sample = 0.25"#;
+    let (db, system, ids) = run("chaos_corrupt", &[rule], 40).await;
+    let sampled: Vec<&String> = ids.iter().filter(|id| stable_share("chaos", id) < 0.25).collect();
+    for id in &ids {
+        let (status, _) = status_of(&system, id).await;
+        let want = if sampled.contains(&id) { "CANCELLED" } else { "COMPLETED" };
+        assert_eq!(status, want, "{id}");
+    }
+    // The poison requests are on the dead-letter topic, marked undecodable.
+    let dead = read_topic(&system.bootstrap(), "inventory.reserve.requested.dlq").await;
+    assert_eq!(dead.len(), sampled.len());
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_errors_and_latency_on_order_api() {
+    let status = r#"id = "api-503"
+target = { kind = "http", service = "order-api", route = "/api/orders" }
+fault = { kind = "http_status", status = 503 }
+probability = 0.5"#;
+    let slow = r#"id = "api-slow"
+target = { kind = "http", service = "order-api" }
+fault = { kind = "latency", fixed = "150ms" }"#;
+    let db = TempPg::create("chaos_http").await;
+    let system = System::start(with_rules(&db.url, &[status, slow], false)).await;
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..30 {
+        let started = Instant::now();
+        let response =
+            system.client.post(format!("{}/api/orders", system.base)).json(&simple_order(i)).send().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150), "every request is delayed");
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            503 => {
+                assert_eq!(response.headers()["x-chaos-injected"], "http_status");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
+    assert_eq!(injections(&system, "api-503").await.len(), refused);
+    // A refused request wrote nothing; every accepted one completes.
+    let statuses = system.wait_all_terminal(accepted, Duration::from_secs(60)).await;
+    assert_eq!(statuses.len(), accepted);
+    assert_guarantees(system.store()).await;
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_errors_and_latency_are_waited_out() {
+    let errors = r#"id = "db-flaky"
+target = { kind = "store", service = "payment-svc" }
+fault = { kind = "error" }
+probability = 0.2"#;
+    let slow = r#"id = "db-slow"
+target = { kind = "store", service = "inventory-svc" }
+fault = { kind = "latency", min = "20ms", max = "60ms" }"#;
+    let (db, system, ids) = run("chaos_store", &[errors, slow], 30).await;
+    assert!(!injections(&system, "db-flaky").await.is_empty());
+    assert!(injections(&system, "db-slow").await.len() >= 30);
+    // An unavailable database is retried until it answers: nothing is dead-lettered.
+    assert_eq!(
+        scalar(system.store(), "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await,
+        ids.len() as i64
+    );
+    finish(db, system).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_latency_and_a_broker_outage() {
+    let slow = r#"id = "broker-slow"
+target = { kind = "broker" }
+fault = { kind = "latency", fixed = "50ms" }"#;
+    let db = TempPg::create("chaos_broker").await;
+    let system = System::start(with_rules(&db.url, &[slow], false)).await;
+    // The outage window is set once the system runs (as a reload would), 1 s to 5 s from now.
+    let down = format!(
+        r#"id = "broker-down"
+target = {{ kind = "broker" }}
+fault = {{ kind = "down" }}
+start = "{}"
+end = "{}""#,
+        time_in(Duration::from_secs(1)),
+        time_in(Duration::from_secs(5))
+    );
+    let rules = [slow, down.as_str()]
+        .iter()
+        .map(|text| compile_rule(&toml::from_str::<RuleSpec>(text).unwrap()).unwrap())
+        .collect();
+    system.running.chaos.set_service("order-api", ChaosSettings { enabled: true, allow_crash: false, rules });
+    // Orders keep coming through the outage: order-api only needs the database.
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    while started.elapsed() < Duration::from_secs(8) {
+        ids.push(system.post_order(&simple_order(ids.len())).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    system.wait_all_terminal(ids.len(), Duration::from_secs(120)).await;
+    assert_guarantees(system.store()).await;
+    let down_hits = injections(&system, "broker-down").await;
+    assert_eq!(down_hits.len(), 1, "the outage started once");
+    assert_eq!(injections(&system, "broker-slow").await.len(), 1);
+    // With 6 s step timeouts some sagas may give up during the outage and are compensated
+    // (CANCELLED, never FAILED); the rest complete.
+    let completed = scalar(system.store(), "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await;
+    let cancelled = scalar(system.store(), "SELECT COUNT(*) FROM orders WHERE status = 'CANCELLED'").await;
+    assert_eq!(completed + cancelled, ids.len() as i64);
+    assert!(completed > 0, "{completed} completed, {cancelled} cancelled");
+    finish(db, system).await;
+}
+
+fn time_in(delay: Duration) -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now() + delay).to_string()
+}

@@ -1,0 +1,52 @@
+//! End-to-end tests of the `runner` binary: `check` prints every problem as `file:line:column: message` and sets the exit code; `graph` draws the orchestrator's saga.
+
+use runner::config::{load, LoadOptions};
+
+use crate::support::pipelines_dir;
+use crate::support::process::run;
+
+#[test]
+fn check_reports_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("api.toml"), "[order_api]\nmax_page_size = 100\n").unwrap();
+    std::fs::write(dir.path().join("relay.toml"), "[relay]\nmode = \"logical\"\nbatch_size = 0\n").unwrap();
+
+    let output = run(&["check", dir.path().to_str().expect("a UTF-8 path")]);
+    let printed = &output.stdout;
+    assert!(!output.status.success(), "check must fail on a broken file; stdout:\n{printed}");
+    let broken = dir.path().join("relay.toml");
+    for expected in [
+        format!("{}:2:8: unknown relay mode `logical`; expected \"auto\", \"wal\" or \"polling\"", broken.display()),
+        format!("{}:3:14: batch_size must be at least 1", broken.display()),
+    ] {
+        assert!(printed.lines().any(|line| line == expected), "missing line\n  {expected}\nin stdout:\n{printed}");
+    }
+    assert!(!printed.contains("api.toml"), "the valid file has no problems; stdout:\n{printed}");
+}
+
+#[test]
+fn check_passes_on_the_shipped_pipelines() {
+    let output = run(&["check", "../pipelines"]);
+    assert!(
+        output.status.success(),
+        "the shipped pipelines must pass `runner check`; stdout:\n{}stderr:\n{}",
+        output.stdout,
+        output.stderr
+    );
+}
+
+#[test]
+fn graph_draws_every_step_of_the_orchestrator() {
+    let output = run(&["graph", "../pipelines/orchestrator.toml"]);
+    assert!(output.status.success(), "graph failed: {}", output.stderr);
+    let chart = &output.stdout;
+    assert!(chart.starts_with("flowchart"), "not a Mermaid flowchart:\n{chart}");
+
+    let file = pipelines_dir().join("orchestrator.toml");
+    let loaded = load(&file, &LoadOptions::default()).expect("the orchestrator pipeline loads");
+    let saga = loaded.pipeline.saga.expect("the orchestrator has a saga");
+    assert!(!saga.definition.steps.is_empty());
+    for step in &saga.definition.steps {
+        assert!(chart.contains(&step.name), "step `{}` is missing from the chart:\n{chart}", step.name);
+    }
+}

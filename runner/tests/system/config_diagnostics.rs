@@ -1,0 +1,930 @@
+//! Data-driven tests of the pipeline config compiler: each case is a small TOML text and the exact diagnostics (`file:line:column: message`) it must produce.
+//!
+//! A case's TOML starts on the line after `r#"` (the leading newline is dropped), so line 1 is
+//! the first line written and columns count from the left margin.
+
+use std::path::Path;
+
+use runner::config::{load_system, load_text, pipeline_files, Diagnostics, LoadOptions};
+
+use crate::support::cases::{assert_cases, system_diagnostics, write_files};
+use crate::support::pipelines_dir;
+
+/// One file checked alone; `expected` is every diagnostic, in order (empty: the file is valid).
+struct Case {
+    name: &'static str,
+    toml: &'static str,
+    expected: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    // ---- syntax and shape: checked section by section before anything is compiled ----
+    Case {
+        name: "invalid TOML syntax",
+        toml: r#"
+[service]
+name "payment-svc"
+"#,
+        expected: &["test.toml:2:6: invalid TOML: expected `.`, `=`"],
+    },
+    Case {
+        name: "unknown top-level key",
+        toml: r#"
+[relay]
+
+[servce]
+name = "svc"
+"#,
+        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`"],
+    },
+    Case {
+        name: "unknown key inside [service]",
+        toml: r#"
+[service]
+name = "svc"
+listen_addr = "0.0.0.0:8080"
+"#,
+        expected: &["test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`, `variant`"],
+    },
+    Case {
+        name: "string where a number is expected",
+        toml: r#"
+[broker]
+partitions = "four"
+"#,
+        expected: &[r#"test.toml:2:14: `broker.partitions`: invalid type: string "four", expected i32"#],
+    },
+    Case {
+        name: "consumer without handler",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+on_success = "payment.charged"
+"#,
+        expected: &["test.toml:1:1: `consumers[0]`: missing field `handler`"],
+    },
+    Case {
+        name: "two bad consumers are both reported",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+on_sucess = "payment.refunded"
+"#,
+        expected: &[
+            "test.toml:1:1: `consumers[0]`: missing field `on_success`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+        ],
+    },
+    Case {
+        name: "shape problems of several sections in file order",
+        toml: r#"
+[service]
+nmae = "svc"
+
+[broker]
+partitions = "four"
+"#,
+        expected: &[
+            "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`, `variant`",
+            r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
+        ],
+    },
+    Case {
+        name: "saga without a required field",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+"#,
+        expected: &["test.toml:1:2: `saga`: missing field `on_failed`"],
+    },
+    Case {
+        name: "saga steps that are not an array of tables",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+steps = "payment"
+"#,
+        expected: &["test.toml:6:9: `saga.steps` must be an array of tables: write each step as [[saga.steps]]"],
+    },
+    Case {
+        name: "unknown key in a saga step",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+retries = 3
+"#,
+        expected: &["test.toml:12:1: `saga.steps[0].retries`: unknown field `retries`, expected one of `name`, `request`, `success`, `failure`, `timeout`, `retry`, `side_effect`, `irreversible`, `compensation`"],
+    },
+    // ---- handlers and their typed parameters ----
+    Case {
+        name: "unknown handler lists the known ones",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charg"
+on_success = "payment.charged"
+"#,
+        expected: &["test.toml:3:11: unknown handler `payment.charg`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel"],
+    },
+    Case {
+        name: "handler parameter of the wrong type",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+params = { decline_above = "lots" }
+"#,
+        expected: &[r#"test.toml:5:28: invalid handler parameter: invalid type: string "lots", expected i64"#],
+    },
+    Case {
+        name: "handler parameter of the wrong type inside a list",
+        toml: r#"
+[[consumers]]
+topic = "shipping.schedule.requested"
+handler = "shipping.schedule"
+on_success = "shipping.scheduled"
+params = { refuse_countries = ["ZZ", 7] }
+"#,
+        expected: &["test.toml:5:38: invalid handler parameter: invalid type: integer `7`, expected a string"],
+    },
+    Case {
+        name: "handler parameter of the wrong type inside a sub-table",
+        toml: r#"
+[[consumers]]
+topic = "inventory.reserve.requested"
+handler = "inventory.reserve"
+on_success = "inventory.reserved"
+
+[consumers.params.seed]
+SKU-1 = 10
+SKU-2 = "many"
+"#,
+        expected: &[r#"test.toml:8:9: invalid handler parameter: invalid type: string "many", expected i64"#],
+    },
+    Case {
+        name: "handler parameter key containing a dot",
+        toml: r#"
+[[consumers]]
+topic = "inventory.reserve.requested"
+handler = "inventory.reserve"
+on_success = "inventory.reserved"
+
+[consumers.params.seed]
+SKU-1 = 10
+"SKU.2" = "many"
+"#,
+        expected: &[r#"test.toml:8:11: invalid handler parameter: invalid type: string "many", expected i64"#],
+    },
+    Case {
+        name: "unknown handler parameter",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+params = { decline_over = 100 }
+"#,
+        expected: &["test.toml:5:12: invalid handler parameter: unknown field `decline_over`, expected one of `decline_above`, `blocked_customer_prefix`, `outage`"],
+    },
+    Case {
+        name: "params given to a handler that takes none",
+        toml: r#"
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+params = { amount = 5, reason = "test" }
+"#,
+        expected: &[
+            "test.toml:5:12: this handler takes no parameters; remove `amount`",
+            "test.toml:5:24: this handler takes no parameters; remove `reason`",
+        ],
+    },
+    // ---- consumers ----
+    Case {
+        name: "invalid event type",
+        toml: r#"
+[[consumers]]
+topic = "payment requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+"#,
+        expected: &["test.toml:2:9: `payment requested` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)"],
+    },
+    Case {
+        name: "two consumers with the same name",
+        toml: r#"
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+
+[[consumers]]
+topic = "payment.refund.retried"
+handler = "payment.refund"
+on_success = "payment.refunded"
+"#,
+        expected: &["test.toml:6:1: a consumer named `payment.refund` already exists in this file; give each a distinct `name`"],
+    },
+    // ---- service, broker, store ----
+    Case {
+        name: "invalid duration",
+        toml: r#"
+[service]
+shutdown_grace = "10 parsecs"
+
+[relay]
+"#,
+        expected: &[r#"test.toml:2:18: invalid duration `10 parsecs` (unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); write it like "500ms", "10s" or "2m""#],
+    },
+    Case {
+        name: "empty service name",
+        toml: r#"
+[service]
+name = ""
+
+[relay]
+"#,
+        expected: &["test.toml:2:8: service name is empty"],
+    },
+    Case {
+        name: "listen address that is not a socket address",
+        toml: r#"
+[service]
+listen = "localhost"
+
+[relay]
+"#,
+        expected: &[r#"test.toml:2:10: `localhost` is not a socket address; write it like "0.0.0.0:8080""#],
+    },
+    Case {
+        name: "invalid broker list",
+        toml: r#"
+[broker]
+brokers = "kafka-0:9092,kafka-1"
+
+[relay]
+"#,
+        expected: &[r#"test.toml:2:11: `kafka-1` is not `host:port`; write "embedded" or a list like "kafka-0:9092,kafka-1:9092""#],
+    },
+    Case {
+        name: "partitions and replication below 1",
+        toml: r#"
+[broker]
+partitions = 0
+replication = -1
+
+[relay]
+"#,
+        expected: &["test.toml:2:14: partitions must be at least 1", "test.toml:3:15: replication must be at least 1"],
+    },
+    Case {
+        name: "unsupported database URL",
+        toml: r#"
+[store]
+url = "mysql://localhost/orders"
+
+[relay]
+"#,
+        expected: &["test.toml:2:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db"],
+    },
+    // ---- order API and relay ----
+    Case {
+        name: "order API limits too low",
+        toml: r#"
+[order_api]
+max_body_bytes = 100
+max_page_size = 0
+"#,
+        expected: &[
+            "test.toml:2:18: max_body_bytes below 256 would refuse every order; raise it",
+            "test.toml:3:17: max_page_size must be at least 1",
+        ],
+    },
+    Case {
+        name: "unknown relay mode",
+        toml: r#"
+[relay]
+mode = "logical"
+"#,
+        expected: &[r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
+    },
+    Case {
+        name: "relay WAL settings",
+        toml: r#"
+[relay]
+mode = "polling"
+after_publish = "keep"
+slot = "Relay-Slot"
+publication = "chaos outbox"
+tables = ["public.outbox.x"]
+max_retained_wal = "lots"
+on_retained_wal_limit = "panic"
+on_slot_lost = "ignore"
+heartbeat_interval = "soon"
+"#,
+        expected: &[
+            r#"test.toml:3:17: `keep` needs relay mode "wal": polling finds unpublished rows by their mark"#,
+            r#"test.toml:4:8: `Relay-Slot` is not a valid slot name; use up to 63 lower-case letters, digits and `_`"#,
+            r#"test.toml:5:15: `chaos outbox` is not a valid publication name; use up to 63 lower-case letters, digits and `_`"#,
+            r#"test.toml:6:11: `public.outbox.x` is not a table name; write `outbox` or `schema.outbox`"#,
+            r#"test.toml:7:20: `lots` is not a size; write it like "512MiB" or "2GiB""#,
+            r#"test.toml:8:25: unknown value `panic`; expected "warn" or "drop_slot""#,
+            r#"test.toml:9:16: unknown value `ignore`; expected "fail" or "recreate""#,
+            r#"test.toml:10:22: invalid duration `soon` (expected number at 0); write it like "500ms", "10s" or "2m""#,
+        ],
+    },
+    Case {
+        name: "relay after_publish and batch_size",
+        toml: r#"
+[relay]
+after_publish = "archive"
+batch_size = 0
+"#,
+        expected: &[
+            r#"test.toml:2:17: unknown value `archive`; expected "mark", "delete" or "keep""#,
+            "test.toml:3:14: batch_size must be at least 1",
+        ],
+    },
+    Case {
+        name: "a pipeline that runs nothing",
+        toml: r#"
+[service]
+name = "idle"
+"#,
+        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section"],
+    },
+    // ---- chaos ----
+    Case {
+        name: "chaos rules are checked field by field",
+        toml: r#"
+[service]
+name = "payment-svc"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+[chaos]
+enabled = true
+[[chaos.rules]]
+id = "lose"
+target = { kind = "topic", topic = "payment.requested" }
+fault = { kind = "drop" }
+probability = 2.0
+[[chaos.rules]]
+id = "slow-db"
+target = { kind = "store", service = "payment-svc" }
+fault = { kind = "latency", fixed = "soon" }
+ttl = "0s"
+"#,
+        expected: &[
+            // `allow_drop` is missing: the rule's own table is pointed at.
+            "test.toml:9:1: a drop fault loses messages on purpose; set `allow_drop = true` to confirm",
+            "test.toml:13:15: 2 is not a probability; use 0 to 1",
+            "test.toml:17:37: invalid duration (expected number at 0); write it like \"200ms\" or \"2s\"",
+            "test.toml:18:7: a ttl of zero never runs; omit it or raise it",
+        ],
+    },
+    Case {
+        name: "canary settings are checked",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+irreversible = true
+[saga.canary]
+step = "paymnt"
+percent = 120
+[saga.canary.analysis]
+steps = [50, 25]
+"#,
+        expected: &[
+            "test.toml:13:8: no step named `paymnt`; steps: payment",
+            "test.toml:14:11: 120 is not a percentage; use 0 to 100",
+            "test.toml:16:9: steps must be ascending percentages between 0 and 100, e.g. [10, 25, 50, 100]",
+        ],
+    },
+    Case {
+        name: "slo objectives are checked",
+        toml: r#"
+[service]
+name = "orchestrator"
+[slo]
+[[slo.objectives]]
+name = "ok"
+kind = "latency"
+objective = 1.5
+threshold = "3s"
+[[slo.objectives]]
+name = "bad name"
+kind = "success_ratio"
+objective = 0.99
+bad_statuses = ["LOST"]
+[[slo.objectives]]
+name = "x"
+kind = "availability"
+objective = 0.9
+"#,
+        expected: &[
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:7:13: 1.5 is not a target share; use e.g. 0.99 (above 0, below 1)",
+            "test.toml:8:13: a latency threshold must be a histogram bucket: one of 0.1s, 0.25s, 0.5s, 1s, 2s, 5s, 10s, 30s, 60s, 300s",
+            "test.toml:10:8: use letters, digits, `_` and `-` (it is a label value)",
+            "test.toml:13:16: `LOST` is not a final status; use COMPLETED, CANCELLED or FAILED",
+            "test.toml:16:8: unknown kind `availability`; use \"success_ratio\" or \"latency\"",
+        ],
+    },
+    Case {
+        name: "telemetry endpoint and sample ratio are checked",
+        toml: r#"
+[service]
+name = "payment-svc"
+[relay]
+[telemetry]
+otlp_endpoint = "collector:4318"
+sample_ratio = 2
+"#,
+        expected: &[
+            "test.toml:5:17: `collector:4318` is not an http(s):// URL; write the collector's OTLP/HTTP address like \"http://127.0.0.1:4318\"",
+            "test.toml:6:16: 2 is not a share; write a number from 0 to 1",
+        ],
+    },
+    // ---- saga ----
+    Case {
+        name: "saga without steps",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+"#,
+        expected: &["test.toml:1:2: a saga needs at least one [[saga.steps]]"],
+    },
+    Case {
+        name: "saga step without timeout",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+side_effect = false
+"#,
+        expected: &[r#"test.toml:7:1: step `payment` has no timeout; add e.g. `timeout = "10s"`"#],
+    },
+    Case {
+        name: "saga step with a side effect but no compensation",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+"#,
+        expected: &["test.toml:7:1: step `payment` has a side effect but no compensation; add [saga.steps.compensation] or set `irreversible = true`"],
+    },
+    Case {
+        name: "irreversible step needs no compensation",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+irreversible = true
+"#,
+        expected: &[],
+    },
+    Case {
+        name: "compensation without timeout",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+
+[saga.steps.compensation]
+request = "payment.refund.requested"
+success = "payment.refunded"
+"#,
+        expected: &[r#"test.toml:13:13: compensation of step `payment` has no timeout; add e.g. `timeout = "10s"`"#],
+    },
+    Case {
+        name: "duplicate step name",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+side_effect = false
+
+[[saga.steps]]
+name = "payment"
+request = "payment.retry.requested"
+success = "payment.retry.charged"
+timeout = "10s"
+side_effect = false
+"#,
+        expected: &["test.toml:15:8: step name `payment` is used twice; step names must be unique"],
+    },
+    Case {
+        name: "duplicate reply type",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+side_effect = false
+
+[[saga.steps]]
+name = "inventory"
+request = "inventory.reserve.requested"
+success = "inventory.reserved"
+failure = "payment.charged"
+timeout = "10s"
+side_effect = false
+"#,
+        expected: &["test.toml:18:11: reply `payment.charged` is already the success of step `payment`; each reply type must mean one thing"],
+    },
+    Case {
+        name: "retry attempts of 0",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+side_effect = false
+retry = { attempts = 0 }
+"#,
+        expected: &["test.toml:13:22: attempts must be at least 1 (the first attempt counts)"],
+    },
+    Case {
+        name: "max_backoff shorter than backoff",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+side_effect = false
+retry = { backoff = "5s", max_backoff = "1s" }
+"#,
+        expected: &["test.toml:13:41: max_backoff is shorter than backoff; raise it or lower backoff"],
+    },
+    Case {
+        name: "every problem of a file at once, in file order",
+        toml: r#"
+[relay]
+mode = "logical"
+
+[service]
+listen = "nowhere"
+
+[store]
+url = "mysql://localhost/orders"
+"#,
+        expected: &[
+            r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#,
+            r#"test.toml:5:10: `nowhere` is not a socket address; write it like "0.0.0.0:8080""#,
+            "test.toml:8:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db",
+        ],
+    },
+];
+
+/// The diagnostics of one text checked alone, as printed (`test.toml:line:column: message`).
+fn check_one(toml: &str) -> Vec<String> {
+    let text = toml.strip_prefix('\n').unwrap_or(toml);
+    match load_text(Path::new("test.toml"), text, &LoadOptions::default()) {
+        Ok(_) => Vec::new(),
+        Err(Diagnostics(diagnostics)) => diagnostics.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn each_case_reports_exactly_its_diagnostics() {
+    assert_cases("cases", CASES.iter().map(|case| (case.name, case.expected, check_one(case.toml))));
+}
+
+#[test]
+fn case_names_are_unique() {
+    let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "two cases share a name");
+}
+
+// ---- cross-file checks: several files loaded together with `load_system` ----
+
+/// Files of one system; diagnostics name the file relative to the system's directory.
+struct SystemCase {
+    name: &'static str,
+    /// Checked files: (file name, TOML text).
+    files: &'static [(&'static str, &'static str)],
+    /// Files that are part of the system but not checked themselves.
+    context: &'static [(&'static str, &'static str)],
+    expected: &'static [&'static str],
+}
+
+const ORCHESTRATOR: &str = r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+failure = "payment.declined"
+timeout = "10s"
+irreversible = true
+"#;
+
+const ORDER_API: &str = r#"
+[order_api]
+"#;
+
+const PAYMENT: &str = r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+on_failure = "payment.declined"
+"#;
+
+const SYSTEM_CASES: &[SystemCase] = &[
+    SystemCase {
+        name: "a complete system",
+        files: &[("api.toml", ORDER_API), ("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
+        context: &[],
+        expected: &[],
+    },
+    SystemCase {
+        name: "saga reply topic produced by no service",
+        files: &[
+            ("api.toml", ORDER_API),
+            ("orchestrator.toml", ORCHESTRATOR),
+            (
+                "payment.toml",
+                r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.done"
+on_failure = "payment.declined"
+"#,
+            ),
+        ],
+        context: &[],
+        expected: &[
+            r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
+            r#"orchestrator.toml:10:11: `payment.requested` is answered with `payment.done` by its consumer `payment.charge`, but the saga waits for `payment.charged`"#,
+        ],
+    },
+    SystemCase {
+        name: "saga trigger produced by no service",
+        files: &[("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
+        context: &[],
+        expected: &[r#"orchestrator.toml:2:11: trigger `order.created` is produced by no service; add a consumer with `on_success`/`on_failure = "order.created"` or fix the name"#],
+    },
+    SystemCase {
+        name: "step request consumed by no service",
+        files: &[
+            ("api.toml", ORDER_API),
+            ("orchestrator.toml", ORCHESTRATOR),
+            (
+                "payment.toml",
+                r#"
+[[consumers]]
+topic = "payment.request"
+handler = "payment.charge"
+on_success = "payment.charged"
+on_failure = "payment.declined"
+"#,
+            ),
+        ],
+        context: &[],
+        expected: &["orchestrator.toml:9:11: request `payment.requested` is consumed by no service, so the step would always time out"],
+    },
+    SystemCase {
+        name: "compensation request and reply without a service",
+        files: &[
+            ("api.toml", ORDER_API),
+            (
+                "orchestrator.toml",
+                r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+
+[saga.steps.compensation]
+request = "payment.refund.requested"
+success = "payment.refunded"
+timeout = "10s"
+"#,
+            ),
+            ("payment.toml", PAYMENT),
+        ],
+        context: &[],
+        expected: &[
+            r#"orchestrator.toml:15:11: reply `payment.refunded` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.refunded"` or fix the name"#,
+            r#"orchestrator.toml:7:1: `payment.requested` is refused with `payment.declined` by its consumer `payment.charge`, but the saga's failure reply is not declared"#,
+            "orchestrator.toml:14:11: request `payment.refund.requested` is consumed by no service, so the step would always time out",
+        ],
+    },
+    SystemCase {
+        name: "context files count as producers and consumers but are not reported",
+        files: &[("orchestrator.toml", ORCHESTRATOR)],
+        context: &[("api.toml", ORDER_API), ("payment.toml", PAYMENT), ("idle.toml", "[service]\nname = \"idle\"\n")],
+        expected: &[],
+    },
+    SystemCase {
+        name: "a broken file is reported beside the system checks of the others",
+        files: &[
+            ("api.toml", ORDER_API),
+            ("orchestrator.toml", ORCHESTRATOR),
+            ("payment.toml", PAYMENT),
+            ("relay.toml", "[relay]\nmode = \"logical\"\n"),
+        ],
+        context: &[],
+        expected: &[r#"relay.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
+    },
+    SystemCase {
+        name: "analytics steps follow the saga's steps",
+        files: &[(
+            "analytics.toml",
+            r#"
+[analytics]
+[[analytics.steps]]
+name = "payment"
+request = "payment.request"
+canary_topic = "payment.requested.canary"
+success = "payment.charged"
+failure = "payment.refused"
+[[analytics.steps]]
+name = "billing"
+request = "billing.requested"
+success = "billing.done"
+"#,
+        )],
+        context: &[("api.toml", ORDER_API), ("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
+        expected: &[
+            r#"analytics.toml:4:11: the saga's step `payment` sends `payment.requested`; write request = "payment.requested""#,
+            r#"analytics.toml:7:11: the saga's step `payment` is refused with `payment.declined`; write failure = "payment.declined""#,
+            "analytics.toml:5:16: the saga sends no canary requests for step `payment`; remove canary_topic",
+            "analytics.toml:9:8: no saga step named `billing`; steps: payment",
+        ],
+    },
+    SystemCase {
+        name: "a request only streams-analytics reads is consumed by no service",
+        files: &[("orchestrator.toml", ORCHESTRATOR)],
+        context: &[
+            ("api.toml", ORDER_API),
+            (
+                "analytics.toml",
+                r#"
+[analytics]
+[[analytics.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+failure = "payment.declined"
+"#,
+            ),
+        ],
+        expected: &[
+            r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
+            r#"orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
+            "orchestrator.toml:9:11: request `payment.requested` is consumed by no service, so the step would always time out",
+        ],
+    },
+];
+
+/// Writes the files to a fresh directory, loads them as one system and returns the
+/// diagnostics with file names relative to that directory.
+fn check_system(files: &[(&str, &str)], context: &[(&str, &str)]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (files, context) = (write_files(dir.path(), files), write_files(dir.path(), context));
+    system_diagnostics(dir.path(), &files, &context)
+}
+
+#[test]
+fn each_system_case_reports_exactly_its_diagnostics() {
+    let results = SYSTEM_CASES.iter().map(|case| (case.name, case.expected, check_system(case.files, case.context)));
+    assert_cases("system cases", results);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_at_its_start() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("missing.toml");
+    let Err(Diagnostics(diagnostics)) = load_system(std::slice::from_ref(&missing), &[], &LoadOptions::default())
+    else {
+        panic!("a missing file must not load");
+    };
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [format!("{}:1:1: cannot read the pipeline file: No such file or directory (os error 2)", missing.display())]
+    );
+}
+
+#[test]
+fn the_shipped_pipelines_pass() {
+    let dir = pipelines_dir();
+    let files = pipeline_files(&dir).expect("the pipelines directory is readable");
+    assert!(!files.is_empty(), "no pipeline files in {}", dir.display());
+    if let Err(diagnostics) = load_system(&files, &[], &LoadOptions::default()) {
+        panic!("the shipped pipelines have problems:\n{diagnostics}");
+    }
+}

@@ -1,0 +1,170 @@
+//! order-api over HTTP: bad bodies, oversized bodies, unknown ids and paging — status codes
+//! and the messages clients see.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{scalar, shipped_pipelines, temp_sqlite, System};
+
+fn good_order() -> Value {
+    json!({"customerId":"c-42","currency":"EUR","items":[{"sku":"SKU-1","quantity":2,"unitPrice":1999}],"shipTo":{"country":"DE"}})
+}
+
+async fn post_raw(system: &System, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    let mut request = system.client.post(format!("{}/api/orders", system.base)).body(body);
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Each case: a body, the status it must get, and a piece of the error message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_get_clear_errors() {
+    let (_dir, url) = temp_sqlite();
+    let system = System::start(shipped_pipelines(&url)).await;
+    let with = |pointer: &str, value: Value| {
+        let mut body = good_order();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body.to_string()
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("not JSON", "{\"customerId\": ".into(), 400, "malformed JSON"),
+        ("trailing garbage", format!("{} x", good_order()), 400, "malformed JSON"),
+        ("wrong type", with("/items/0/quantity", json!("two")), 422, "items[0].quantity"),
+        (
+            "missing field",
+            json!({"currency":"EUR","items":[],"shipTo":{"country":"DE"}}).to_string(),
+            422,
+            "customerId",
+        ),
+        ("unknown field", with("/shipTo", json!({"country":"DE","planet":"Mars"})), 422, "planet"),
+        ("bad currency", with("/currency", json!("euro")), 422, "`currency` must be an ISO 4217 code"),
+        ("no items", with("/items", json!([])), 422, "`items` must hold at least one item"),
+        (
+            "zero quantity",
+            with("/items/0/quantity", json!(0)),
+            422,
+            "`items[0].quantity` must be between 1 and 1000000",
+        ),
+        ("negative price", with("/items/0/unitPrice", json!(-1)), 422, "`items[0].unitPrice`"),
+        ("bad country", with("/shipTo/country", json!("Germany")), 422, "`shipTo.country`"),
+        ("empty customer", with("/customerId", json!("  ")), 422, "`customerId` must be 1 to 128 characters"),
+    ];
+    for (name, body, status, message) in cases {
+        let (got, answer) = post_raw(&system, Some("application/json"), body).await;
+        assert_eq!(got.as_u16(), status, "{name}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{name}: `{error}` should mention `{message}`");
+    }
+    // Every invalid field is named at once.
+    let mut body = good_order();
+    body["currency"] = json!("eu");
+    body["shipTo"]["country"] = json!("zz");
+    let (status, answer) = post_raw(&system, Some("application/json"), body.to_string()).await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = answer["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["currency", "shipTo.country"]);
+
+    let (status, answer) = post_raw(&system, Some("text/plain"), good_order().to_string()).await;
+    assert_eq!(status, 415, "{answer}");
+    let (status, answer) = post_raw(&system, None, good_order().to_string()).await;
+    assert_eq!(status, 415, "{answer}");
+
+    // Nothing invalid was stored.
+    assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM orders").await, 0);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let (_dir, url) = temp_sqlite();
+    let mut pipelines = shipped_pipelines(&url);
+    for p in &mut pipelines {
+        if let Some(api) = &mut p.order_api {
+            api.max_body_bytes = 1024;
+        }
+    }
+    let system = System::start(pipelines).await;
+    let mut body = good_order();
+    body["customerId"] = json!("c".repeat(2000));
+    let (status, answer) = post_raw(&system, Some("application/json"), body.to_string()).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("1024-byte limit"), "{answer}");
+    // Just under the limit is fine.
+    let (status, _) = post_raw(&system, Some("application/json"), good_order().to_string()).await;
+    assert_eq!(status, 202);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_orders_unknown_ids_and_paging() {
+    let (_dir, url) = temp_sqlite();
+    let system = System::start(shipped_pipelines(&url)).await;
+    let get = async |path: String| system.call(Method::GET, &path, None, None).await;
+
+    let response = system.client.post(format!("{}/api/orders", system.base)).json(&good_order()).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let first: Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/api/orders/{}", first["orderId"].as_str().unwrap()));
+    let (status, order) = get(location.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(order["total"], 3998);
+    assert!(["PENDING", "COMPLETED"].contains(&order["status"].as_str().unwrap()));
+    assert!(order["history"].is_array());
+
+    let (status, answer) = get("/api/orders/no-such-order".into()).await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["error"], "no order with id `no-such-order`");
+
+    let mut ids = vec![first["orderId"].as_str().unwrap().to_string()];
+    for _ in 0..4 {
+        ids.push(system.post_order(&good_order()).await);
+    }
+    system.wait_all_terminal(5, std::time::Duration::from_secs(60)).await;
+    // Newest first, two per page, following nextCursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/orders?status=COMPLETED&limit=2&cursor={c}"),
+            None => "/api/orders?status=COMPLETED&limit=2".to_string(),
+        };
+        let (status, page) = get(path).await;
+        assert_eq!(status, 200, "{page}");
+        let orders = page["orders"].as_array().unwrap();
+        assert!(orders.len() <= 2);
+        seen.extend(orders.iter().map(|o| o["orderId"].as_str().unwrap().to_string()));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+    let (_, empty) = get("/api/orders?status=CANCELLED".into()).await;
+    assert_eq!(empty["orders"], json!([]));
+
+    for (query, message) in [
+        ("status=DONE", "unknown status `DONE`"),
+        ("limit=0", "limit must be a number from 1 to 500"),
+        ("limit=ten", "limit must be a number"),
+        ("cursor=abc", "cursor must be the nextCursor"),
+        ("colour=red", "unknown query parameter `colour`"),
+    ] {
+        let (status, answer) = get(format!("/api/orders?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(answer["error"].as_str().unwrap().contains(message), "{query}: {answer}");
+    }
+
+    let (status, health) = get("/healthz".into()).await;
+    assert_eq!((status.as_u16(), health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = get("/readyz".into()).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["database"], true);
+    assert_eq!(ready["broker"], true);
+    system.stop().await;
+}

@@ -1,0 +1,33 @@
+//! The runner's integration tests, one crate: each module holds the tests of one part of the
+//! system, `support` what they share. `scripts/test` runs them with cargo-nextest, one process
+//! per test, since the tests share process-wide state (environment variables, the metrics
+//! recorder, the tracing subscriber).
+
+mod support;
+
+mod analytics;
+mod canary;
+mod chaos_api;
+mod chaos_faults;
+mod cli_check;
+mod config_diagnostics;
+mod config_layering;
+mod dead_letters;
+mod dlq_admin;
+mod event_schemas;
+mod hot_reload;
+mod http_api;
+mod json_logs;
+mod otel_collector;
+mod payment_outage;
+mod processes;
+mod prometheus_scrape;
+mod reconcile;
+mod relay;
+mod relay_crash;
+mod relay_outages;
+mod relay_slot;
+mod saga_end_to_end;
+mod schema_fresh;
+mod slo_rules;
+mod traces;
