@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use reqwest::{Method, StatusCode};
-use runner::config::model::StoreConfig;
+use runner::store::StoreConfig;
 use runner::store::Store;
 use runner::transport::EmbeddedBroker;
 use serde_json::Value;
@@ -527,7 +527,7 @@ struct ArgsEcho {
 }
 
 async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyhow::Result<Report> {
-    let store = Store::connect(&StoreConfig { url: db_url.to_string(), max_connections: (args.writers + 4) as u32 })
+    let store = Store::connect(&StoreConfig::for_url(&db_url, (args.writers + 4) as u32).unwrap())
         .await
         .context("connect to the bench database")?;
     let pg_version: String = sqlx::query("SHOW server_version").fetch_one(store.pool()).await?.try_get(0)?;

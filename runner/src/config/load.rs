@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Serialized};
 use figment::Figment;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::compile::{check_system, compile};
-use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, Segment, SourceMap};
+use super::shape::{self, Shaped};
+use crate::diagnostic::{Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
 use super::model::Pipeline;
-use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec, StepSpec};
+use super::spec::PipelineSpec;
 
 /// Values that win over the file: command-line flags.
 #[derive(Debug, Clone, Default)]
@@ -64,32 +64,9 @@ pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A file whose TOML parsed: the sections (and consumers) whose shape is right, and a
-/// diagnostic for each that is not. The rest still compiles, so one mistake hides no other.
-pub struct ParsedSpec {
-    /// The well-shaped part of the file.
-    pub table: toml::Table,
-    /// Shape problems, in file order.
-    pub problems: Vec<Diagnostic>,
-    /// For each consumer kept in `table`, its index in the file.
-    consumer_indices: Vec<usize>,
-}
-
-impl ParsedSpec {
-    /// A compile problem's path as the file numbers it (consumers left out shift the others).
-    fn file_path(&self, mut path: KeyPath) -> KeyPath {
-        if let [Segment::Key(section), Segment::Index(i), ..] = path.0.as_mut_slice() {
-            if section == "consumers" {
-                *i = self.consumer_indices.get(*i).copied().unwrap_or(*i);
-            }
-        }
-        path
-    }
-}
-
-/// Checks the TOML syntax (an error there stops everything) and the shape of every section,
-/// consumer and saga step on its own.
-pub fn parse_spec(source: &SourceMap, text: &str) -> Result<ParsedSpec, Vec<Diagnostic>> {
+/// Checks the TOML syntax (an error there stops everything), then the shape of every value
+/// (see [`shape`](super::shape)).
+pub fn parse_spec(source: &SourceMap, text: &str) -> Result<Shaped, Vec<Diagnostic>> {
     let table: toml::Table = match toml::from_str(text) {
         Ok(table) => table,
         Err(e) => {
@@ -98,81 +75,7 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<ParsedSpec, Vec<Diag
             return Err(vec![source.at_offset(offset, format!("invalid TOML: {message}"))]);
         }
     };
-    let mut problems = Vec::new();
-    let mut kept = toml::Table::new();
-    let mut consumer_indices = Vec::new();
-    for (key, value) in table {
-        match (key.as_str(), value) {
-            ("consumers", toml::Value::Array(items)) => {
-                let mut good = Vec::new();
-                for (i, item) in items.into_iter().enumerate() {
-                    let at = KeyPath::section("consumers").index(i);
-                    if shape::<ConsumerSpec>(source, &at, item.clone(), &mut problems) {
-                        good.push(item);
-                        consumer_indices.push(i);
-                    }
-                }
-                kept.insert(key, toml::Value::Array(good));
-            }
-            ("saga", toml::Value::Table(saga)) => {
-                let before = problems.len();
-                let mut without_steps = saga.clone();
-                let steps = without_steps.remove("steps");
-                without_steps.insert("steps".into(), toml::Value::Array(Vec::new()));
-                let at = KeyPath::section("saga");
-                shape::<SagaSpec>(source, &at, toml::Value::Table(without_steps), &mut problems);
-                match steps {
-                    Some(toml::Value::Array(items)) => {
-                        for (i, item) in items.into_iter().enumerate() {
-                            shape::<StepSpec>(source, &at.key("steps").index(i), item, &mut problems);
-                        }
-                    }
-                    Some(_) => problems.push(source.at_path(
-                        &at.key("steps"),
-                        "`saga.steps` must be an array of tables: write each step as [[saga.steps]]",
-                    )),
-                    None => {}
-                }
-                // Steps refer to each other (the canary names one): a saga compiles whole or not at all.
-                if problems.len() == before {
-                    kept.insert(key, toml::Value::Table(saga));
-                }
-            }
-            (_, value) => {
-                let mut single = toml::Table::new();
-                single.insert(key.clone(), value.clone());
-                if shape::<PipelineSpec>(source, &KeyPath::root(), toml::Value::Table(single), &mut problems) {
-                    kept.insert(key, value);
-                }
-            }
-        }
-    }
-    // Sections were checked in key order; report in file order.
-    problems.sort_by_key(|d| (d.line, d.column));
-    Ok(ParsedSpec { table: kept, problems, consumer_indices })
-}
-
-/// Checks one value's shape; reports the problem and answers false when it is wrong.
-fn shape<T: DeserializeOwned>(source: &SourceMap, at: &KeyPath, value: toml::Value, out: &mut Vec<Diagnostic>) -> bool {
-    let Err(error) = serde_path_to_error::deserialize::<_, T>(value) else { return true };
-    {
-        let mut path = at.clone();
-        for segment in error.path().iter() {
-            match segment {
-                serde_path_to_error::Segment::Map { key } => path.0.push(Segment::Key(key.clone())),
-                serde_path_to_error::Segment::Seq { index } => path.0.push(Segment::Index(*index)),
-                _ => {}
-            }
-        }
-        // `message()` is the bare message: `to_string()` would add the toml crate's own context.
-        let message = error.inner().message().trim().to_string();
-        // An unknown key: the path already ends at it (the key was read before it was refused);
-        // point at the key itself rather than at its value.
-        let anchor = if message.starts_with("unknown field `") { Anchor::Key } else { Anchor::Value };
-        let location = if path.0.is_empty() { String::new() } else { format!("`{path}`: ") };
-        out.push(source.at(&path, anchor, format!("{location}{message}")));
-    }
-    false
+    Ok(shape::check(source, table))
 }
 
 /// Reads, layers and compiles one pipeline file.
@@ -191,22 +94,23 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedPipeline, Diagno
 /// As [`load`], with the file's text already read.
 pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
     let source = SourceMap::new(path, text);
-    let parsed = parse_spec(&source, text).map_err(Diagnostics)?;
-    let spec = layered(&parsed.table, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
+    let shaped = parse_spec(&source, text).map_err(Diagnostics)?;
+    let Some(document) = &shaped.document else { return Err(Diagnostics(shaped.problems)) };
+    let spec = layered(document, options).map_err(|e| Diagnostics(vec![source.at_offset(0, e)]))?;
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
-    let compiled = compile(&spec, default_name);
-    let mut pipeline = match compiled {
-        Ok(pipeline) if parsed.problems.is_empty() => pipeline,
-        Ok(_) => return Err(Diagnostics(parsed.problems)),
+    let mut pipeline = match compile(&spec, default_name) {
+        Ok(pipeline) if shaped.problems.is_empty() => pipeline,
+        Ok(_) => return Err(Diagnostics(shaped.problems)),
         Err(problems) => {
-            let shape_errors = !parsed.problems.is_empty();
+            let section_removed = shape::removed_a_section(&shaped);
             let problems: Vec<Problem> = problems
                 .into_iter()
-                // "runs nothing" is no news when a section was left out for its shape.
-                .filter(|p| !(shape_errors && p.path.0.is_empty()))
-                .map(|p| Problem { path: parsed.file_path(p.path.clone()), ..p })
+                .map(|p| Problem { path: shaped.file_path(&p.path), ..p })
+                // "Runs nothing" is no news when a section was left out for its shape, nor is
+                // a problem with a value that was taken out.
+                .filter(|p| !(p.path.0.is_empty() && section_removed) && !shaped.is_about_removed(&p.path))
                 .collect();
-            let mut diagnostics = parsed.problems;
+            let mut diagnostics = shaped.problems;
             diagnostics.extend(problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)));
             diagnostics.sort_by_key(|d| (d.line, d.column));
             return Err(Diagnostics(diagnostics));
@@ -274,6 +178,8 @@ pub fn load_system(
             || d.message.split_once(": ").is_some_and(|(head, _)| head.contains(".schema.json"));
         !schema_load || seen.insert(d.message.clone())
     });
+    // File by file, each in file order.
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     if diagnostics.is_empty() {
         Ok(loaded)
     } else {

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;
+mod shape;
 pub mod spec;
 
 pub use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use runner::config::model::CanaryAnalysis;
+use runner::saga::CanaryAnalysis;
 use runner::config::Pipeline;
 use serde_json::{json, Value};
 use sqlx::Row;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use runner::config::model::Brokers;
+use runner::transport::Brokers;
 use serde_json::{json, Value};
 
 use crate::support::{eventually, scalar, shipped_pipelines, simple_order, System, TempPg, ADMIN_TOKEN as TOKEN};

@@ -18,6 +18,59 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
+    Case {
+        name: "mistakes in several sections and consumers at once",
+        toml: r#"
+[service]
+name = "payment-svc"
+listen = "everywhere"
+
+[store]
+url = "mysql://db/orders"
+
+[relay]
+mode = "logical"
+batch_size = 0
+
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.chrage"
+on_success = "payment.charged"
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+retries = 3
+
+[[consumers]]
+topic = "payment requests"
+handler = "payment.charge"
+on_success = "payment.charged"
+params = { decline_above = "a lot" }
+retry = { attempts = 0, jitter = 2.0 }
+
+[[slo.objectives]]
+name = "order-success"
+kind = "success_ratio"
+objective = 1.5
+bad_statuses = ["LOST"]
+"#,
+        expected: &[
+            r#"test.toml:3:10: `everywhere` is not a socket address; write it like "0.0.0.0:8080""#,
+            "test.toml:6:7: unsupported database URL `mysql://db/orders`; use postgres://… or sqlite://path/to/file.db",
+            "test.toml:9:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`",
+            "test.toml:10:14: batch_size must be at least 1",
+            "test.toml:14:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
+            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+            "test.toml:24:9: `payment requests` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)",
+            r#"test.toml:27:28: invalid handler parameter: invalid type: string "a lot", expected i64"#,
+            "test.toml:28:22: attempts must be at least 1 (the first attempt counts)",
+            "test.toml:28:34: jitter is a share of the delay: write a number from 0 to 1",
+            "test.toml:33:13: 1.5 is not a target share; use e.g. 0.99 (above 0, below 1)",
+            "test.toml:34:17: `slo.objectives[0].bad_statuses[0]`: unknown variant `LOST`, expected one of `COMPLETED`, `CANCELLED`, `FAILED`",
+        ],
+    },
     // ---- syntax and shape: checked section by section before anything is compiled ----
     Case {
         name: "invalid TOML syntax",
@@ -44,7 +97,9 @@ name = "svc"
 name = "svc"
 listen_addr = "0.0.0.0:8080"
 "#,
-        expected: &["test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`, `variant`"],
+        expected: &[
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`, `variant`"],
     },
     Case {
         name: "string where a number is expected",
@@ -52,7 +107,9 @@ listen_addr = "0.0.0.0:8080"
 [broker]
 partitions = "four"
 "#,
-        expected: &[r#"test.toml:2:14: `broker.partitions`: invalid type: string "four", expected i32"#],
+        expected: &[
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            r#"test.toml:2:14: `broker.partitions`: invalid type: string "four", expected i32"#],
     },
     Case {
         name: "consumer without handler",
@@ -91,6 +148,8 @@ nmae = "svc"
 partitions = "four"
 "#,
         expected: &[
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            
             "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`, `variant`",
             r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
         ],
@@ -328,7 +387,7 @@ max_page_size = 0
 [relay]
 mode = "logical"
 "#,
-        expected: &[r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
+        expected: &[r#"test.toml:2:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`"#],
     },
     Case {
         name: "relay WAL settings",
@@ -350,8 +409,8 @@ heartbeat_interval = "soon"
             r#"test.toml:5:15: `chaos outbox` is not a valid publication name; use up to 63 lower-case letters, digits and `_`"#,
             r#"test.toml:6:11: `public.outbox.x` is not a table name; write `outbox` or `schema.outbox`"#,
             r#"test.toml:7:20: `lots` is not a size; write it like "512MiB" or "2GiB""#,
-            r#"test.toml:8:25: unknown value `panic`; expected "warn" or "drop_slot""#,
-            r#"test.toml:9:16: unknown value `ignore`; expected "fail" or "recreate""#,
+            "test.toml:8:25: `relay.on_retained_wal_limit`: unknown variant `panic`, expected `warn` or `drop_slot`",
+            "test.toml:9:16: `relay.on_slot_lost`: unknown variant `ignore`, expected `fail` or `recreate`",
             r#"test.toml:10:22: invalid duration `soon` (expected number at 0); write it like "500ms", "10s" or "2m""#,
         ],
     },
@@ -363,7 +422,7 @@ after_publish = "archive"
 batch_size = 0
 "#,
         expected: &[
-            r#"test.toml:2:17: unknown value `archive`; expected "mark", "delete" or "keep""#,
+            "test.toml:2:17: `relay.after_publish`: unknown variant `archive`, expected one of `mark`, `delete`, `keep`",
             "test.toml:3:14: batch_size must be at least 1",
         ],
     },
@@ -458,8 +517,8 @@ objective = 0.9
             "test.toml:7:13: 1.5 is not a target share; use e.g. 0.99 (above 0, below 1)",
             "test.toml:8:13: a latency threshold must be a histogram bucket: one of 0.1s, 0.25s, 0.5s, 1s, 2s, 5s, 10s, 30s, 60s, 300s",
             "test.toml:10:8: use letters, digits, `_` and `-` (it is a label value)",
-            "test.toml:13:16: `LOST` is not a final status; use COMPLETED, CANCELLED or FAILED",
-            "test.toml:16:8: unknown kind `availability`; use \"success_ratio\" or \"latency\"",
+            "test.toml:13:17: `slo.objectives[1].bad_statuses[0]`: unknown variant `LOST`, expected one of `COMPLETED`, `CANCELLED`, `FAILED`",
+            "test.toml:16:8: `slo.objectives[2].kind`: unknown variant `availability`, expected `success_ratio` or `latency`",
         ],
     },
     Case {
@@ -664,7 +723,7 @@ listen = "nowhere"
 url = "mysql://localhost/orders"
 "#,
         expected: &[
-            r#"test.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#,
+            r#"test.toml:2:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`"#,
             r#"test.toml:5:10: `nowhere` is not a socket address; write it like "0.0.0.0:8080""#,
             "test.toml:8:7: unsupported database URL `mysql://localhost/orders`; use postgres://… or sqlite://path/to/file.db",
         ],
@@ -735,6 +794,54 @@ on_failure = "payment.declined"
 "#;
 
 const SYSTEM_CASES: &[SystemCase] = &[
+    SystemCase {
+        name: "mistakes in several files, sections and consumers are all reported",
+        files: &[
+            ("api.toml", ORDER_API),
+            (
+                "orchestrator.toml",
+                r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+failure = "payment.declined"
+timeout = "5s"
+irreversible = true
+
+[sagas]
+name = "order"
+"#,
+            ),
+            (
+                "payment.toml",
+                r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.chrage"
+on_success = "payment.charged"
+on_failure = "payment.declined"
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+retries = 3
+"#,
+            ),
+        ],
+        context: &[],
+        expected: &[
+            "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`",
+            "payment.toml:3:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
+            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+        ],
+    },
     SystemCase {
         name: "a complete system",
         files: &[("api.toml", ORDER_API), ("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
@@ -817,9 +924,9 @@ timeout = "10s"
         ],
         context: &[],
         expected: &[
-            r#"orchestrator.toml:15:11: reply `payment.refunded` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.refunded"` or fix the name"#,
             r#"orchestrator.toml:7:1: `payment.requested` is refused with `payment.declined` by its consumer `payment.charge`, but the saga's failure reply is not declared"#,
             "orchestrator.toml:14:11: request `payment.refund.requested` is consumed by no service, so the step would always time out",
+            r#"orchestrator.toml:15:11: reply `payment.refunded` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.refunded"` or fix the name"#,
         ],
     },
     SystemCase {
@@ -837,7 +944,7 @@ timeout = "10s"
             ("relay.toml", "[relay]\nmode = \"logical\"\n"),
         ],
         context: &[],
-        expected: &[r#"relay.toml:2:8: unknown relay mode `logical`; expected "auto", "wal" or "polling""#],
+        expected: &[r#"relay.toml:2:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`"#],
     },
     SystemCase {
         name: "analytics steps follow the saga's steps",
@@ -860,8 +967,8 @@ success = "billing.done"
         context: &[("api.toml", ORDER_API), ("orchestrator.toml", ORCHESTRATOR), ("payment.toml", PAYMENT)],
         expected: &[
             r#"analytics.toml:4:11: the saga's step `payment` sends `payment.requested`; write request = "payment.requested""#,
-            r#"analytics.toml:7:11: the saga's step `payment` is refused with `payment.declined`; write failure = "payment.declined""#,
             "analytics.toml:5:16: the saga sends no canary requests for step `payment`; remove canary_topic",
+            r#"analytics.toml:7:11: the saga's step `payment` is refused with `payment.declined`; write failure = "payment.declined""#,
             "analytics.toml:9:8: no saga step named `billing`; steps: payment",
         ],
     },
@@ -883,9 +990,9 @@ failure = "payment.declined"
             ),
         ],
         expected: &[
+            "orchestrator.toml:9:11: request `payment.requested` is consumed by no service, so the step would always time out",
             r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
             r#"orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
-            "orchestrator.toml:9:11: request `payment.requested` is consumed by no service, so the step would always time out",
         ],
     },
 ];

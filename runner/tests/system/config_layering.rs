@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use runner::config::model::Brokers;
+use runner::transport::Brokers;
 use runner::config::{load_text, Defaults, LoadOptions, Overrides};
 
 const FILE: &str = r#"

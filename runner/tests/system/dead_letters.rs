@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use runner::config::model::BrokerConfig;
+use runner::transport::BrokerConfig;
 use runner::transport::{dead_letter, Broker};
 use serde_json::json;
 use sqlx::Row;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use runner::config::model::StoreConfig;
+use runner::store::StoreConfig;
 use runner::handlers::Outcome;
 use runner::order::{Item, OrderPayload, ShipTo};
 use runner::saga::machine::{advance, Command, Input, SagaState, Status};
@@ -534,7 +534,7 @@ async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
     let mut checker = Checker { registry: registry(), seen: BTreeSet::new(), problems: Vec::new() };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
-    let store = Store::connect(&StoreConfig { url, max_connections: 1 }).await.expect("the SQLite store opens");
+    let store = Store::connect(&StoreConfig::for_url(&url, 1).unwrap()).await.expect("the SQLite store opens");
     let consumers: Vec<_> = pipelines.iter().flat_map(|p| &p.pipeline.consumers).collect();
     assert_eq!(consumers.len(), 7, "the shipped consumers (the canary's charge included)");
     for consumer in &consumers {

@@ -46,7 +46,7 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
     }
 
     let store =
-        runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 2 })
+        runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap())
             .await
             .unwrap();
     eventually(Duration::from_secs(180), Duration::from_millis(500), async || {

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner::config::model::StoreConfig;
+use runner::store::StoreConfig;
 use runner::event::{now_ms, Event};
 use runner::store::{outbox, Store};
 use runner::transport::{Broker, EmbeddedBroker};
@@ -107,7 +107,7 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
 
     // Loss: rows marked published that never left (one of a type that has no topic at all);
     // a duplicate; a record no row explains; two rows of one order on the topic in reverse.
-    let store = Store::connect(&StoreConfig { url: url.into(), max_connections: 2 }).await.unwrap();
+    let store = Store::connect(&StoreConfig::for_url(&url, 2).unwrap()).await.unwrap();
     let lost = vec![event(TYPES[0], "order-lost"), event(TYPES[2], "order-3"), event("shipping.requested", "order-4")];
     insert(&store, &lost, true).await;
     let (early, late) = (event(TYPES[0], "order-late"), event(TYPES[0], "order-late"));

@@ -161,7 +161,7 @@ async fn polling_relay_on_postgres() {
     relay_publishes_in_order_with_headers(&db.url, "polling", "mark").await;
     // The outbox id column is a real uuid, as Debezium's outbox router expects.
     let store =
-        runner::store::Store::connect(&runner::config::model::StoreConfig { url: db.url.clone(), max_connections: 1 })
+        runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 1).unwrap())
             .await
             .unwrap();
     let kind = sqlx::query_scalar::<_, String>(

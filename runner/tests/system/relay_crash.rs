@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use runner::config::model::StoreConfig;
+use runner::store::StoreConfig;
 use runner::event::Event;
 use runner::store::Store;
 use runner::transport::EmbeddedBroker;
@@ -42,7 +42,7 @@ async fn write_orders(store: Store, writer: usize, writers: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_repeatedly_loses_nothing_and_keeps_order() {
     let db = TempPg::create("chaos_crash").await;
-    let store = Store::connect(&StoreConfig { url: db.url.clone(), max_connections: 8 }).await.unwrap();
+    let store = Store::connect(&StoreConfig::for_url(&db.url, 8).unwrap()).await.unwrap();
     let broker = EmbeddedBroker::start(1).unwrap();
     broker.create_topic(TOPIC, 4, 1).unwrap();
     let bootstrap = broker.bootstrap_servers().to_string();

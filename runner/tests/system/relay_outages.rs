@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use runner::config::model::StoreConfig;
+use runner::store::StoreConfig;
 use runner::event::Event;
 use runner::store::Store;
 use runner::transport::EmbeddedBroker;
@@ -55,7 +55,7 @@ async fn write_for(store: Store, seconds: u64, rate: u64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_survives_a_postgres_restart_and_a_broker_outage() {
     let db = TempPg::create("chaos_outage").await;
-    let store = Store::connect(&StoreConfig { url: db.url.clone(), max_connections: 4 }).await.unwrap();
+    let store = Store::connect(&StoreConfig::for_url(&db.url, 4).unwrap()).await.unwrap();
     let broker = EmbeddedBroker::start(1).unwrap();
     broker.create_topic(TOPIC, 4, 1).unwrap();
     let bootstrap = broker.bootstrap_servers().to_string();
