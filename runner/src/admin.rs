@@ -16,11 +16,16 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::config::model::AdminConfig;
 use crate::event::{now_ms, now_rfc3339};
 use crate::http::ApiError;
 use crate::store::{Store, StoreError, Tx};
 use crate::telemetry;
+
+/// Bearer tokens of the admin APIs, by holder name.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    pub tokens: Vec<(String, String)>,
+}
 
 /// The admin tokens a router accepts, by holder. Add it with `.layer(Extension(tokens))`.
 #[derive(Clone)]
@@ -185,16 +190,16 @@ pub async fn audit_page(
         .await?;
     rows.iter()
         .map(|r| {
-            let details: Option<String> = r.try_get(4)?;
+            let details: Option<String> = r.try_get("details")?;
             Ok(AuditView {
-                seq: r.try_get(0)?,
-                actor: r.try_get(1)?,
-                action: r.try_get(2)?,
-                target: r.try_get(3)?,
+                seq: r.try_get("seq")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
                 details: details.map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d))),
-                outcome: r.try_get(5)?,
-                at_ms: r.try_get(6)?,
-                at: r.try_get(7)?,
+                outcome: r.try_get("outcome")?,
+                at_ms: r.try_get("at_ms")?,
+                at: r.try_get("at_rfc3339")?,
             })
         })
         .collect()

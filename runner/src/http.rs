@@ -1,10 +1,20 @@
-//! HTTP plumbing shared by every service: the one error type, which logs the cause and
-//! answers the client a clean JSON message.
+//! HTTP plumbing shared by every API: the one error type, which logs the cause and answers
+//! the client a clean JSON message (a database or broker failure becomes it through `?`),
+//! JSON request bodies ([`JsonBody`]) and paging ([`Page`]).
 
-use axum::http::{header, HeaderMap, StatusCode};
+mod json;
+mod paging;
+
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+
+pub use json::{BodyRules, JsonBody, OptionalJsonBody};
+pub use paging::{known_params, Page};
+
+use crate::store::StoreError;
+use crate::transport::{HandleError, TransportError};
 
 /// An error answered to an HTTP client: status, message, and the offending fields if any.
 #[derive(Debug)]
@@ -31,6 +41,28 @@ impl ApiError {
     }
 }
 
+/// The database failed: `503`, the cause logged.
+impl From<StoreError> for ApiError {
+    fn from(cause: StoreError) -> Self {
+        ApiError::internal(cause)
+    }
+}
+
+/// The broker failed: `503`, the cause logged.
+impl From<TransportError> for ApiError {
+    fn from(cause: TransportError) -> Self {
+        ApiError::internal(cause)
+    }
+}
+
+/// An event the request could not write (it failed its schema, or the database failed):
+/// `503`, the cause logged.
+impl From<HandleError> for ApiError {
+    fn from(cause: HandleError) -> Self {
+        ApiError::internal(cause)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({ "error": self.message });
@@ -40,30 +72,4 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(body)).into_response()
     }
-}
-
-/// A JSON request body of type `T`: `415` without a JSON content type, `400` for malformed
-/// JSON, `422` naming the field for the wrong shape.
-pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the request body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `{field}`: {inner}"))
-                    .with_fields(vec![(field, inner.to_string())])
-            }
-            _ => ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}")),
-        }
-    })?;
-    deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-    Ok(value)
 }

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use runner::transport::Brokers;
 use runner::config::{self, Defaults, LoadOptions, Overrides};
 use runner::services::relay::reconcile::{reconcile, ReconcileOptions};
 use runner::store::Store;
 use runner::transport::Broker;
+use runner::transport::Brokers;
 
 #[derive(Parser)]
 #[command(name = "runner", version, about = "Runs Chaos Symphony services from TOML pipeline files")]

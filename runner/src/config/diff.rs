@@ -28,7 +28,14 @@ pub struct Changes {
 impl Changes {
     /// Start-up: everything is new (start-up is a reload from nothing).
     pub fn initial(consumers: Vec<String>) -> Self {
-        Changes { chaos: true, canary: true, analytics: true, slo: true, consumers_stopped: Vec::new(), consumers_started: consumers }
+        Changes {
+            chaos: true,
+            canary: true,
+            analytics: true,
+            slo: true,
+            consumers_stopped: Vec::new(),
+            consumers_started: consumers,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,7 +184,6 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
         Err(restart)
     }
 }
-
 
 /// The saga with only the parts of its canary that cannot change at runtime.
 fn without_canary_percent(saga: &Option<SagaSpec>) -> Option<SagaSpec> {

@@ -9,10 +9,10 @@ use figment::Figment;
 use serde_json::json;
 
 use super::compile::{check_system, compile};
-use super::shape::{self, Shaped};
-use crate::diagnostic::{Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
 use super::model::Pipeline;
+use super::shape::{self, Shaped};
 use super::spec::PipelineSpec;
+use crate::diagnostic::{Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
 
 /// Values that win over the file: command-line flags.
 #[derive(Debug, Clone, Default)]

@@ -6,9 +6,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::AdminConfig;
 use crate::diagnostic::KeyPath;
 use crate::saga::SagaConfig;
 use crate::services::analytics::AnalyticsConfig;
+use crate::services::chaos_api::ChaosApiConfig;
+use crate::services::dlq_admin::DlqAdminConfig;
+use crate::services::order_api::OrderApiConfig;
 use crate::services::relay::RelayConfig;
 use crate::services::worker::ConsumerConfig;
 use crate::store::StoreConfig;
@@ -43,34 +47,6 @@ pub struct Pipeline {
     pub slo: Vec<crate::slo::Objective>,
     pub analytics: Option<AnalyticsConfig>,
     pub telemetry: TelemetryConfig,
-}
-
-#[derive(Debug, Clone)]
-pub struct ChaosApiConfig {
-    pub default_ttl: Duration,
-    pub max_ttl: Duration,
-}
-
-/// Bearer tokens of the admin APIs, by holder name.
-#[derive(Debug, Clone, Default)]
-pub struct AdminConfig {
-    pub tokens: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DlqAdminConfig {
-    pub topics: String,
-    pub group: String,
-    pub max_replays: u32,
-    pub replay_rate: u32,
-    pub max_bulk: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct OrderApiConfig {
-    pub max_body_bytes: usize,
-    pub created_event: String,
-    pub max_page_size: u32,
 }
 
 impl Pipeline {
@@ -136,7 +112,9 @@ impl Pipeline {
     pub fn where_named(&self, event_type: &str) -> KeyPath {
         let uses = self.topic_uses();
         let found = uses.iter().find(|u| u.event_type.as_deref() == Some(event_type) && u.topic == event_type);
-        found.or_else(|| uses.iter().find(|u| u.event_type.as_deref() == Some(event_type))).map_or_else(KeyPath::root, |u| u.at.clone())
+        found
+            .or_else(|| uses.iter().find(|u| u.event_type.as_deref() == Some(event_type)))
+            .map_or_else(KeyPath::root, |u| u.at.clone())
     }
 
     /// Consumer groups and the topics each reads (for the lag monitor).

@@ -107,9 +107,8 @@ pub fn check(source: &SourceMap, table: toml::Table) -> Shaped {
                 if index < kept.len() {
                     kept.remove(index);
                 }
-                array_at(&mut document, &array_path).is_some_and(|a| {
-                    (index < a.len()).then(|| a.remove(index)).is_some()
-                })
+                array_at(&mut document, &array_path)
+                    .is_some_and(|a| (index < a.len()).then(|| a.remove(index)).is_some())
             }
         };
         if !removed || rounds == 0 {

@@ -26,15 +26,19 @@ use tokio_util::task::TaskTracker;
 
 pub use reload::ConfigStatus;
 
+use crate::admin::AdminConfig;
 use crate::chaos::Chaos;
 use crate::config::diff::Changes;
-use crate::config::model::{AdminConfig, ChaosApiConfig, DlqAdminConfig, OrderApiConfig, Pipeline};
-use crate::services::analytics::AnalyticsConfig;
+use crate::config::model::Pipeline;
 use crate::config::spec::PipelineSpec;
 use crate::config::{LoadOptions, LoadedPipeline};
 use crate::saga::canary::Canary;
-use crate::saga::{orchestrator, SagaConfig};
-use crate::services::{analytics, chaos_api, dlq_admin, order_api, relay, worker, ServiceContext};
+use crate::saga::SagaConfig;
+use crate::services::analytics::AnalyticsConfig;
+use crate::services::chaos_api::ChaosApiConfig;
+use crate::services::dlq_admin::DlqAdminConfig;
+use crate::services::order_api::OrderApiConfig;
+use crate::services::{analytics, chaos_api, dlq_admin, orchestrator, order_api, relay, worker, ServiceContext};
 use crate::store::{Store, StoreError};
 use crate::transport::{Broker, Brokers, EmbeddedBroker, TransportError};
 

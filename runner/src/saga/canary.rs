@@ -13,8 +13,8 @@ use std::sync::{Mutex, RwLock};
 
 use serde::Serialize;
 
-use crate::chaos::{stable_share, CanarySetting, Chaos};
 use super::CanaryConfig;
+use crate::chaos::{stable_share, CanarySetting, Chaos};
 use crate::event::now_ms;
 use crate::telemetry;
 

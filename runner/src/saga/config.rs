@@ -61,9 +61,9 @@ impl SagaConfig {
                 uses.push(TopicUse::dead_letters(Handles, &dead_letter::topic_for(request), at.key("request")));
                 // Replies the orchestrator cannot read go to their own dead-letter topics.
                 uses.push(TopicUse::dead_letters(Produces, &dead_letter::topic_for(success), at.key("success")));
-                uses.extend(failure.map(|f| {
-                    TopicUse::dead_letters(Produces, &dead_letter::topic_for(f), at.key("failure"))
-                }));
+                uses.extend(
+                    failure.map(|f| TopicUse::dead_letters(Produces, &dead_letter::topic_for(f), at.key("failure"))),
+                );
             };
             exchange(at.clone(), &step.request, &step.success, step.failure.as_ref());
             if let Some(c) = &step.compensation {

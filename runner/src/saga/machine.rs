@@ -101,6 +101,16 @@ impl Status {
     }
 }
 
+impl crate::store::sagas::SagaRecord for SagaState {
+    fn status_name(&self) -> &'static str {
+        self.status().as_str()
+    }
+
+    fn wake_at_ms(&self) -> Option<i64> {
+        SagaState::wake_at_ms(self)
+    }
+}
+
 impl SagaState {
     pub fn status(&self) -> Status {
         match self {
@@ -144,13 +154,7 @@ pub enum Command {
     Finish { status: Status, event_type: String, reason: Option<String> },
 }
 
-/// One line of the saga's visible history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    pub step: String,
-    pub action: String,
-    pub detail: Option<String>,
-}
+pub use crate::store::sagas::HistoryEntry;
 
 /// The result of one input: `state` is `None` when the input changed nothing (ignored).
 /// The history action of a step request that got no reply before its deadline.

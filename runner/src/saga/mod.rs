@@ -1,10 +1,10 @@
-//! The saga: the pure state machine ([`machine`]) and the orchestrator that runs it against
-//! the broker and the database ([`orchestrator`]), with canary routing of one step ([`canary`]).
+//! The saga: its settings ([`SagaConfig`]), the pure state machine ([`machine`]) and canary
+//! routing and analysis of one step ([`canary`]). The orchestrator that runs it against the
+//! broker and the database is a service: `services::orchestrator`.
 
 pub mod canary;
 mod config;
 pub mod machine;
-pub mod orchestrator;
 
 pub use config::{CanaryAnalysis, CanaryConfig, SagaConfig};
 

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -16,14 +15,20 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ServiceContext;
-use crate::admin::{self, Admin, AdminTokens, AuditRecord};
+use crate::admin::{self, Admin, AdminConfig, AdminTokens, AuditRecord};
 use crate::chaos::{
     compile_rule, describe_rules, CanarySetting, ControlRecord, ControlRule, RuleSource, RuleSpec, CONTROL_TOPIC,
 };
-use crate::config::model::{AdminConfig, ChaosApiConfig};
 use crate::event::now_ms;
-use crate::http::{json_body, ApiError};
+use crate::http::{ApiError, BodyRules, JsonBody};
 use crate::transport::{Publisher, TransportError};
+
+/// `[chaos_api]`, compiled: the leases of rules created through the API.
+#[derive(Debug, Clone)]
+pub struct ChaosApiConfig {
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+}
 
 pub const PREFIX: &str = "/api/chaos";
 
@@ -43,7 +48,7 @@ pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) 
     tokio::spawn(async move {
         let _ = warm.publish_raw(CONTROL_TOPIC, Some(hello.key().as_bytes()), hello.value().as_deref(), &[]).await;
     });
-    Ok(Router::new()
+    let routes = Router::new()
         .route("/rules", get(list_rules).post(create_rule))
         .route("/rules/{id}", get(show_rule).put(update_rule).delete(delete_rule))
         .route("/rules/{id}/enable", post(enable_rule))
@@ -51,7 +56,8 @@ pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) 
         .route("/injections", get(injections))
         .route("/canary", get(canary).put(set_canary))
         .layer(Extension(AdminTokens::new(admin)))
-        .with_state(AppState { ctx, config, publisher }))
+        .with_state(AppState { ctx, config, publisher });
+    Ok(BodyRules::DEFAULT.apply(routes))
 }
 
 async fn list_rules(State(state): State<AppState>) -> Json<Value> {
@@ -110,10 +116,8 @@ fn declared_in_file(state: &AppState, id: &str) -> Result<(), ApiError> {
 async fn create_rule(
     State(state): State<AppState>,
     admin: Admin,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(spec): JsonBody<RuleSpec>,
 ) -> Result<Response, ApiError> {
-    let spec: RuleSpec = json_body(&headers, &body)?;
     let now = now_ms();
     let expires_at_ms = checked(&state, &spec, now)?;
     declared_in_file(&state, &spec.id)?;
@@ -140,10 +144,8 @@ async fn update_rule(
     State(state): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(spec): JsonBody<RuleSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    let spec: RuleSpec = json_body(&headers, &body)?;
     if spec.id != id {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -236,10 +238,8 @@ struct CanaryBody {
 async fn set_canary(
     State(state): State<AppState>,
     admin: Admin,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody<CanaryBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: CanaryBody = json_body(&headers, &body)?;
     if !(0.0..=100.0).contains(&body.percent) {
         let message = format!("{} is not a percentage; use 0 to 100", body.percent);
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `percent`: {message}"))
@@ -277,7 +277,7 @@ async fn write(
     if let Err(e) = admin::audit_now(&state.ctx.store, &audit).await {
         tracing::warn!(error = %e, "cannot write the audit trail");
     }
-    published.map_err(ApiError::internal)?;
+    published?;
     let seen = |chaos: &crate::chaos::Chaos| match &record {
         ControlRecord::Rule(id, rule) => chaos.control_rules().get(id) == rule.as_deref(),
         ControlRecord::Canary(step, setting) => chaos.canary_setting(step) == *setting,

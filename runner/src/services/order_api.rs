@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,11 +12,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceContext;
-use crate::config::model::OrderApiConfig;
 use crate::event::{now_ms, Event};
-use crate::http::ApiError;
+use crate::http::{known_params, ApiError, BodyRules, JsonBody, Page};
 use crate::order::{NewOrder, OrderPayload};
-use crate::store::orders;
+use crate::store::{orders, StoreError};
+
+/// `[order_api]`, compiled.
+#[derive(Debug, Clone)]
+pub struct OrderApiConfig {
+    pub max_body_bytes: usize,
+    pub created_event: String,
+    pub max_page_size: u32,
+}
 
 /// Where the routes of order-api are mounted.
 pub const PREFIX: &str = "/api/orders";
@@ -31,37 +36,17 @@ struct AppState {
 
 /// The router, with paths relative to [`PREFIX`].
 pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Router {
-    let limit = config.max_body_bytes;
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/{id}", get(show))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(AppState { ctx, config })
+    let body = BodyRules { limit: config.max_body_bytes, noun: "the order", invalid: "invalid order" };
+    let routes =
+        Router::new().route("/", get(list).post(create)).route("/{id}", get(show)).with_state(AppState { ctx, config });
+    body.apply(routes)
 }
 
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than the {}-byte limit", state.config.max_body_bytes),
-            )
-        } else {
-            ApiError::new(rejection.status(), format!("cannot read the request body: {}", rejection.body_text()))
-        }
-    })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the order as JSON with `Content-Type: application/json`",
-        ));
-    }
-    let order = parse_order(&body)?;
     let total = order.validate().map_err(|invalid| {
         let summary = invalid.iter().map(|i| format!("`{}` {}", i.field, i.message)).collect::<Vec<_>>().join("; ");
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid order: {summary}"))
@@ -86,10 +71,10 @@ async fn create(
     let event =
         Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));
     let now = now_ms();
-    let mut tx = ctx.begin().await.map_err(ApiError::internal)?;
-    orders::insert(&mut tx, &payload, now).await.map_err(ApiError::internal)?;
-    ctx.emit(&mut tx, &event).await.map_err(ApiError::internal)?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    let mut tx = ctx.begin().await?;
+    orders::insert(&mut tx, &payload, now).await?;
+    ctx.emit(&mut tx, &event).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     ctx.outbox_written.notify_one();
     tracing::info!(
         service = ctx.service,
@@ -106,36 +91,8 @@ async fn create(
         .into_response())
 }
 
-/// Malformed JSON is a 400; well-formed JSON of the wrong shape is a 422 naming the field.
-fn parse_order(body: &[u8]) -> Result<NewOrder, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let order: NewOrder = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax
-            | serde_json::error::Category::Eof
-            | serde_json::error::Category::Io => {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
-            }
-            serde_json::error::Category::Data => {
-                let field = if field == "." { unknown_field(&inner.to_string()).unwrap_or_default() } else { field };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid order: `{field}`: {inner}"))
-                    .with_fields(vec![(field, inner.to_string())])
-            }
-        }
-    })?;
-    deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-    Ok(order)
-}
-
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `").or_else(|| message.strip_prefix("unknown field `"))?;
-    rest.split_once('`').map(|(f, _)| f.to_string())
-}
-
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match orders::get(&state.ctx.store, &id).await.map_err(ApiError::internal)? {
+    match orders::get(&state.ctx.store, &id).await? {
         Some(order) => Ok(Json(order).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no order with id `{id}`"))),
     }
@@ -147,32 +104,19 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
-    for key in query.keys() {
-        if !["status", "limit", "cursor"].contains(&key.as_str()) {
-            return Err(bad(format!("unknown query parameter `{key}`; use status, limit and cursor")));
-        }
-    }
+    known_params(&query, &["status", "limit", "cursor"])?;
     let status = match query.get("status") {
         Some(s) if STATUSES.contains(&s.as_str()) => Some(s.as_str()),
-        Some(s) => return Err(bad(format!("unknown status `{s}`; use one of {}", STATUSES.join(", ")))),
-        None => None,
-    };
-    let max = state.config.max_page_size;
-    let limit = match query.get("limit") {
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(bad(format!("limit must be a number from 1 to {max}"))),
-        },
-        None => 50.min(max),
-    };
-    let cursor = match query.get("cursor") {
-        Some(c) => {
-            Some(c.parse::<i64>().map_err(|_| bad("cursor must be the nextCursor of a previous page".to_string()))?)
+        Some(s) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status `{s}`; use one of {}", STATUSES.join(", ")),
+            ))
         }
         None => None,
     };
-    let page = orders::list(&state.ctx.store, status, cursor, limit).await.map_err(ApiError::internal)?;
-    let next = if page.len() == limit as usize { page.last().map(|o| o.seq.to_string()) } else { None };
-    Ok(Json(json!({ "orders": page, "nextCursor": next })).into_response())
+    let page = Page::from_query(&query, state.config.max_page_size)?;
+    let orders = orders::list(&state.ctx.store, status, page.cursor, page.limit).await?;
+    let next = page.next_cursor(&orders, |o| o.seq);
+    Ok(Json(json!({ "orders": orders, "nextCursor": next })).into_response())
 }

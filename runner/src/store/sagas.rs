@@ -1,13 +1,30 @@
 //! Saga instances and their history. Updates are optimistic: a write names the version it
 //! read, and a concurrent writer (another replica, the timer) turns it into a conflict.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError, Tx};
-use crate::saga::machine::{HistoryEntry, SagaState};
 
-pub struct StoredSaga {
-    pub state: SagaState,
+/// What the store needs of a saga's state besides its JSON: the columns it is queried by.
+pub trait SagaRecord: Serialize + DeserializeOwned {
+    /// `PENDING` while it runs, else its final status.
+    fn status_name(&self) -> &'static str;
+    /// When the saga's timer should next look at it, if it waits.
+    fn wake_at_ms(&self) -> Option<i64>;
+}
+
+/// One line of the saga's visible history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub step: String,
+    pub action: String,
+    pub detail: Option<String>,
+}
+
+pub struct StoredSaga<S> {
+    pub state: S,
     pub version: i64,
     /// The trigger event's payload, sent along with every step request.
     pub data: serde_json::Value,
@@ -15,7 +32,7 @@ pub struct StoredSaga {
     pub created_at_ms: i64,
 }
 
-pub async fn load(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga>, StoreError> {
+pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
     let row = sqlx::query("SELECT state, version, data, traceparent, created_at_ms FROM sagas WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -38,7 +55,7 @@ pub async fn insert(
     tx: &mut Tx,
     id: &str,
     saga: &str,
-    state: &SagaState,
+    state: &impl SagaRecord,
     data: &serde_json::Value,
     traceparent: Option<&str>,
     now_ms: i64,
@@ -50,7 +67,7 @@ pub async fn insert(
     .bind(id)
     .bind(saga)
     .bind(serde_json::to_string(state).unwrap_or_default())
-    .bind(state.status().as_str())
+    .bind(state.status_name())
     .bind(state.wake_at_ms())
     .bind(data.to_string())
     .bind(traceparent)
@@ -61,13 +78,19 @@ pub async fn insert(
 }
 
 /// Writes the new state if the saga is still at `version`.
-pub async fn update(tx: &mut Tx, id: &str, version: i64, state: &SagaState, now_ms: i64) -> Result<(), StoreError> {
+pub async fn update(
+    tx: &mut Tx,
+    id: &str,
+    version: i64,
+    state: &impl SagaRecord,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let result = sqlx::query(
         "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, version = version + 1, updated_at_ms = $4 \
          WHERE id = $5 AND version = $6",
     )
     .bind(serde_json::to_string(state).unwrap_or_default())
-    .bind(state.status().as_str())
+    .bind(state.status_name())
     .bind(state.wake_at_ms())
     .bind(now_ms)
     .bind(id)

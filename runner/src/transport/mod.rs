@@ -27,8 +27,8 @@ pub use embedded::EmbeddedBroker;
 pub use read::{TopicContents, TopicRecord};
 pub use topics::{topics_where, TopicRole, TopicUse};
 
-pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 use crate::event::Event;
+pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

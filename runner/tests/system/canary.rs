@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use runner::saga::CanaryAnalysis;
 use runner::config::Pipeline;
+use runner::saga::CanaryAnalysis;
 use serde_json::{json, Value};
 use sqlx::Row;
 

@@ -16,7 +16,10 @@ fn check_reports_every_problem_and_fails() {
     assert!(!output.status.success(), "check must fail on a broken file; stdout:\n{printed}");
     let broken = dir.path().join("relay.toml");
     for expected in [
-        format!("{}:2:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`", broken.display()),
+        format!(
+            "{}:2:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`",
+            broken.display()
+        ),
         format!("{}:3:14: batch_size must be at least 1", broken.display()),
     ] {
         assert!(printed.lines().any(|line| line == expected), "missing line\n  {expected}\nin stdout:\n{printed}");

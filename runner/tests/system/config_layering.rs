@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use runner::transport::Brokers;
 use runner::config::{load_text, Defaults, LoadOptions, Overrides};
+use runner::transport::Brokers;
 
 const FILE: &str = r#"
 [service]

@@ -3,12 +3,12 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use runner::store::StoreConfig;
 use runner::handlers::Outcome;
 use runner::order::{Item, OrderPayload, ShipTo};
 use runner::saga::machine::{advance, Command, Input, SagaState, Status};
 use runner::schemas::SchemaRegistry;
 use runner::store::Store;
+use runner::store::StoreConfig;
 use serde_json::{json, Value};
 
 use crate::support::cases::{assert_cases, system_diagnostics, write_files};
@@ -527,7 +527,7 @@ impl Checker {
 
 /// The real handlers of the shipped pipelines, on a SQLite store, and the real saga machine of
 /// the shipped orchestrator: every payload they emit (as `services::worker` and
-/// `saga::orchestrator` wrap them) matches its schema, and every shipped type is emitted.
+/// `services::orchestrator` wraps them) matches its schema, and every shipped type is emitted.
 #[tokio::test]
 async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
     let pipelines = shipped_system();
@@ -637,7 +637,7 @@ async fn the_handlers_and_the_saga_emit_payloads_their_schemas_accept() {
             }
             let transition = advance(def, state.as_ref(), input, now + i as i64 * 3_600_000);
             for command in &transition.commands {
-                // As `saga::orchestrator::apply` turns commands into outbox rows.
+                // As `services::orchestrator::apply` turns commands into outbox rows.
                 let (event_type, payload) = match command {
                     Command::Send { event_type, .. } => (event_type, order.clone()),
                     Command::Finish { status, event_type, reason } => {

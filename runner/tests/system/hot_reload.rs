@@ -161,7 +161,11 @@ async fn reload_applies_analytics_and_slo_edits() {
     system.wait_all_terminal(20, Duration::from_secs(60)).await;
     eventually(Duration::from_secs(20), Duration::from_millis(100), async || {
         let payments = step_successes(&system, "payment").await;
-        if payments == 20 { Ok(()) } else { Err(format!("payment successes {payments}, expected 20")) }
+        if payments == 20 {
+            Ok(())
+        } else {
+            Err(format!("payment successes {payments}, expected 20"))
+        }
     })
     .await;
     assert_eq!(step_successes(&system, "shipping").await, 10, "shipping is no longer measured");

@@ -6,6 +6,7 @@
 mod support;
 
 mod analytics;
+mod architecture;
 mod canary;
 mod chaos_api;
 mod chaos_faults;

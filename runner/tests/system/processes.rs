@@ -45,10 +45,7 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
         ids.push(response.json::<serde_json::Value>().await.unwrap()["orderId"].as_str().unwrap().to_string());
     }
 
-    let store =
-        runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap())
-            .await
-            .unwrap();
+    let store = runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap()).await.unwrap();
     eventually(Duration::from_secs(180), Duration::from_millis(500), async || {
         match scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await {
             0 => Ok(()),

@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner::store::StoreConfig;
 use runner::event::{now_ms, Event};
+use runner::store::StoreConfig;
 use runner::store::{outbox, Store};
 use runner::transport::{Broker, EmbeddedBroker};
 use serde_json::{json, Value};

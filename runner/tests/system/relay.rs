@@ -160,10 +160,7 @@ async fn polling_relay_on_postgres() {
     let db = TempPg::create("chaos_relay").await;
     relay_publishes_in_order_with_headers(&db.url, "polling", "mark").await;
     // The outbox id column is a real uuid, as Debezium's outbox router expects.
-    let store =
-        runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 1).unwrap())
-            .await
-            .unwrap();
+    let store = runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 1).unwrap()).await.unwrap();
     let kind = sqlx::query_scalar::<_, String>(
         "SELECT data_type FROM information_schema.columns WHERE table_name = 'outbox' AND column_name = 'id'",
     )

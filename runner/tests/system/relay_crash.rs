@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use runner::store::StoreConfig;
 use runner::event::Event;
 use runner::store::Store;
+use runner::store::StoreConfig;
 use runner::transport::EmbeddedBroker;
 use serde_json::json;
 

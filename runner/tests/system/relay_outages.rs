@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use runner::store::StoreConfig;
 use runner::event::Event;
 use runner::store::Store;
+use runner::store::StoreConfig;
 use runner::transport::EmbeddedBroker;
 use serde_json::json;
 

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Compiler;
-use crate::services::analytics::{AnalyticsConfig, AnalyticsStep};
 use crate::config::spec::{AnalyticsSpec, FinalStatus, ObjectiveKindSpec, SloSpec};
 use crate::diagnostic::KeyPath;
+use crate::services::analytics::{AnalyticsConfig, AnalyticsStep};
 use crate::slo::{Objective, ObjectiveKind};
 
 pub(super) fn compile_analytics(c: &mut Compiler, a: &AnalyticsSpec, service: &str) -> AnalyticsConfig {

@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use super::service::require_tokens;
 use super::Compiler;
-use crate::config::model::{AdminConfig, ChaosApiConfig, DlqAdminConfig, OrderApiConfig};
+use crate::admin::AdminConfig;
 use crate::config::spec::{ChaosApiSpec, DlqAdminSpec, OrderApiSpec};
 use crate::diagnostic::KeyPath;
+use crate::services::chaos_api::ChaosApiConfig;
+use crate::services::dlq_admin::DlqAdminConfig;
+use crate::services::order_api::OrderApiConfig;
 
 pub(super) fn compile_order_api(c: &mut Compiler, api: &OrderApiSpec) -> OrderApiConfig {
     let at = KeyPath::section("order_api");

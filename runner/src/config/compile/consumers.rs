@@ -65,7 +65,10 @@ fn compile_consumer(
     };
     Some(ConsumerConfig {
         retry,
-        dead_letter_topic: consumer.dead_letter_topic.clone().unwrap_or_else(|| dead_letter::topic_for(&consumer.topic)),
+        dead_letter_topic: consumer
+            .dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| dead_letter::topic_for(&consumer.topic)),
         group: consumer.group.clone().unwrap_or_else(|| format!("{service}.{name}")),
         name,
         topic: consumer.topic.clone(),

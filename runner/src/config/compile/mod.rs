@@ -52,7 +52,10 @@ impl Compiler {
         match humantime::parse_duration(text) {
             Ok(d) => d,
             Err(e) => {
-                self.problem(at, format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""));
+                self.problem(
+                    at,
+                    format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""),
+                );
                 default
             }
         }

@@ -19,7 +19,10 @@ pub(super) fn compile_relay(c: &mut Compiler, relay: &RelaySpec, store: &StoreCo
     }
     let mut after_publish = relay.after_publish.unwrap_or(AfterPublish::Mark);
     if after_publish == AfterPublish::Keep && mode != RelayMode::Wal {
-        c.problem(at.key("after_publish"), "`keep` needs relay mode \"wal\": polling finds unpublished rows by their mark");
+        c.problem(
+            at.key("after_publish"),
+            "`keep` needs relay mode \"wal\": polling finds unpublished rows by their mark",
+        );
         after_publish = AfterPublish::Mark;
     }
     let batch_size = relay.batch_size.unwrap_or(500);
@@ -74,7 +77,10 @@ fn compile_wal(c: &mut Compiler, relay: &RelaySpec, at: &KeyPath) -> WalConfig {
     let max_retained_wal = relay.max_retained_wal.as_deref().and_then(|text| {
         let bytes = parse_bytes(text);
         if bytes.is_none() {
-            c.problem(at.key("max_retained_wal"), format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""));
+            c.problem(
+                at.key("max_retained_wal"),
+                format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""),
+            );
         }
         bytes
     });
@@ -91,7 +97,11 @@ fn compile_wal(c: &mut Compiler, relay: &RelaySpec, at: &KeyPath) -> WalConfig {
             relay.heartbeat_interval.as_deref(),
             Duration::from_secs(10),
         ),
-        status_interval: c.duration(at.key("status_interval"), relay.status_interval.as_deref(), Duration::from_secs(1)),
+        status_interval: c.duration(
+            at.key("status_interval"),
+            relay.status_interval.as_deref(),
+            Duration::from_secs(1),
+        ),
         monitor_interval: c.duration(
             at.key("monitor_interval"),
             relay.monitor_interval.as_deref(),

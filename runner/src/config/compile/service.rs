@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Compiler;
-use crate::config::model::AdminConfig;
+use crate::admin::AdminConfig;
 use crate::config::spec::{AdminSpec, BrokerSpec, ServiceSpec, StoreSpec, TelemetrySpec, VariantSpec};
 use crate::diagnostic::KeyPath;
 use crate::store::{Dialect, StoreConfig};
@@ -71,7 +71,11 @@ pub(super) fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfi
         brokers,
         partitions,
         replication,
-        session_timeout: c.duration(at.key("session_timeout"), spec.session_timeout.as_deref(), Duration::from_secs(10)),
+        session_timeout: c.duration(
+            at.key("session_timeout"),
+            spec.session_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
         fetch_wait: c.duration(at.key("fetch_wait"), spec.fetch_wait.as_deref(), Duration::from_millis(20)),
         redeliver_each_message: spec.redeliver_each_message.unwrap_or(false),
     }
@@ -108,7 +112,9 @@ pub(super) fn require_tokens(c: &mut Compiler, admin: &AdminConfig, section: &st
     if admin.tokens.is_empty() {
         c.problem(
             KeyPath::section(section),
-            format!("{what} changes things and needs [admin] tokens; add one, e.g. with RUNNER_ADMIN__TOKENS__OPERATOR"),
+            format!(
+                "{what} changes things and needs [admin] tokens; add one, e.g. with RUNNER_ADMIN__TOKENS__OPERATOR"
+            ),
         );
     }
 }

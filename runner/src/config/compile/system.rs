@@ -39,7 +39,10 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
                         index,
                         Problem::at_value(
                             path,
-                            format!("request `{}` is consumed by no service, so the step would always time out", u.topic),
+                            format!(
+                                "request `{}` is consumed by no service, so the step would always time out",
+                                u.topic
+                            ),
                         ),
                     ));
                 }
@@ -54,7 +57,10 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
 
 /// Whether `topic` is a request the saga sends (a step's or a compensation's).
 fn is_request(saga: &SagaConfig, topic: &str) -> bool {
-    saga.definition.steps.iter().any(|s| s.request == topic || s.compensation.as_ref().is_some_and(|c| c.request == topic))
+    saga.definition
+        .steps
+        .iter()
+        .any(|s| s.request == topic || s.compensation.as_ref().is_some_and(|c| c.request == topic))
 }
 
 /// Every event type a pipeline produces or consumes needs a schema (dead letters keep theirs).
@@ -133,22 +139,31 @@ fn check_analytics_steps(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
                 problems.push((index, Problem::at_value(at.key("name"), message)));
                 continue;
             };
-            let mut differs = |key: &str, message: String| problems.push((index, Problem::at_value(at.key(key), message)));
+            let mut differs =
+                |key: &str, message: String| problems.push((index, Problem::at_value(at.key(key), message)));
             let name = &def.name;
             if step.request != def.request {
                 let request = &def.request;
-                differs("request", format!("the saga's step `{name}` sends `{request}`; write request = \"{request}\""));
+                differs(
+                    "request",
+                    format!("the saga's step `{name}` sends `{request}`; write request = \"{request}\""),
+                );
             }
             if step.success != def.success {
                 let success = &def.success;
-                differs("success", format!("the saga's step `{name}` succeeds with `{success}`; write success = \"{success}\""));
+                differs(
+                    "success",
+                    format!("the saga's step `{name}` succeeds with `{success}`; write success = \"{success}\""),
+                );
             }
             match (&step.failure, &def.failure) {
                 (Some(ours), Some(theirs)) if ours != theirs => differs(
                     "failure",
                     format!("the saga's step `{name}` is refused with `{theirs}`; write failure = \"{theirs}\""),
                 ),
-                (Some(_), None) => differs("failure", format!("the saga's step `{name}` has no failure reply; remove failure")),
+                (Some(_), None) => {
+                    differs("failure", format!("the saga's step `{name}` has no failure reply; remove failure"))
+                }
                 _ => {}
             }
             match (&step.canary_topic, canary) {

@@ -51,4 +51,3 @@ impl AnalyticsConfig {
         topics_where(&self.topic_uses(), |_| true)
     }
 }
-

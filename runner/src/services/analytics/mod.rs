@@ -24,11 +24,11 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::{delivery_policy, ServiceContext};
-pub use config::{AnalyticsConfig, AnalyticsStep};
 use crate::event::now_ms;
 use crate::saga::canary::Variant;
 use crate::slo::Objective;
 use crate::transport::{consume, DeliveryPolicy, Incoming, TransportError};
+pub use config::{AnalyticsConfig, AnalyticsStep};
 use windows::{Observation, OrderStatus, StepOutcome, Windows, WindowsView};
 
 /// The settings streams-analytics works by: `[analytics]` with its steps, and the objectives.

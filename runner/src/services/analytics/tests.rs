@@ -9,16 +9,16 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::windows::WindowFigures;
+use super::AnalyticsStep;
 use super::*;
 use crate::chaos::Chaos;
-use super::AnalyticsStep;
-use crate::store::StoreConfig;
-use crate::transport::{BrokerConfig, Brokers};
 use crate::event::Event;
 use crate::schemas::SchemaRegistry;
 use crate::slo::ObjectiveKind;
 use crate::store::Store;
+use crate::store::StoreConfig;
 use crate::transport::Broker;
+use crate::transport::{BrokerConfig, Brokers};
 
 fn config(group: &str, steps: &[(&str, &str)]) -> AnalyticsConfig {
     AnalyticsConfig {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::{backoff, pause, RelayError, RelayStatus};
 use super::config::{AfterPublish, RelayConfig};
+use super::{backoff, pause, RelayError, RelayStatus};
 use crate::event::now_ms;
 use crate::services::ServiceContext;
 use crate::store::outbox;

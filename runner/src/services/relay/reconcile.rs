@@ -15,8 +15,8 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::RelayError;
 use super::config::AfterPublish;
+use super::RelayError;
 use crate::store::{Store, StoreError};
 use crate::transport::Broker;
 

@@ -11,12 +11,12 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 
+use super::config::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayConfig};
 use super::pgoutput::{self, Change, Relations};
 use super::slot::{self, HEARTBEAT_PREFIX};
 use super::status::{RelayStatus, SlotState};
 use super::tracker::{AckTracker, TxnId};
 use super::{backoff, pause, polling, RelayError};
-use super::config::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayConfig};
 use crate::event::{now_micros, now_ms};
 use crate::services::ServiceContext;
 use crate::store::outbox;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::canary::{Canary, Variant};
-use super::machine::{self, advance, Command, Input, SagaDefinition, Transition};
-use super::SagaConfig;
+use super::{delivery_policy, store_error, ServiceContext};
 use crate::event::{now_ms, Event};
-use crate::services::{delivery_policy, store_error, ServiceContext};
+use crate::saga::canary::{Canary, Variant};
+use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, Transition};
+use crate::saga::SagaConfig;
 use crate::store::{inbox, orders, sagas, Tx};
 use crate::telemetry;
 use crate::transport::dead_letter::{self, ErrorKind};
