@@ -149,7 +149,6 @@ partitions = "four"
 "#,
         expected: &[
             "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
-            
             "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`, `variant`",
             r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
         ],
