@@ -838,8 +838,8 @@ on_success = "payment.refunded"
             "payment.refunded",
         ],
         expected: &[
-            r#"pipelines/orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
             "pipelines/orchestrator.toml:7:1: `payment.requested` is refused with `payment.failed` by its consumer `charge`, but the saga's failure reply is `payment.declined`",
+            r#"pipelines/orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
         ],
     },
     CheckCase {
