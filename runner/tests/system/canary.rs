@@ -162,7 +162,7 @@ async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
     let db = TempPg::create("canary_silent").await;
     // No payment-svc-canary runs: requests sent to the canary topic are never answered. A
     // short deadline and one attempt make each such request a timeout within a second.
-    let mut pipelines: Vec<Pipeline> = system_with(&db.url, None, Some(fast_analysis()), 25.0)
+    let mut pipelines: Vec<Pipeline> = system_with(&db.url, None, Some(fast_analysis()), 0.0)
         .into_iter()
         .filter(|p| p.service != "payment-svc-canary")
         .collect();
@@ -174,10 +174,18 @@ async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
         }
     }
     let system = System::start(pipelines).await;
+    // Stable answers first: with a deadline this short, a stable service still joining its
+    // consumer group would time out too, and a canary no worse than stable is not rolled back.
+    system.post_orders((0..5).map(simple_order), 5).await;
+    system.wait_all_terminal(5, Duration::from_secs(60)).await;
+    let change = json!({ "step": "payment", "percent": 25.0 });
+    let (status, _) = system.call(Method::PUT, "/api/chaos/canary", Some(ADMIN_TOKEN), Some(change)).await;
+    assert_eq!(status, 200);
     let (view, posted) = drive_until(&system, "rolled_back", Duration::from_secs(60)).await;
     assert_eq!(view["percent"], 0.0);
     let rollback = view["events"].as_array().unwrap().iter().find(|e| e["kind"] == "rollback").cloned().unwrap();
     assert!(rollback["reason"].as_str().unwrap().contains("failure rate"), "{rollback}");
+    let posted = posted + 5;
     let metrics = system.metrics().await;
     assert!(
         metrics.contains(r#"saga_step_results_total{saga="order",step="payment",variant="canary",result="timeout"}"#),
