@@ -207,6 +207,11 @@ impl Rule {
     }
 }
 
+/// The longest delay a `latency` fault may inject (also its jitter).
+pub const MAX_LATENCY: Duration = Duration::from_secs(3600);
+/// The longest lease (`ttl`) a rule may have.
+pub const MAX_LEASE: Duration = Duration::from_secs(31_557_600);
+
 /// A problem with one field of a rule: the field's path inside the rule, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldProblem {
@@ -225,9 +230,22 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
     if !id_ok {
         problem("id", format!("`{}` is not a rule id; use 1 to 100 letters, digits, `-`, `_` or `.`", spec.id));
     }
+    // Injected delays are bounded here, so the arithmetic on them (deadlines, jitter) cannot
+    // overflow and no delay can outlast a careless rule by years.
     let duration = |field: &str, text: &Option<String>, problem: &mut dyn FnMut(&str, String)| -> Duration {
         match text.as_deref().map(humantime::parse_duration) {
             None => Duration::ZERO,
+            Some(Ok(d)) if d > MAX_LATENCY => {
+                problem(
+                    field,
+                    format!(
+                        "`{}` is longer than the longest injected delay, {}; use a shorter one",
+                        text.as_deref().unwrap_or_default(),
+                        humantime::format_duration(MAX_LATENCY)
+                    ),
+                );
+                MAX_LATENCY
+            }
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 problem(field, format!("invalid duration ({e}); write it like \"200ms\" or \"2s\""));
@@ -333,6 +351,16 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
     }
     let ttl = match spec.ttl.as_deref().map(humantime::parse_duration) {
         None => None,
+        Some(Ok(d)) if d > MAX_LEASE => {
+            problems.push(FieldProblem {
+                field: "ttl".into(),
+                message: format!(
+                    "a ttl above {} is not a lease; use a shorter one",
+                    humantime::format_duration(MAX_LEASE)
+                ),
+            });
+            Some(MAX_LEASE)
+        }
         Some(Ok(d)) if !d.is_zero() => Some(d),
         Some(Ok(_)) => {
             problems.push(FieldProblem {
@@ -506,6 +534,20 @@ probability = 0.5
 rate = 2.0
 start = "yesterday""#,
                 &["rate", "start"],
+            ),
+            // Absurd durations are bounded when the rule is compiled, never at injection time.
+            (
+                r#"id = "x"
+target = { kind = "handler", handler = "payment.charge" }
+fault = { kind = "latency", fixed = "1000000000years", jitter = "2h" }
+ttl = "500years""#,
+                &["fault.jitter", "fault.fixed", "ttl"],
+            ),
+            (
+                r#"id = "x"
+target = { kind = "broker" }
+fault = { kind = "latency", min = "1s", max = "100years" }"#,
+                &["fault.max"],
             ),
         ];
         for (text, expected) in cases {

@@ -80,19 +80,36 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<Shaped, Vec<Diagnost
 
 /// Reads, layers and compiles one pipeline file.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: 1,
-            column: 1,
-            message: format!("cannot read the pipeline file: {e}"),
-        }])
-    })?;
+    let text = read_pipeline_file(path)
+        .map_err(|message| Diagnostics(vec![Diagnostic { file: path.to_path_buf(), line: 1, column: 1, message }]))?;
     load_text(path, &text, options)
+}
+
+/// The largest pipeline file read: a pipeline is a page of settings, never megabytes.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a pipeline file: at most [`MAX_FILE_BYTES`], UTF-8; or why not.
+pub fn read_pipeline_file(path: &Path) -> Result<String, String> {
+    let size = std::fs::metadata(path).map_err(|e| format!("cannot read the pipeline file: {e}"))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {size} bytes; pipeline files are limited to {MAX_FILE_BYTES} bytes (1 MiB): split it or remove what it does not need"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the pipeline file: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("the file is not UTF-8 text (invalid byte at offset {at}); save it as UTF-8")
+    })
 }
 
 /// As [`load`], with the file's text already read.
 pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<LoadedPipeline, Diagnostics> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let message =
+            format!("the file is {} bytes; pipeline files are limited to {MAX_FILE_BYTES} bytes (1 MiB)", text.len());
+        return Err(Diagnostics(vec![Diagnostic { file: path.to_path_buf(), line: 1, column: 1, message }]));
+    }
     let source = SourceMap::new(path, text);
     let shaped = parse_spec(&source, text).map_err(Diagnostics)?;
     let Some(document) = &shaped.document else { return Err(Diagnostics(shaped.problems)) };

@@ -11,7 +11,10 @@ mod shape;
 pub mod spec;
 
 pub use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
-pub use load::{load, load_system, load_text, pipeline_files, Defaults, LoadOptions, LoadedPipeline, Overrides};
+pub use load::{
+    load, load_system, load_text, pipeline_files, read_pipeline_file, Defaults, LoadOptions, LoadedPipeline, Overrides,
+    MAX_FILE_BYTES,
+};
 pub use model::Pipeline;
 
 /// The JSON Schema of pipeline files, as written to `schemas/pipeline.schema.json`.

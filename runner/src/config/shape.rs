@@ -10,6 +10,10 @@
 
 use std::collections::BTreeMap;
 
+/// Shape problems reported per file at most: each round deserializes the whole document, so
+/// this keeps a file full of mistakes (thousands of unknown tables) linear to check.
+pub const MAX_SHAPE_PROBLEMS: usize = 50;
+
 use super::spec::PipelineSpec;
 use crate::diagnostic::{Anchor, Diagnostic, KeyPath, Segment, SourceMap};
 
@@ -62,7 +66,7 @@ pub fn check(source: &SourceMap, table: toml::Table) -> Shaped {
     let mut trimmed: Vec<KeyPath> = Vec::new();
     let mut drop_saga = false;
     // Each round removes at least one value, so this bounds the rounds.
-    let mut rounds = count_values(&document) + 1;
+    let mut rounds = (count_values(&document) + 1).min(MAX_SHAPE_PROBLEMS);
     loop {
         let error = match serde_path_to_error::deserialize::<_, PipelineSpec>(document.clone()) {
             Ok(_) => break,
@@ -112,8 +116,14 @@ pub fn check(source: &SourceMap, table: toml::Table) -> Shaped {
             }
         };
         if !removed || rounds == 0 {
-            // Nothing more can be trimmed: report what was found, compile nothing.
+            // Nothing more can be trimmed (or enough was found): report it, compile nothing.
             shaped.problems.sort_by_key(|d| (d.line, d.column));
+            if removed {
+                let more = format!(
+                    "checking stopped after {MAX_SHAPE_PROBLEMS} keys of the wrong shape; fix these and check again"
+                );
+                shaped.problems.push(source.at_offset(0, more));
+            }
             return shaped;
         }
     }

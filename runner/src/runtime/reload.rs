@@ -156,11 +156,19 @@ async fn control_loop(
 /// Reloads one file: load, check, diff, apply — or keep the running config and say why.
 pub(crate) async fn reload(units: &Units, index: usize, options: &LoadOptions) {
     let Some(path) = units.0[index].lock().await.path.clone() else { return };
-    let text = match std::fs::read_to_string(&path) {
+    // Mid-rename or deleted: the next event reloads it.
+    if !path.exists() {
+        tracing::debug!(path = %path.display(), "pipeline file not there now");
+        return;
+    }
+    let text = match config::read_pipeline_file(&path) {
         Ok(text) => text,
-        // Mid-rename or deleted: the next event reloads it.
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "pipeline file not readable now");
+        // Too large, not UTF-8, unreadable: refused with the reason, the running config stays.
+        Err(message) => {
+            let message = format!("{}:1:1: {message}", path.display());
+            let mut unit = units.0[index].lock().await;
+            tracing::warn!(service = unit.status.service, problems = %message, "pipeline file rejected; the running config stays");
+            unit.status.outcome("rejected", Some(message));
             return;
         }
     };

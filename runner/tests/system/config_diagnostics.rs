@@ -19,6 +19,50 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "settings that would busy-loop, give up at once, overflow or loop on themselves",
+        toml: r#"
+[service]
+shutdown_grace = "500years"
+
+[relay]
+poll_interval = "0s"
+status_interval = "1ns"
+
+[saga]
+trigger = "order.created"
+on_completed = "order.created"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+tick = "0s"
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "0s"
+irreversible = true
+
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.requested"
+
+[[chaos.rules]]
+id = "slow"
+target = { kind = "handler", handler = "payment.charge" }
+fault = { kind = "latency", fixed = "1000000000years" }
+"#,
+        expected: &[
+            "test.toml:2:18: `500years` is too long; use at most 10years",
+            "test.toml:5:17: `0s` is too short: an interval this short would busy-loop (use at least 1ms)",
+            "test.toml:6:19: `1ns` is too short: an interval this short would busy-loop (use at least 1ms)",
+            "test.toml:10:16: `order.created` is also the trigger: each end would start the saga again; use another event type",
+            "test.toml:13:8: `0s` is too short: an interval this short would busy-loop (use at least 1ms)",
+            "test.toml:18:11: `0s` is too short: nothing can answer in no time (use at least 1ms)",
+            "test.toml:24:14: `payment.requested` is the consumer's own topic: it would handle its own replies forever; reply with another event type",
+            "test.toml:29:37: `1000000000years` is longer than the longest injected delay, 1h; use a shorter one",
+        ],
+    },
+    Case {
         name: "mistakes in several sections and consumers at once",
         toml: r#"
 [service]
@@ -1032,5 +1076,36 @@ fn the_shipped_pipelines_pass() {
     assert!(!files.is_empty(), "no pipeline files in {}", dir.display());
     if let Err(diagnostics) = load_system(&files, &[], &LoadOptions::default()) {
         panic!("the shipped pipelines have problems:\n{diagnostics}");
+    }
+}
+
+/// A file of thousands of mistakes is checked in linear time: the shape pass stops after
+/// `MAX_SHAPE_PROBLEMS` and says so, rather than deserializing the document once per mistake.
+#[test]
+fn thousands_of_unknown_tables_stop_after_fifty_problems() {
+    let text: String = (0..20_000).map(|i| format!("[unknown{i}]\nx = 1\n")).collect();
+    let diagnostics = check_one(&text);
+    assert_eq!(diagnostics.len(), 51, "{:?}", &diagnostics[..3]);
+    assert!(diagnostics[50].contains("checking stopped after 50 keys of the wrong shape"), "{}", diagnostics[50]);
+}
+
+/// Files that cannot be pipelines are refused with the reason, never ignored.
+#[test]
+fn oversized_and_non_utf8_files_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, format!("# {}\n[relay]\n", "x".repeat(1_100_000))).unwrap();
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(&latin1, b"[service]\nname = \"caf\xe9\"\n[relay]\n").unwrap();
+    for (file, expected) in [
+        (&big, "pipeline files are limited to 1048576 bytes (1 MiB)"),
+        (&latin1, "the file is not UTF-8 text (invalid byte at offset 21); save it as UTF-8"),
+    ] {
+        let Err(Diagnostics(diagnostics)) = runner::config::load(file, &LoadOptions::default()) else {
+            panic!("{} was accepted", file.display())
+        };
+        assert_eq!(diagnostics.len(), 1);
+        assert!(diagnostics[0].to_string().contains(expected), "{}", diagnostics[0]);
+        assert_eq!((diagnostics[0].line, diagnostics[0].column), (1, 1));
     }
 }

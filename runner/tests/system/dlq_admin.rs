@@ -678,3 +678,42 @@ async fn bulk_replay_dry_run_rate_and_limit_on_sqlite() {
 
     dlq.system.stop().await;
 }
+
+/// 20 replays of one dead letter at once: its replay is claimed atomically, so exactly
+/// `max_replays` (3) are sent and answered 200, the other 17 are refused with 409, and the
+/// original topic holds exactly 3 copies.
+async fn parallel_replays_hold_the_limit(database_url: &str) {
+    let dlq = start(database_url, |_| {}).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    dlq.put(Letter::new("payment.requested", "payment.requested.dlq", &key, order(&key, json!(1000)))).await;
+    let id = dlq.wait_entries(&format!("q={key}"), 1).await[0]["id"].as_i64().unwrap();
+    let path = format!("/entries/{id}/replay");
+    let answers = futures::future::join_all((0..20).map(|_| dlq.post(&path, None))).await;
+    let ok = answers.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+    let refused: Vec<&Value> =
+        answers.iter().filter(|(status, _)| *status == StatusCode::CONFLICT).map(|(_, answer)| answer).collect();
+    assert_eq!((ok, refused.len()), (3, 17), "{answers:?}");
+    assert!(
+        refused.iter().all(|a| a["error"].as_str().unwrap().contains("the limit (max_replays = 3)")),
+        "{refused:?}"
+    );
+    let copies =
+        dlq.read("payment.requested").await.into_iter().filter(|r| r.key.as_deref() == Some(key.as_str())).count();
+    assert_eq!(copies, 3, "copies of the dead letter sent back");
+    let (_, entry) = dlq.get(&format!("/entries/{id}")).await;
+    assert_eq!(entry["replayCount"], 3, "{entry}");
+    dlq.system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_replays_hold_the_limit_on_postgres() {
+    let db = TempPg::create("chaos_dlq_race").await;
+    parallel_replays_hold_the_limit(&db.url).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_replays_hold_the_limit_on_sqlite() {
+    let (_dir, url) = temp_sqlite();
+    parallel_replays_hold_the_limit(&url).await;
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::service::require_tokens;
-use super::Compiler;
+use super::{Bounds, Compiler};
 use crate::admin::AdminConfig;
 use crate::config::spec::{ChaosApiSpec, DlqAdminSpec, OrderApiSpec};
 use crate::diagnostic::KeyPath;
@@ -56,8 +56,10 @@ pub(super) fn compile_dlq_admin(
 
 pub(super) fn compile_chaos_api(c: &mut Compiler, spec: &ChaosApiSpec, admin: &AdminConfig) -> ChaosApiConfig {
     let at = KeyPath::section("chaos_api");
-    let default_ttl = c.duration(at.key("default_ttl"), spec.default_ttl.as_deref(), Duration::from_secs(15 * 60));
-    let max_ttl = c.duration(at.key("max_ttl"), spec.max_ttl.as_deref(), Duration::from_secs(24 * 3600));
+    let default_ttl =
+        c.duration_in(at.key("default_ttl"), spec.default_ttl.as_deref(), Duration::from_secs(15 * 60), Bounds::WAIT);
+    let max_ttl =
+        c.duration_in(at.key("max_ttl"), spec.max_ttl.as_deref(), Duration::from_secs(24 * 3600), Bounds::WAIT);
     if default_ttl > max_ttl {
         c.problem(at.key("default_ttl"), "default_ttl is longer than max_ttl; lower it or raise max_ttl");
     }

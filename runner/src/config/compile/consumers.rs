@@ -48,6 +48,14 @@ fn compile_consumer(
     if let Some(topic) = &consumer.dead_letter_topic {
         c.event_type(at.key("dead_letter_topic"), topic);
     }
+    // A reply on the topic the consumer reads would be handled as a request, forever.
+    let replies = std::iter::once(("on_success", &consumer.on_success))
+        .chain(consumer.on_failure.iter().map(|failure| ("on_failure", failure)));
+    for (key, reply) in replies {
+        if reply == &consumer.topic || Some(reply) == consumer.event_type.as_ref() {
+            c.problem(at.key(key), format!("`{reply}` is the consumer's own topic: it would handle its own replies forever; reply with another event type"));
+        }
+    }
     let retry = compile_delivery_retry(c, &at.key("retry"), consumer.retry.as_ref());
     let handler = match handlers::build(&consumer.handler, &consumer.params) {
         Ok(handler) => handler,

@@ -29,6 +29,32 @@ pub(crate) struct Compiler {
     problems: Vec<Problem>,
 }
 
+/// The range a duration setting may take: every duration is bounded, so arithmetic on it
+/// (deadlines, backoffs) cannot overflow and no setting busy-loops or waits for years.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub min: Duration,
+    pub max: Duration,
+    /// Why the minimum: said when a value is below it.
+    pub why_min: &'static str,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Bounds {
+    /// Backoffs, grace periods, windows.
+    pub const ANY: Bounds = Bounds { min: Duration::ZERO, max: Duration::from_secs(10 * 31_557_600), why_min: "" };
+    /// Ticks and polling intervals: a zero one would spin a core.
+    pub const INTERVAL: Bounds =
+        Bounds { min: Duration::from_millis(1), max: DAY, why_min: "an interval this short would busy-loop" };
+    /// How long to wait for something: a zero wait gives up before anything can answer.
+    pub const WAIT: Bounds = Bounds {
+        min: Duration::from_millis(1),
+        max: Duration::from_secs(7 * 24 * 3600),
+        why_min: "nothing can answer in no time",
+    };
+}
+
 /// Attempts and exponential backoff: what both retry policies (saga steps, consumers) share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Backoff {
@@ -47,17 +73,39 @@ impl Compiler {
         self.problems.extend(problems.into_iter().map(|p| p.under(at)));
     }
 
+    /// A duration within [`Bounds::ANY`].
     pub(crate) fn duration(&mut self, at: KeyPath, text: Option<&str>, default: Duration) -> Duration {
+        self.duration_in(at, text, default, Bounds::ANY)
+    }
+
+    /// A duration within `bounds`; outside them, a problem naming the bound.
+    pub(crate) fn duration_in(
+        &mut self,
+        at: KeyPath,
+        text: Option<&str>,
+        default: Duration,
+        bounds: Bounds,
+    ) -> Duration {
         let Some(text) = text else { return default };
-        match humantime::parse_duration(text) {
+        let parsed = match humantime::parse_duration(text) {
             Ok(d) => d,
             Err(e) => {
                 self.problem(
                     at,
                     format!("invalid duration `{text}` ({e}); write it like \"500ms\", \"10s\" or \"2m\""),
                 );
-                default
+                return default;
             }
+        };
+        let shown = |d: Duration| humantime::format_duration(d).to_string();
+        if parsed < bounds.min {
+            self.problem(at, format!("`{text}` is too short: {} (use at least {})", bounds.why_min, shown(bounds.min)));
+            bounds.min
+        } else if parsed > bounds.max {
+            self.problem(at, format!("`{text}` is too long; use at most {}", shown(bounds.max)));
+            bounds.max
+        } else {
+            parsed
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Compiler;
+use super::{Bounds, Compiler};
 use crate::config::spec::RelaySpec;
 use crate::diagnostic::KeyPath;
 use crate::services::relay::{AfterPublish, OnRetainedWalLimit, OnSlotLost, RelayConfig, RelayMode, WalConfig};
@@ -31,7 +31,12 @@ pub(super) fn compile_relay(c: &mut Compiler, relay: &RelaySpec, store: &StoreCo
     }
     RelayConfig {
         mode,
-        poll_interval: c.duration(at.key("poll_interval"), relay.poll_interval.as_deref(), Duration::from_millis(20)),
+        poll_interval: c.duration_in(
+            at.key("poll_interval"),
+            relay.poll_interval.as_deref(),
+            Duration::from_millis(20),
+            Bounds::INTERVAL,
+        ),
         batch_size: batch_size.max(1),
         after_publish,
         wal: compile_wal(c, relay, &at),
@@ -92,20 +97,23 @@ fn compile_wal(c: &mut Compiler, relay: &RelaySpec, at: &KeyPath) -> WalConfig {
         slot: relay.slot.clone(),
         publication,
         tables,
-        heartbeat_interval: c.duration(
+        heartbeat_interval: c.duration_in(
             at.key("heartbeat_interval"),
             relay.heartbeat_interval.as_deref(),
             Duration::from_secs(10),
+            Bounds::INTERVAL,
         ),
-        status_interval: c.duration(
+        status_interval: c.duration_in(
             at.key("status_interval"),
             relay.status_interval.as_deref(),
             Duration::from_secs(1),
+            Bounds::INTERVAL,
         ),
-        monitor_interval: c.duration(
+        monitor_interval: c.duration_in(
             at.key("monitor_interval"),
             relay.monitor_interval.as_deref(),
             Duration::from_secs(5),
+            Bounds::INTERVAL,
         ),
         max_retained_wal,
         on_retained_wal_limit,

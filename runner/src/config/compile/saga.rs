@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{Backoff, Compiler};
+use super::{Backoff, Bounds, Compiler};
 use crate::config::spec::{CanaryAnalysisSpec, CanarySpec, CompensationSpec, RetrySpec, SagaSpec, StepSpec};
 use crate::diagnostic::KeyPath;
 use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, StepDefinition};
@@ -32,6 +32,33 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
     if spec.steps.is_empty() {
         c.problem(at.clone(), "a saga needs at least one [[saga.steps]]");
     }
+    // What the saga sends must not start it again: every end (or step) would be a new saga.
+    let trigger = &spec.trigger;
+    let ends =
+        [("on_completed", &spec.on_completed), ("on_cancelled", &spec.on_cancelled), ("on_failed", &spec.on_failed)];
+    for (key, event) in ends {
+        if event == trigger {
+            c.problem(
+                at.key(key),
+                format!("`{event}` is also the trigger: each end would start the saga again; use another event type"),
+            );
+        }
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        let step_at = at.key("steps").index(i);
+        let requests = std::iter::once((step_at.key("request"), &step.request))
+            .chain(step.compensation.iter().map(|comp| (step_at.key("compensation").key("request"), &comp.request)));
+        for (request_at, request) in requests {
+            if request == trigger {
+                c.problem(
+                    request_at,
+                    format!(
+                        "`{request}` is also the trigger: sending it would start another saga; use another event type"
+                    ),
+                );
+            }
+        }
+    }
     let mut seen_names = BTreeSet::new();
     let mut replies = Replies::default();
     let mut steps = Vec::new();
@@ -46,7 +73,7 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
     SagaConfig {
         canary,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
-        tick: c.duration(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200)),
+        tick: c.duration_in(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200), Bounds::INTERVAL),
         definition: SagaDefinition {
             name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),
             trigger: spec.trigger.clone(),
@@ -117,7 +144,7 @@ fn required_timeout(c: &mut Compiler, at: &KeyPath, text: Option<&str>, what: &s
     if text.is_none() {
         c.problem(at.clone(), format!("{what} has no timeout; add e.g. `timeout = \"10s\"`"));
     }
-    c.duration(at.key("timeout"), text, default)
+    c.duration_in(at.key("timeout"), text, default, Bounds::WAIT)
 }
 
 fn retry_policy(c: &mut Compiler, at: &KeyPath, spec: Option<&RetrySpec>) -> RetryPolicy {
@@ -162,11 +189,8 @@ fn compile_analysis(c: &mut Compiler, a: &CanaryAnalysisSpec, at: &KeyPath) -> C
     if max_latency_ratio < 1.0 {
         c.problem(at.key("max_latency_ratio"), "a ratio below 1 would fail a canary as fast as stable; use e.g. 1.5");
     }
-    let interval = c.duration(at.key("interval"), a.interval.as_deref(), Duration::from_secs(30));
+    let interval = c.duration_in(at.key("interval"), a.interval.as_deref(), Duration::from_secs(30), Bounds::INTERVAL);
     let window = c.duration(at.key("window"), a.window.as_deref(), Duration::from_secs(120));
-    if interval.is_zero() {
-        c.problem(at.key("interval"), "the interval must be above zero");
-    }
     CanaryAnalysis {
         interval: interval.max(Duration::from_millis(100)),
         window,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::Compiler;
+use super::{Bounds, Compiler};
 use crate::admin::AdminConfig;
 use crate::config::spec::{AdminSpec, BrokerSpec, ServiceSpec, StoreSpec, TelemetrySpec, VariantSpec};
 use crate::diagnostic::KeyPath;
@@ -71,12 +71,18 @@ pub(super) fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfi
         brokers,
         partitions,
         replication,
-        session_timeout: c.duration(
+        session_timeout: c.duration_in(
             at.key("session_timeout"),
             spec.session_timeout.as_deref(),
             Duration::from_secs(10),
+            Bounds::WAIT,
         ),
-        fetch_wait: c.duration(at.key("fetch_wait"), spec.fetch_wait.as_deref(), Duration::from_millis(20)),
+        fetch_wait: c.duration_in(
+            at.key("fetch_wait"),
+            spec.fetch_wait.as_deref(),
+            Duration::from_millis(20),
+            Bounds::INTERVAL,
+        ),
         redeliver_each_message: spec.redeliver_each_message.unwrap_or(false),
     }
 }

@@ -16,9 +16,11 @@ use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::transport::dead_letter;
 
-/// Sends the entry to its original topic with its key and headers (minus `dlq_*`, plus
-/// `dlq_replay_count` + 1), then marks it replayed with a history line and an audit line in
-/// one transaction. Returns the new replay count. The caller checked [`Entry::refusal`].
+/// Claims the entry's next replay (atomically: `max_replays` holds however many requests
+/// race), sends it to its original topic with its key and headers (minus `dlq_*`, plus
+/// `dlq_replay_count`), then marks it replayed with a history line and an audit line in one
+/// transaction. Returns the new replay count. The caller checked [`Entry::refusal`]; a request
+/// that loses the race to the last allowed replay is refused here (`409`).
 pub async fn replay(
     state: &AppState,
     entry: &Entry,
@@ -28,7 +30,15 @@ pub async fn replay(
     bulk: bool,
 ) -> Result<i64, ApiError> {
     let topic = entry.original_topic.clone().unwrap_or_default();
-    let count = entry.replay_count + 1;
+    let max = state.config.max_replays;
+    let Some(count) = queries::claim_replay(&state.ctx.store, entry.id, max, now_ms()).await? else {
+        let current = queries::load(&state.ctx.store, entry.id).await?;
+        let why = current
+            .and_then(|e| e.refusal(max))
+            .unwrap_or_else(|| format!("entry {} cannot be replayed now; read it again", entry.id));
+        metrics::counter!(telemetry::DLQ_REPLAYS_REFUSED, "topic" => topic).increment(1);
+        return Err(ApiError::new(StatusCode::CONFLICT, why));
+    };
     let mut headers: Vec<(String, Vec<u8>)> = entry
         .header_pairs()
         .into_iter()
@@ -49,7 +59,14 @@ pub async fn replay(
     .await;
     let failure = match sent {
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("the broker refused the replay: {e}")),
+        Ok(Err(e)) => {
+            // Nothing was sent: the claim is given back. (After a timeout it is kept: the
+            // record may still arrive, and counting it is the safe side of the limit.)
+            if let Err(release) = queries::release_replay(&state.ctx.store, entry.id, now_ms()).await {
+                tracing::error!(entry = entry.id, error = %release, "cannot give back the replay claim");
+            }
+            Some(format!("the broker refused the replay: {e}"))
+        }
         Err(_) => Some(format!(
             "the broker did not acknowledge the replay within {}s; it may still arrive on `{topic}`: check that topic before replaying again",
             PUBLISH_TIMEOUT.as_secs()

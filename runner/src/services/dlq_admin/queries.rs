@@ -101,6 +101,34 @@ async fn history(
     Ok(())
 }
 
+/// Claims the entry's next replay: one more on its count if that stays within `max` and the
+/// entry is not discarded, in one statement, so parallel requests cannot pass the limit
+/// together. The new count, or `None` when the claim is refused.
+pub async fn claim_replay(store: &Store, entry_id: i64, max: u32, now: i64) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "UPDATE dead_letters SET replay_count = replay_count + 1, updated_at_ms = $1 \
+         WHERE id = $2 AND replay_count < $3 AND state <> 'discarded' RETURNING replay_count",
+    )
+    .bind(now)
+    .bind(entry_id)
+    .bind(i64::from(max))
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row.map(|row| row.try_get::<i64, _>("replay_count")).transpose()?)
+}
+
+/// Gives back a claim whose replay the broker refused (nothing was sent).
+pub async fn release_replay(store: &Store, entry_id: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE dead_letters SET replay_count = replay_count - 1, updated_at_ms = $1 WHERE id = $2 AND replay_count > 0",
+    )
+    .bind(now)
+    .bind(entry_id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
 /// Marks an entry replayed for the `count`th time, with its history line (`detail`) and the
 /// audit line, in one transaction.
 pub async fn mark_replayed(
