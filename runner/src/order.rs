@@ -62,8 +62,16 @@ impl NewOrder {
         let mut invalid = Vec::new();
         let mut bad = |field: String, message: &str| invalid.push(Invalid { field, message: message.to_string() });
         let id = self.customer_id.trim();
-        if id.is_empty() || id.len() > 128 {
+        if id.is_empty() || id.chars().count() > 128 {
             bad("customerId".into(), "must be 1 to 128 characters");
+        }
+        // A NUL byte cannot be stored as text (PostgreSQL refuses it): the client's mistake.
+        let texts = std::iter::once(("customerId".to_string(), &self.customer_id))
+            .chain(self.items.iter().enumerate().map(|(i, item)| (format!("items[{i}].sku"), &item.sku)));
+        for (field, text) in texts {
+            if text.contains('\0') {
+                bad(field, "must not contain NUL characters");
+            }
         }
         if !(self.currency.len() == 3 && self.currency.chars().all(|c| c.is_ascii_uppercase())) {
             bad("currency".into(), "must be an ISO 4217 code of three capital letters, like \"EUR\"");
@@ -76,7 +84,7 @@ impl NewOrder {
         }
         let mut total: i64 = 0;
         for (i, item) in self.items.iter().enumerate() {
-            if item.sku.trim().is_empty() || item.sku.len() > 64 {
+            if item.sku.trim().is_empty() || item.sku.chars().count() > 64 {
                 bad(format!("items[{i}].sku"), "must be 1 to 64 characters");
             }
             if item.quantity < 1 || item.quantity > MAX_QUANTITY {

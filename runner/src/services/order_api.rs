@@ -68,8 +68,14 @@ async fn create(
         .filter(|t| crate::traces::parse_traceparent(t).is_some());
     let traceparent = crate::traces::outgoing(incoming);
     let ctx = &state.ctx;
-    let event =
-        Event::new(&state.config.created_event, &payload.order_id, &ctx.service, json!(payload), Some(traceparent));
+    // The event is checked against its schema before anything is written, so the schema can
+    // never refuse (as a server error) an order the checks above let through.
+    let body = json!(payload);
+    if let Err(problem) = ctx.schemas.validate(&state.config.created_event, &body) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid order: {problem}"))
+            .with_fields(vec![("order".to_string(), problem)]));
+    }
+    let event = Event::new(&state.config.created_event, &payload.order_id, &ctx.service, body, Some(traceparent));
     let now = now_ms();
     let mut tx = ctx.begin().await?;
     orders::insert(&mut tx, &payload, now).await?;
@@ -92,6 +98,10 @@ async fn create(
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    // Order ids are UUIDs: anything else (a NUL byte, a 10 kB string) names no order.
+    if Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no order with id `{id}`")));
+    }
     match orders::get(&state.ctx.store, &id).await? {
         Some(order) => Ok(Json(order).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no order with id `{id}`"))),

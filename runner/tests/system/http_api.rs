@@ -168,3 +168,45 @@ async fn reading_orders_unknown_ids_and_paging() {
     assert_eq!(ready["broker"], true);
     system.stop().await;
 }
+
+/// Hostile strings on PostgreSQL (which refuses NUL bytes in text): every one is the client's
+/// mistake, answered 4xx naming the field — never a 5xx — and nothing is written. Lengths are
+/// counted in characters, as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_strings_get_4xx_on_postgres() {
+    let db = crate::support::TempPg::create("http_hostile").await;
+    let system = System::start(shipped_pipelines(&db.url)).await;
+    let with = |pointer: &str, value: Value| {
+        let mut body = good_order();
+        *body.pointer_mut(pointer).unwrap() = value;
+        body.to_string()
+    };
+    let bodies: Vec<(&str, String, &str)> = vec![
+        ("NUL in customerId", with("/customerId", json!("c-\u{0}-42")), "customerId"),
+        ("NUL in a sku", with("/items/0/sku", json!("SKU-\u{0}")), "items[0].sku"),
+        ("129 characters", with("/customerId", json!("é".repeat(129))), "customerId"),
+    ];
+    for (name, body, field) in &bodies {
+        let (status, answer) = post_raw(&system, Some("application/json"), body.clone()).await;
+        assert!(status.is_client_error(), "{name}: {status} {answer}");
+        assert!(answer["error"].as_str().unwrap_or_default().contains(field), "{name}: {answer}");
+    }
+    let paths = [
+        "/api/orders/%00",
+        "/api/orders/x%00y",
+        "/api/orders?status=%00",
+        "/api/orders?%00=1",
+        "/api/orders?cursor=%00",
+    ];
+    for path in paths {
+        let (status, answer) = system.call(Method::GET, path, None, None).await;
+        assert!(status.is_client_error(), "{path}: {status} {answer}");
+    }
+    assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM orders").await, 0, "nothing refused was written");
+    // 128 two-byte characters are 128 characters: accepted.
+    let (status, answer) =
+        post_raw(&system, Some("application/json"), with("/customerId", json!("é".repeat(128)))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    system.stop().await;
+    db.drop_database().await;
+}
