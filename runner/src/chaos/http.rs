@@ -25,10 +25,18 @@ pub fn layer(routes: Router, chaos: Chaos, service: &str) -> Router {
         .layer(middleware::from_fn_with_state(service.to_string(), crate::telemetry::http_metrics))
 }
 
+/// The routes no rule can strike: chaos-svc's own API, so a rule that breaks HTTP can always
+/// be listed, disabled and deleted (this module sits below the services: the prefix is
+/// spelled here, and a test keeps it equal to chaos-svc's).
+pub const EXEMPT_PREFIX: &str = "/api/chaos";
+
 async fn faults(State(target): State<Target>, request: Request, next: Next) -> Response {
     let route = request.uri().path().to_string();
+    if route == EXEMPT_PREFIX || route.starts_with(&format!("{EXEMPT_PREFIX}/")) {
+        return next.run(request).await;
+    }
     let actions = target.chaos.decide(Point::Http { service: &target.service, route: &route }, None);
-    delay_for(&actions).await;
+    delay_for(&target.chaos, &actions).await;
     for action in &actions {
         match action {
             Action::Crash => crash(&format!("{} {route}", target.service)),

@@ -167,7 +167,11 @@ impl Point<'_> {
 /// A fault that struck: what the injection point must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Delay(Duration),
+    /// Wait `delay`, while the rule that struck stays in force.
+    Delay {
+        rule: String,
+        delay: Duration,
+    },
     Fail(String),
     Duplicate,
     Drop,
@@ -292,6 +296,13 @@ impl Chaos {
         self.inner.active.read().expect("active lock").clone()
     }
 
+    /// Whether the rule `id` is in force: present and not disabled, expired or out of its
+    /// window (a rule that reached its `max_count` still owns the faults it injected).
+    pub fn in_force(&self, id: &str) -> bool {
+        let now = now_ms();
+        self.active().iter().any(|r| r.rule.spec.id == id && matches!(r.dormant(now), None | Some("reached max_count")))
+    }
+
     /// Whether any service of this process runs with chaos on.
     pub fn enabled_anywhere(&self) -> bool {
         self.inner.settings.read().expect("settings lock").values().any(|s| s.enabled)
@@ -353,7 +364,8 @@ impl Chaos {
             let (action, detail) = match &rule.rule.fault {
                 Fault::Latency { min, max, jitter } => {
                     let delay = Fault::draw_delay(*min, *max, *jitter);
-                    (Action::Delay(delay), Some(format!("{} ms", delay.as_millis())))
+                    let action = Action::Delay { rule: rule.rule.spec.id.clone(), delay };
+                    (action, Some(format!("{} ms", delay.as_millis())))
                 }
                 Fault::Error(message) => (Action::Fail(message.clone()), None),
                 Fault::Duplicate => (Action::Duplicate, None),
@@ -478,11 +490,28 @@ impl Chaos {
     }
 }
 
-/// Applies the actions that only wait: used where the other faults mean nothing.
-pub async fn delay_for(actions: &[Action]) {
-    let total: Duration = actions.iter().map(|a| if let Action::Delay(d) = a { *d } else { Duration::ZERO }).sum();
-    if !total.is_zero() {
-        tokio::time::sleep(total).await;
+/// Waits out the delays among `actions`, each only while its rule stays in force: removing,
+/// disabling or the lease running out ends the wait at once (looked at on every rule change,
+/// and every second for leases and windows), so no delay outlives its rule.
+pub async fn delay_for(chaos: &Chaos, actions: &[Action]) {
+    const LOOK_AGAIN: Duration = Duration::from_secs(1);
+    for action in actions {
+        let Action::Delay { rule, delay } = action else { continue };
+        // Delays are bounded when a rule is compiled (at most an hour): this cannot overflow.
+        let deadline = tokio::time::Instant::now() + *delay;
+        let mut changes = chaos.changes();
+        while tokio::time::Instant::now() < deadline && chaos.in_force(rule) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep(LOOK_AGAIN) => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // No more change notices: fall back to looking every second.
+                        tokio::time::sleep(LOOK_AGAIN.min(deadline - tokio::time::Instant::now())).await;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -510,4 +539,49 @@ pub fn describe_rules(chaos: &Chaos) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(rules: &[&str]) -> ChaosSettings {
+        let rules = rules
+            .iter()
+            .map(|text| rule::compile_rule(&toml::from_str::<RuleSpec>(text).expect("a rule")).expect("a valid rule"))
+            .collect();
+        ChaosSettings { enabled: true, allow_crash: false, rules }
+    }
+
+    const HOUR_OF_LATENCY: &str = r#"id = "slow"
+target = { kind = "store", service = "svc" }
+fault = { kind = "latency", fixed = "1h" }"#;
+
+    /// An hour of injected latency ends as soon as its rule is removed (or disabled): no
+    /// delay outlives its rule.
+    #[tokio::test]
+    async fn a_delay_ends_when_its_rule_is_removed_or_disabled() {
+        for removal in ["removed", "disabled"] {
+            let chaos = Chaos::new();
+            chaos.set_service("svc", settings(&[HOUR_OF_LATENCY]));
+            let actions = chaos.decide(Point::Store { service: "svc" }, None);
+            assert!(matches!(&actions[..], [Action::Delay { delay, .. }] if *delay == Duration::from_secs(3600)));
+            let waiting = {
+                let chaos = chaos.clone();
+                tokio::spawn(async move { delay_for(&chaos, &actions).await })
+            };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!waiting.is_finished(), "the delay is in force while its rule is");
+            let next = match removal {
+                "removed" => settings(&[]),
+                _ => settings(&[&format!("{HOUR_OF_LATENCY}\nenabled = false")]),
+            };
+            chaos.set_service("svc", next);
+            // Bounded wait for the task (not a timing target): an hour if the delay outlived its rule.
+            tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .unwrap_or_else(|_| panic!("the delay outlived its {removal} rule"))
+                .unwrap();
+        }
+    }
 }

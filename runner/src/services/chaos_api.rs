@@ -295,3 +295,12 @@ async fn write(
     tracing::info!(action, target, by = admin.actor, "chaos control record written");
     Ok(())
 }
+
+#[cfg(test)]
+mod exemption {
+    /// HTTP fault rules never strike chaos-svc's own routes: the means to remove a fault stays up.
+    #[test]
+    fn chaos_svc_routes_are_the_ones_exempt_from_http_faults() {
+        assert_eq!(crate::chaos::http::EXEMPT_PREFIX, super::PREFIX);
+    }
+}

@@ -50,7 +50,7 @@ impl ServiceContext {
     /// Starts a database transaction: the store calls a chaos rule may slow down or fail.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let actions = self.chaos.decide(Point::Store { service: &self.service }, None);
-        chaos::delay_for(&actions).await;
+        chaos::delay_for(&self.chaos, &actions).await;
         if let Some(message) = actions.into_iter().find_map(|a| if let Action::Fail(m) = a { Some(m) } else { None }) {
             return Err(StoreError::Injected(message));
         }

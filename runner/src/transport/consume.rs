@@ -222,7 +222,7 @@ pub async fn consume_raw<F, Fut>(
         let mut fail_first = None;
         if let Some(faults) = &policy.chaos {
             let actions = faults.decide(&raw, 1);
-            chaos::delay_for(&actions).await;
+            chaos::delay_for(&faults.chaos, &actions).await;
             for action in actions {
                 match action {
                     Action::Crash => chaos::crash(&format!("consumer {name}")),
@@ -230,7 +230,7 @@ pub async fn consume_raw<F, Fut>(
                     Action::Corrupt => raw = Arc::new(corrupted(&raw)),
                     Action::Fail(message) => fail_first = Some(message),
                     Action::Drop => deliveries = 0,
-                    Action::Delay(_) | Action::Status(_) => {}
+                    Action::Delay { .. } | Action::Status(_) => {}
                 }
             }
             if deliveries == 0 {

@@ -413,7 +413,7 @@ impl Publisher {
         let mut copies = 1;
         if let Some((chaos, service)) = &self.chaos {
             let actions = chaos.decide(crate::chaos::Point::Produce { service, topic }, Some(record.key));
-            crate::chaos::delay_for(&actions).await;
+            crate::chaos::delay_for(chaos, &actions).await;
             for action in actions {
                 match action {
                     crate::chaos::Action::Fail(message) => {

@@ -271,3 +271,34 @@ end = "{}""#,
 fn time_in(delay: Duration) -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now() + delay).to_string()
 }
+
+/// A rule that answers 503 on every route of chaos-svc (and another delaying them by an hour)
+/// cannot lock chaos-svc out of its own API: its routes are exempt from HTTP faults, so the
+/// rules are listed and deleted like any other. The same rule still strikes other services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rules_cannot_lock_chaos_svc_out_of_removing_them() {
+    let (_dir, url) = crate::support::temp_sqlite();
+    let system = System::start(with_rules(&url, &[], false)).await;
+    for (id, service, fault) in [
+        ("lockout", "chaos-svc", serde_json::json!({ "kind": "http_status", "status": 503 })),
+        ("freeze", "chaos-svc", serde_json::json!({ "kind": "latency", "fixed": "1h" })),
+        ("api-down", "order-api", serde_json::json!({ "kind": "http_status", "status": 503 })),
+    ] {
+        let rule = serde_json::json!({ "id": id, "ttl": "10m", "target": { "kind": "http", "service": service }, "fault": fault });
+        system.create_rule(&rule).await;
+    }
+    // The fault is in force: order-api answers 503.
+    let (status, _) = system.call(reqwest::Method::GET, "/api/orders", None, None).await;
+    assert_eq!(status, 503, "the order-api rule strikes");
+    let (status, list) = system.call(reqwest::Method::GET, "/api/chaos/rules", None, None).await;
+    assert_eq!(status, 200, "{list}");
+    for id in ["lockout", "freeze", "api-down"] {
+        let path = format!("/api/chaos/rules/{id}");
+        let (status, answer) =
+            system.call(reqwest::Method::DELETE, &path, Some(crate::support::ADMIN_TOKEN), None).await;
+        assert!(status.is_success(), "deleting {id}: {status} {answer}");
+    }
+    let (status, _) = system.call(reqwest::Method::GET, "/api/orders", None, None).await;
+    assert_eq!(status, 200, "the fault ended with its rule");
+    system.stop().await;
+}
