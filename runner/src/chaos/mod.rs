@@ -164,6 +164,11 @@ impl Point<'_> {
     }
 }
 
+/// How long an expired rule is still listed (as expired) before it is purged.
+pub const PURGE_AFTER: Duration = Duration::from_secs(600);
+/// The most rules chaos-svc keeps in force (file rules not counted): more is refused.
+pub const MAX_CONTROL_RULES: usize = 200;
+
 /// A fault that struck: what the injection point must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -252,11 +257,15 @@ impl Chaos {
         self.rebuild();
     }
 
-    /// Applies one record of the control topic.
+    /// Applies one record of the control topic. Rules whose lease ran out more than
+    /// [`PURGE_AFTER`] ago are purged on the way (until then they are listed as expired).
     pub fn apply_control(&self, record: ControlRecord) {
         match record {
             ControlRecord::Rule(id, Some(rule)) => {
-                self.inner.control_rules.write().expect("rules lock").insert(id, *rule);
+                let purge_before = now_ms() - PURGE_AFTER.as_millis() as i64;
+                let mut rules = self.inner.control_rules.write().expect("rules lock");
+                rules.insert(id, *rule);
+                rules.retain(|_, rule| rule.expires_at_ms.is_none_or(|expiry| expiry > purge_before));
             }
             ControlRecord::Rule(id, None) => {
                 self.inner.control_rules.write().expect("rules lock").remove(&id);
@@ -556,6 +565,29 @@ mod tests {
     const HOUR_OF_LATENCY: &str = r#"id = "slow"
 target = { kind = "store", service = "svc" }
 fault = { kind = "latency", fixed = "1h" }"#;
+
+    fn control_rule(id: &str, expires_at_ms: Option<i64>) -> ControlRecord {
+        let rule = ControlRule {
+            rule: toml::from_str::<RuleSpec>(&HOUR_OF_LATENCY.replace("\"slow\"", &format!("\"{id}\""))).unwrap(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            expires_at_ms,
+            by: "test".into(),
+        };
+        ControlRecord::Rule(id.to_string(), Some(Box::new(rule)))
+    }
+
+    /// Rules whose lease ran out long ago are purged; recently expired ones are still listed.
+    #[test]
+    fn long_expired_rules_are_purged() {
+        let chaos = Chaos::new();
+        let now = now_ms();
+        chaos.apply_control(control_rule("old", Some(now - 2 * PURGE_AFTER.as_millis() as i64)));
+        chaos.apply_control(control_rule("recent", Some(now - 1_000)));
+        chaos.apply_control(control_rule("leased", Some(now + 60_000)));
+        let ids: Vec<String> = chaos.control_rules().into_keys().collect();
+        assert_eq!(ids, ["leased", "recent"]);
+    }
 
     /// An hour of injected latency ends as soon as its rule is removed (or disabled): no
     /// delay outlives its rule.

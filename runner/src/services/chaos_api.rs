@@ -121,10 +121,22 @@ async fn create_rule(
     let now = now_ms();
     let expires_at_ms = checked(&state, &spec, now)?;
     declared_in_file(&state, &spec.id)?;
-    if state.ctx.chaos.control_rules().contains_key(&spec.id) {
+    let rules = state.ctx.chaos.control_rules();
+    if rules.contains_key(&spec.id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("rule `{}` exists; PUT {PREFIX}/rules/{} to change it", spec.id, spec.id),
+        ));
+    }
+    let in_force = rules.values().filter(|r| r.expires_at_ms.is_none_or(|expiry| expiry > now)).count();
+    if in_force >= crate::chaos::MAX_CONTROL_RULES {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{in_force} rules are in force, the most chaos-svc keeps is {}; delete some first (expired rules are purged {} after their lease ends)",
+                crate::chaos::MAX_CONTROL_RULES,
+                humantime::format_duration(crate::chaos::PURGE_AFTER)
+            ),
         ));
     }
     let rule = ControlRule {

@@ -302,3 +302,30 @@ async fn http_rules_cannot_lock_chaos_svc_out_of_removing_them() {
     assert_eq!(status, 200, "the fault ended with its rule");
     system.stop().await;
 }
+
+/// chaos-svc keeps at most 200 rules in force: the next create is a clear 409 saying what to
+/// do, and deleting one makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_of_rules_is_capped() {
+    let (_dir, url) = crate::support::temp_sqlite();
+    let system = System::start(with_rules(&url, &[], false)).await;
+    let rule = |i: usize| {
+        serde_json::json!({ "id": format!("r{i}"), "ttl": "10m", "enabled": false,
+            "target": { "kind": "handler", "handler": "payment.charge" }, "fault": { "kind": "error" } })
+    };
+    let max = runner::chaos::MAX_CONTROL_RULES;
+    for batch in (0..max).collect::<Vec<_>>().chunks(20) {
+        let rules: Vec<serde_json::Value> = batch.iter().map(|i| rule(*i)).collect();
+        futures::future::join_all(rules.iter().map(|r| system.create_rule(r))).await;
+    }
+    let (status, answer) = system
+        .call(reqwest::Method::POST, "/api/chaos/rules", Some(crate::support::ADMIN_TOKEN), Some(rule(max)))
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("the most chaos-svc keeps is 200"), "{answer}");
+    let (status, _) =
+        system.call(reqwest::Method::DELETE, "/api/chaos/rules/r0", Some(crate::support::ADMIN_TOKEN), None).await;
+    assert!(status.is_success());
+    system.create_rule(&rule(max)).await;
+    system.stop().await;
+}
