@@ -86,7 +86,7 @@ pub async fn replay(
         if bulk { " (bulk)" } else { "" }
     );
     let audit = AuditRecord { actor, action, target: &target, details, outcome: "ok" };
-    queries::mark_replayed(&state.ctx.store, entry.id, count, &detail, &audit, now_ms()).await.map_err(|e| {
+    queries::mark_replayed(&state.ctx.store, entry.id, &detail, &audit, now_ms()).await.map_err(|e| {
         tracing::error!(entry = entry.id, error = %e, "replayed, but cannot record it");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

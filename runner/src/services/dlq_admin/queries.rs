@@ -129,19 +129,19 @@ pub async fn release_replay(store: &Store, entry_id: i64, now: i64) -> Result<()
     Ok(())
 }
 
-/// Marks an entry replayed for the `count`th time, with its history line (`detail`) and the
-/// audit line, in one transaction.
+/// Marks an entry replayed (its replay already claimed), with its history line
+/// (`detail`) and the audit line, in one transaction.
 pub async fn mark_replayed(
     store: &Store,
     entry_id: i64,
-    count: i64,
     detail: &str,
     audit: &AuditRecord<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
-    sqlx::query("UPDATE dead_letters SET state = 'replayed', replay_count = $1, updated_at_ms = $2 WHERE id = $3")
-        .bind(count)
+    // The count was raised by the claim (`claim_replay`); setting it here would undo the
+    // claims of replays that raced this one.
+    sqlx::query("UPDATE dead_letters SET state = 'replayed', updated_at_ms = $1 WHERE id = $2")
         .bind(now)
         .bind(entry_id)
         .execute(&mut *tx)
