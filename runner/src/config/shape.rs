@@ -143,10 +143,11 @@ fn friendlier(path: &KeyPath) -> Option<&'static str> {
         .then_some("`saga.steps` must be an array of tables: write each step as [[saga.steps]]")
 }
 
-/// Whether a runnable section was taken out (then "this pipeline runs nothing" is no news).
+/// Whether a whole section (a top-level table, or one table of a top-level array such as
+/// `[[consumers]]`) was taken out: then "this pipeline runs nothing" may only mean the section
+/// was left out, and is no news.
 pub fn removed_a_section(shaped: &Shaped) -> bool {
-    const RUNNABLE: [&str; 7] = ["order_api", "relay", "consumers", "saga", "dlq_admin", "chaos_api", "analytics"];
-    shaped.removed.iter().any(|p| matches!(p.0.first(), Some(Segment::Key(k)) if RUNNABLE.contains(&k.as_str())))
+    shaped.removed.iter().any(|p| matches!(p.0.as_slice(), [Segment::Key(_)] | [Segment::Key(_), Segment::Index(_)]))
 }
 
 fn key_path(path: &serde_path_to_error::Path) -> KeyPath {
@@ -161,7 +162,20 @@ fn key_path(path: &serde_path_to_error::Path) -> KeyPath {
     out
 }
 
-fn value_at<'a>(document: &'a mut toml::Value, path: &KeyPath) -> Option<&'a mut toml::Value> {
+/// The value at `path`, if the path exists.
+fn value_at<'a>(document: &'a toml::Value, path: &KeyPath) -> Option<&'a toml::Value> {
+    let mut current = document;
+    for segment in &path.0 {
+        current = match (segment, current) {
+            (Segment::Key(key), toml::Value::Table(table)) => table.get(key)?,
+            (Segment::Index(i), toml::Value::Array(array)) => array.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+fn value_at_mut<'a>(document: &'a mut toml::Value, path: &KeyPath) -> Option<&'a mut toml::Value> {
     let mut current = document;
     for segment in &path.0 {
         current = match (segment, current) {
@@ -174,22 +188,21 @@ fn value_at<'a>(document: &'a mut toml::Value, path: &KeyPath) -> Option<&'a mut
 }
 
 fn table_at<'a>(document: &'a mut toml::Value, path: &KeyPath) -> Option<&'a mut toml::Table> {
-    match value_at(document, path)? {
+    match value_at_mut(document, path)? {
         toml::Value::Table(table) => Some(table),
         _ => None,
     }
 }
 
 fn array_at<'a>(document: &'a mut toml::Value, path: &KeyPath) -> Option<&'a mut Vec<toml::Value>> {
-    match value_at(document, path)? {
+    match value_at_mut(document, path)? {
         toml::Value::Array(array) => Some(array),
         _ => None,
     }
 }
 
 fn is_table(document: &toml::Value, path: &KeyPath) -> bool {
-    let mut document = document.clone();
-    matches!(value_at(&mut document, path), Some(toml::Value::Table(_)))
+    matches!(value_at(document, path), Some(toml::Value::Table(_)))
 }
 
 fn count_values(value: &toml::Value) -> usize {

@@ -16,11 +16,21 @@ use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::transport::dead_letter;
 
+/// What became of a replay that did not fail.
+#[derive(Debug)]
+pub enum Replayed {
+    /// Sent and recorded: the entry's replay count now.
+    Sent(i64),
+    /// Not sent: another request took the last allowed replay (or discarded the entry) first.
+    Refused(String),
+}
+
 /// Claims the entry's next replay (atomically: `max_replays` holds however many requests
 /// race), sends it to its original topic with its key and headers (minus `dlq_*`, plus
 /// `dlq_replay_count`), then marks it replayed with a history line and an audit line in one
-/// transaction. Returns the new replay count. The caller checked [`Entry::refusal`]; a request
-/// that loses the race to the last allowed replay is refused here (`409`).
+/// transaction. The caller checked [`Entry::refusal`] on what it read; a request that loses
+/// the race since is [`Replayed::Refused`] with the reason, for the caller to answer as it
+/// answers its own refusals.
 pub async fn replay(
     state: &AppState,
     entry: &Entry,
@@ -28,7 +38,7 @@ pub async fn replay(
     actor: &str,
     details: Option<&Value>,
     bulk: bool,
-) -> Result<i64, ApiError> {
+) -> Result<Replayed, ApiError> {
     let topic = entry.original_topic.clone().unwrap_or_default();
     let max = state.config.max_replays;
     let Some(count) = queries::claim_replay(&state.ctx.store, entry.id, max, now_ms()).await? else {
@@ -36,8 +46,7 @@ pub async fn replay(
         let why = current
             .and_then(|e| e.refusal(max))
             .unwrap_or_else(|| format!("entry {} cannot be replayed now; read it again", entry.id));
-        metrics::counter!(telemetry::DLQ_REPLAYS_REFUSED, "topic" => topic).increment(1);
-        return Err(ApiError::new(StatusCode::CONFLICT, why));
+        return Ok(Replayed::Refused(why));
     };
     let mut headers: Vec<(String, Vec<u8>)> = entry
         .header_pairs()
@@ -97,7 +106,7 @@ pub async fn replay(
         )
     })?;
     metrics::counter!(telemetry::DLQ_REPLAYS, "topic" => topic).increment(1);
-    Ok(count)
+    Ok(Replayed::Sent(count))
 }
 
 /// Marks one entry discarded (with history and audit) unless it already is; false if it was.
@@ -131,4 +140,19 @@ pub async fn audit_refusal(store: &Store, actor: &str, action: &str, target: &st
     if let Err(e) = admin::audit_now(store, &record).await {
         tracing::error!(error = %e, action, target, "cannot write the audit trail");
     }
+}
+
+/// A replay of one entry refused (`409`): counted and audited the same way, whether found
+/// refusable before sending or lost to a racing request.
+pub async fn refuse_replay(
+    state: &AppState,
+    actor: &str,
+    entry: &Entry,
+    details: Option<&Value>,
+    why: String,
+) -> ApiError {
+    metrics::counter!(telemetry::DLQ_REPLAYS_REFUSED).increment(1);
+    let target = format!("dead-letter {}", entry.id);
+    audit_refusal(&state.ctx.store, actor, "dlq.replay", &target, details, &why).await;
+    ApiError::new(StatusCode::CONFLICT, why)
 }

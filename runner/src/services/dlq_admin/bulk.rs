@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::actions;
+use super::actions::{self, Replayed};
 use super::entry::Entry;
 use super::filter::Filter;
 use super::{queries, AppState};
@@ -46,6 +46,13 @@ struct Selection {
     matched: i64,
     entries: Vec<Entry>,
     skipped: Vec<Value>,
+}
+
+impl Selection {
+    /// The audit line of a bulk request over this selection.
+    fn audit<'a>(&'a self, admin: &'a Admin, action: &'a str, details: &'a Value, outcome: &'a str) -> AuditRecord<'a> {
+        AuditRecord { actor: &admin.actor, action, target: &self.target, details: Some(details), outcome }
+    }
 }
 
 /// The entries a bulk request names: by `ids` (unknown ones skipped), or by filter (entries
@@ -149,13 +156,7 @@ pub async fn replay_bulk(
     details["ratePerSecond"] = json!(rate);
     if request.dry_run {
         let outcome = format!("dry run: would send {}", plan.len());
-        let record = AuditRecord {
-            actor: &admin.actor,
-            action: "dlq.bulk_replay",
-            target: &selection.target,
-            details: Some(&details),
-            outcome: &outcome,
-        };
+        let record = selection.audit(&admin, "dlq.bulk_replay", &details, &outcome);
         admin::audit_now(&state.ctx.store, &record).await?;
         return Ok(Json(json!({
             "dryRun": true,
@@ -192,15 +193,18 @@ pub async fn replay_bulk(
                 break;
             }
         };
-        if let Some(reason) = entry.refusal(state.config.max_replays) {
-            selection.skipped.push(json!({ "id": entry.id, "reason": reason }));
-        } else if let Err(e) =
-            actions::replay(&state, &entry, None, &admin.actor, Some(&json!({ "bulk": true })), true).await
-        {
-            failure = Some(json!({ "id": entry.id, "error": e.message }));
-            break;
-        } else {
-            sent.push(entry.planned());
+        let outcome = match entry.refusal(state.config.max_replays) {
+            Some(reason) => Ok(Replayed::Refused(reason)),
+            None => actions::replay(&state, &entry, None, &admin.actor, Some(&json!({ "bulk": true })), true).await,
+        };
+        match outcome {
+            Ok(Replayed::Sent(_)) => sent.push(entry.planned()),
+            // Refused before sending, or lost to a racing request: skipped, the bulk goes on.
+            Ok(Replayed::Refused(reason)) => selection.skipped.push(json!({ "id": entry.id, "reason": reason })),
+            Err(e) => {
+                failure = Some(json!({ "id": entry.id, "error": e.message }));
+                break;
+            }
         }
         processed += 1;
     }
@@ -211,13 +215,7 @@ pub async fn replay_bulk(
         None => format!("ok: sent {}", sent.len()),
         Some(f) => format!("failed after sending {}: {}", sent.len(), f["error"].as_str().unwrap_or_default()),
     };
-    let record = AuditRecord {
-        actor: &admin.actor,
-        action: "dlq.bulk_replay",
-        target: &selection.target,
-        details: Some(&details),
-        outcome: &outcome,
-    };
+    let record = selection.audit(&admin, "dlq.bulk_replay", &details, &outcome);
     if let Err(e) = admin::audit_now(&state.ctx.store, &record).await {
         tracing::error!(error = %e, "cannot write the audit trail");
     }
@@ -275,13 +273,7 @@ pub async fn discard_bulk(
     let ids = |entries: &[Entry]| entries.iter().map(|e| e.id).collect::<Vec<_>>();
     if request.dry_run {
         let outcome = format!("dry run: would discard {}", plan.len());
-        let record = AuditRecord {
-            actor: &admin.actor,
-            action: "dlq.bulk_discard",
-            target: &selection.target,
-            details: Some(&details),
-            outcome: &outcome,
-        };
+        let record = selection.audit(&admin, "dlq.bulk_discard", &details, &outcome);
         admin::audit_now(&state.ctx.store, &record).await?;
         return Ok(Json(json!({
             "dryRun": true,
@@ -313,13 +305,7 @@ pub async fn discard_bulk(
     } else {
         format!("ok: discarded {}", discarded.len())
     };
-    let record = AuditRecord {
-        actor: &admin.actor,
-        action: "dlq.bulk_discard",
-        target: &selection.target,
-        details: Some(&details),
-        outcome: &outcome,
-    };
+    let record = selection.audit(&admin, "dlq.bulk_discard", &details, &outcome);
     if let Err(e) = admin::audit_now(&state.ctx.store, &record).await {
         tracing::error!(error = %e, "cannot write the audit trail");
     }

@@ -11,14 +11,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::actions::{self, audit_refusal};
+use super::actions::{self, audit_refusal, refuse_replay, Replayed};
 use super::entry::{rfc3339, Entry};
 use super::filter::Filter;
 use super::{queries, AppState, MAX_PAGE, PREFIX, STATES};
 use crate::admin::{self, Admin};
 use crate::http::{known_params, ApiError, OptionalJsonBody, Page};
 use crate::store::Store;
-use crate::telemetry;
 
 /// `GET /topics`: per dead-letter topic, its original topics, entries by state and error
 /// kind, and when the oldest and newest were dead-lettered.
@@ -104,9 +103,7 @@ pub async fn replay_one(
     let target = format!("dead-letter {}", entry.id);
     let details = request.payload.as_ref().map(|p| json!({ "editedPayload": p }));
     if let Some(refusal) = entry.refusal(state.config.max_replays) {
-        metrics::counter!(telemetry::DLQ_REPLAYS_REFUSED).increment(1);
-        audit_refusal(&state.ctx.store, &admin.actor, "dlq.replay", &target, details.as_ref(), &refusal).await;
-        return Err(ApiError::new(StatusCode::CONFLICT, refusal));
+        return Err(refuse_replay(&state, &admin.actor, &entry, details.as_ref(), refusal).await);
     }
     let payload = match &request.payload {
         Some(payload) => {
@@ -123,7 +120,10 @@ pub async fn replay_one(
         }
         None => None,
     };
-    let count = actions::replay(&state, &entry, payload, &admin.actor, details.as_ref(), false).await?;
+    let count = match actions::replay(&state, &entry, payload, &admin.actor, details.as_ref(), false).await? {
+        Replayed::Sent(count) => count,
+        Replayed::Refused(why) => return Err(refuse_replay(&state, &admin.actor, &entry, details.as_ref(), why).await),
+    };
     Ok(Json(json!({
         "id": entry.id,
         "state": "replayed",
