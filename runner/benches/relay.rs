@@ -308,6 +308,9 @@ struct Http {
     base: String,
 }
 
+/// The admin token of the relay the benchmark starts (its latency reset needs one).
+const BENCH_TOKEN: &str = "relay-benchmark-token-0001";
+
 impl Http {
     fn new(addr: SocketAddr) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder().tcp_nodelay(true).timeout(Duration::from_secs(5)).build()?;
@@ -324,8 +327,11 @@ impl Http {
 
     async fn send(&self, method: Method, path: &str) -> anyhow::Result<Value> {
         let context = format!("{method} {}{path}", self.base);
-        let response =
-            self.client.request(method, format!("{}{path}", self.base)).send().await.context(context.clone())?;
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        if method != Method::GET {
+            request = request.bearer_auth(BENCH_TOKEN);
+        }
+        let response = request.send().await.context(context.clone())?;
         let code = response.status();
         if code != StatusCode::OK {
             bail!("{context}: HTTP {code}: {}", response.text().await.unwrap_or_default());
@@ -557,7 +563,9 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
     let pipeline = dir.join("outbox-relay.toml");
     std::fs::write(
         &pipeline,
-        "[service]\nname = \"outbox-relay\"\n\n[relay]\nmode = \"wal\"\nafter_publish = \"keep\"\nstatus_interval = \"1s\"\n",
+        format!(
+            "[service]\nname = \"outbox-relay\"\n\n[relay]\nmode = \"wal\"\nafter_publish = \"keep\"\nstatus_interval = \"1s\"\n\n[admin]\ntokens = {{ bench = \"{BENCH_TOKEN}\" }}\n"
+        ),
     )?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let log_path = dir.join("relay.log");

@@ -105,6 +105,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
         };
         match tokens.holder(token) {
             Some(actor) => Ok(Admin { actor: actor.to_string() }),
+            None if tokens.holders.is_empty() => {
+                denied("no_tokens");
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "this service has no admin tokens, so nobody may change this; add [admin] tokens to its pipeline file",
+                )
+                .into_response())
+            }
             None => {
                 denied("unknown_token");
                 tracing::warn!(path = %parts.uri.path(), "admin request with an unknown token refused");

@@ -135,13 +135,23 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+/// At most this many diagnostics are printed; the rest are counted in one last line.
+pub const MAX_PRINTED_DIAGNOSTICS: usize = 100;
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_PRINTED_DIAGNOSTICS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
+        }
+        if self.0.len() > MAX_PRINTED_DIAGNOSTICS {
+            write!(
+                f,
+                "\n... and {} more problems not shown; fix these first and check again",
+                self.0.len() - MAX_PRINTED_DIAGNOSTICS
+            )?;
         }
         Ok(())
     }

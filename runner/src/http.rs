@@ -4,6 +4,7 @@
 
 mod json;
 mod paging;
+mod routes;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use serde_json::json;
 
 pub use json::{BodyRules, JsonBody, OptionalJsonBody};
 pub use paging::{known_params, Page};
+pub use routes::{Access, RouteEntry, Routes};
 
 use crate::store::StoreError;
 use crate::transport::{HandleError, TransportError};

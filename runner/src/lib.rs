@@ -15,6 +15,7 @@ pub mod schemas;
 pub mod services;
 pub mod slo;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 pub mod traces;
 pub mod transport;

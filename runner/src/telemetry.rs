@@ -35,6 +35,10 @@ pub const CHAOS_INJECTIONS: &str = "chaos_injections_total";
 pub const CHAOS_DROPPED: &str = "chaos_messages_dropped_total";
 /// Reloads of a pipeline file, by service and result (`applied`, `unchanged`, `rejected`, `restart_required`).
 pub const CONFIG_RELOADS: &str = "runner_config_reloads_total";
+/// Restarts of a supervised part, by `part` and `cause` (`panic`, `error`, `ended`).
+pub const PART_RESTARTS: &str = "runner_part_restarts_total";
+/// 1 while a supervised part runs, 0 while it waits to restart (`part`).
+pub const PART_UP: &str = "runner_part_up";
 /// The share of a saga step's requests sent to the canary, by step (0 to 100).
 pub const CANARY_PERCENT: &str = "canary_percent";
 /// Requests of a canary step by variant (`stable`, `canary`).

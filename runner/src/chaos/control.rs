@@ -1,9 +1,11 @@
 //! The control topic: a compacted topic chaos-svc writes and every runner follows from the
-//! start. One record per rule (`rule/<id>`) and per canary step (`canary/<step>`); an empty
-//! value (tombstone) removes it. The latest record of a key is its state.
+//! start. One record per rule (`rule/<id>`), per canary step (`canary/<step>`) and per
+//! running service (`hello/<service>`, what it consists of); an empty value (tombstone)
+//! removes it. The latest record of a key is its state.
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::ServiceCatalog;
 use super::rule::RuleSpec;
 
 /// Rules and canary settings, compacted by key.
@@ -41,9 +43,10 @@ pub struct CanarySetting {
 pub enum ControlRecord {
     Rule(String, Option<Box<ControlRule>>),
     Canary(String, Option<CanarySetting>),
-    /// chaos-svc announcing itself at start (`hello/<service>`): changes nothing, but gets
-    /// every follower past its first fetch before the first real change.
-    Hello(String),
+    /// A runner announcing one of its services at start and on every reload (`hello/<service>`):
+    /// what rules and canary changes may name. It also gets every follower past its first
+    /// fetch before the first real change.
+    Hello(String, Option<Box<ServiceCatalog>>),
 }
 
 impl ControlRecord {
@@ -52,7 +55,7 @@ impl ControlRecord {
         match self {
             ControlRecord::Rule(id, _) => format!("rule/{id}"),
             ControlRecord::Canary(step, _) => format!("canary/{step}"),
-            ControlRecord::Hello(service) => format!("hello/{service}"),
+            ControlRecord::Hello(service, _) => format!("hello/{service}"),
         }
     }
 
@@ -61,7 +64,7 @@ impl ControlRecord {
         match self {
             ControlRecord::Rule(_, rule) => rule.as_ref().map(|r| serde_json::to_vec(r).unwrap_or_default()),
             ControlRecord::Canary(_, setting) => setting.as_ref().map(|s| serde_json::to_vec(s).unwrap_or_default()),
-            ControlRecord::Hello(_) => Some(crate::event::now_rfc3339().into_bytes()),
+            ControlRecord::Hello(_, catalog) => catalog.as_ref().map(|c| serde_json::to_vec(c).unwrap_or_default()),
         }
     }
 
@@ -82,7 +85,14 @@ impl ControlRecord {
                 .transpose()?;
             Ok(ControlRecord::Canary(step.to_string(), setting))
         } else if let Some(service) = key.strip_prefix("hello/") {
-            Ok(ControlRecord::Hello(service.to_string()))
+            let catalog = value
+                .map(|v| {
+                    serde_json::from_slice::<ServiceCatalog>(v)
+                        .map(Box::new)
+                        .map_err(|e| format!("hello `{service}`: {e}"))
+                })
+                .transpose()?;
+            Ok(ControlRecord::Hello(service.to_string(), catalog))
         } else {
             Err(format!("unknown control key `{key}`"))
         }

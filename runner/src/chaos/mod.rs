@@ -7,6 +7,7 @@
 //! the embedded broker (a reconciler in `runtime`). Every injection is counted
 //! (`chaos_injections_total`), kept in a recent list, and sent to the injections topic.
 
+pub mod catalog;
 pub mod control;
 pub mod http;
 pub mod rule;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+pub use catalog::{Catalog, ServiceCatalog};
 pub use control::{CanarySetting, ControlRecord, ControlRule, CONTROL_TOPIC, INJECTIONS_TOPIC};
 pub use rule::{
     compile_rule, stable_hash, stable_share, Chance, Fault, FieldProblem, Rule, RuleSpec, Side, TargetSpec,
@@ -232,6 +234,8 @@ struct Inner {
     settings: RwLock<BTreeMap<String, ChaosSettings>>,
     control_rules: RwLock<BTreeMap<String, ControlRule>>,
     canary: RwLock<HashMap<String, CanarySetting>>,
+    /// What the running services announced (`hello/<service>`).
+    catalog: RwLock<Catalog>,
     active: RwLock<Arc<Vec<Arc<ActiveRule>>>>,
     recent: Mutex<VecDeque<Injection>>,
     outgoing: Mutex<Option<mpsc::Sender<Injection>>>,
@@ -276,9 +280,26 @@ impl Chaos {
             ControlRecord::Canary(step, None) => {
                 self.inner.canary.write().expect("canary lock").remove(&step);
             }
-            ControlRecord::Hello(_) => return,
+            ControlRecord::Hello(_, Some(catalog)) => {
+                self.announce(*catalog);
+                return;
+            }
+            ControlRecord::Hello(service, None) => {
+                self.inner.catalog.write().expect("catalog lock").services.remove(&service);
+                return;
+            }
         }
         self.rebuild();
+    }
+
+    /// Records what a service consists of (from its hello, or directly in its own process).
+    pub fn announce(&self, catalog: ServiceCatalog) {
+        self.inner.catalog.write().expect("catalog lock").services.insert(catalog.service.clone(), catalog);
+    }
+
+    /// What the running services announced.
+    pub fn catalog(&self) -> Catalog {
+        self.inner.catalog.read().expect("catalog lock").clone()
     }
 
     /// The rules of the control topic as last seen.

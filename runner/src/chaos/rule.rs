@@ -209,6 +209,8 @@ impl Rule {
 
 /// The longest delay a `latency` fault may inject (also its jitter).
 pub const MAX_LATENCY: Duration = Duration::from_secs(3600);
+/// The longest a broker `down` rule may last: its lease or window must end within this.
+pub const MAX_BROKER_OUTAGE: Duration = Duration::from_secs(600);
 /// The longest lease (`ttl`) a rule may have.
 pub const MAX_LEASE: Duration = Duration::from_secs(31_557_600);
 
@@ -395,6 +397,22 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
     };
     if let Some((field, message)) = target_problem {
         problems.push(FieldProblem { field: field.into(), message: message.into() });
+    }
+    // While the broker is down, a deletion may not reach the runner hosting it (the control
+    // topic is on that broker): the outage must end by itself.
+    if matches!((&spec.target, &fault), (TargetSpec::Broker, Fault::Down)) {
+        let window = start_ms.zip(end_ms).map(|(start, end)| end.saturating_sub(start));
+        let bounded = ttl.is_some_and(|t| t <= MAX_BROKER_OUTAGE)
+            || window.is_some_and(|w| w <= MAX_BROKER_OUTAGE.as_millis() as i64);
+        if !bounded {
+            problems.push(FieldProblem {
+                field: "ttl".into(),
+                message: format!(
+                    "a broker outage must end by itself: set a ttl of at most {} (or a start/end window no longer)",
+                    humantime::format_duration(MAX_BROKER_OUTAGE)
+                ),
+            });
+        }
     }
     if !problems.is_empty() {
         return Err(problems);

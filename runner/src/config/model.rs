@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::admin::AdminConfig;
+use crate::chaos::ServiceCatalog;
 use crate::diagnostic::KeyPath;
 use crate::saga::SagaConfig;
 use crate::services::analytics::AnalyticsConfig;
@@ -17,7 +18,7 @@ use crate::services::relay::RelayConfig;
 use crate::services::worker::ConsumerConfig;
 use crate::store::StoreConfig;
 use crate::traces::TelemetryConfig;
-use crate::transport::{topics_where, BrokerConfig, TopicRole, TopicUse};
+use crate::transport::{topics_where, BrokerConfig, Brokers, TopicRole, TopicUse};
 
 /// A service, ready to run.
 #[derive(Debug, Clone)]
@@ -86,6 +87,27 @@ impl Pipeline {
         uses.extend(saga.iter().flat_map(SagaConfig::topic_uses));
         uses.extend(analytics.iter().flat_map(AnalyticsConfig::topic_uses));
         uses
+    }
+
+    /// What this service consists of, as chaos rules and canary changes may name it.
+    pub fn catalog(&self) -> ServiceCatalog {
+        let mut handlers: BTreeSet<String> = BTreeSet::new();
+        for consumer in &self.consumers {
+            handlers.insert(consumer.name.clone());
+            handlers.insert(consumer.handler.name().to_string());
+        }
+        if let Some(saga) = &self.saga {
+            // The orchestrator's consumer: handler `saga`, consumer `saga-<definition>`.
+            handlers.insert("saga".to_string());
+            handlers.insert(format!("saga-{}", saga.definition.name));
+        }
+        ServiceCatalog {
+            service: self.service.clone(),
+            handlers,
+            topics: self.topic_uses().into_iter().map(|u| u.topic).collect(),
+            canary_steps: self.saga.iter().filter_map(|s| s.canary.as_ref()).map(|c| c.step.clone()).collect(),
+            hosts_broker: self.broker.brokers == Brokers::Embedded,
+        }
     }
 
     /// Every topic this pipeline produces to.

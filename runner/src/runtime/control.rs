@@ -1,14 +1,15 @@
 //! The runner's side of the control plane: follow the control topic into the chaos engine,
-//! report this process's injections to the injections topic, and turn broker rules into the
-//! embedded broker's state.
+//! announce this process's services on it, report this process's injections to the
+//! injections topic, and turn broker rules into the embedded broker's state.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::chaos::{BrokerFault, Chaos, ControlRecord, Injection, CONTROL_TOPIC, INJECTIONS_TOPIC};
+use crate::chaos::{BrokerFault, Chaos, ControlRecord, Injection, ServiceCatalog, CONTROL_TOPIC, INJECTIONS_TOPIC};
 use crate::services::ServiceContext;
 use crate::transport::{EmbeddedBroker, TransportError};
 
@@ -25,6 +26,61 @@ pub async fn follow_control(ctx: ServiceContext) -> Result<(), TransportError> {
         .await
 }
 
+/// What the services of this process consist of, to announce on the control topic.
+#[derive(Clone, Default)]
+pub struct OwnServices {
+    catalogs: Arc<Mutex<BTreeMap<String, ServiceCatalog>>>,
+    changed: Arc<Notify>,
+}
+
+impl OwnServices {
+    /// Records `catalog` in this process's chaos engine at once (so its own chaos-svc knows it
+    /// before answering anything) and has it announced to the other runners.
+    pub fn set(&self, chaos: &Chaos, catalog: ServiceCatalog) {
+        chaos.announce(catalog.clone());
+        self.catalogs.lock().unwrap_or_else(|p| p.into_inner()).insert(catalog.service.clone(), catalog);
+        self.changed.notify_one();
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, ServiceCatalog> {
+        self.catalogs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Publishes a `hello/<service>` record for each service of this process whenever what it
+/// consists of changes; a failed publication is tried again every second.
+pub async fn announce_services(ctx: ServiceContext, own: OwnServices) -> Result<(), TransportError> {
+    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(10)))?;
+    let mut announced: BTreeMap<String, ServiceCatalog> = BTreeMap::new();
+    loop {
+        let mut failed = false;
+        for (service, catalog) in own.snapshot() {
+            if announced.get(&service) == Some(&catalog) {
+                continue;
+            }
+            let record = ControlRecord::Hello(service.clone(), Some(Box::new(catalog.clone())));
+            match publisher
+                .publish_raw(CONTROL_TOPIC, Some(record.key().as_bytes()), record.value().as_deref(), &[])
+                .await
+            {
+                Ok(()) => {
+                    announced.insert(service, catalog);
+                }
+                Err(e) => {
+                    tracing::debug!(service, error = %e, "cannot announce the service on the control topic yet");
+                    failed = true;
+                }
+            }
+        }
+        let wait = if failed { Duration::from_secs(1) } else { Duration::from_secs(3600) };
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = own.changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// chaos-svc: keeps the injections every runner reports, for its list.
 pub async fn follow_injections(ctx: ServiceContext) -> Result<(), TransportError> {
     ctx.broker
@@ -37,16 +93,16 @@ pub async fn follow_injections(ctx: ServiceContext) -> Result<(), TransportError
 }
 
 /// Publishes this process's injections (best effort; the engine keeps its own list too).
-pub async fn report_injections(ctx: ServiceContext) {
+pub async fn report_injections(ctx: ServiceContext) -> Result<(), TransportError> {
+    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(5)))?;
     let (sender, mut receiver) = mpsc::channel::<Injection>(10_000);
     ctx.chaos.report_to(sender);
-    let Ok(publisher) = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(5))) else { return };
     loop {
         let injection = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return Ok(()),
             injection = receiver.recv() => injection,
         };
-        let Some(injection) = injection else { return };
+        let Some(injection) = injection else { return Ok(()) };
         let value = serde_json::to_vec(&injection).unwrap_or_default();
         let key = injection.service.clone();
         if let Err(e) = publisher.publish_raw(INJECTIONS_TOPIC, Some(key.as_bytes()), Some(&value), &[]).await {
@@ -55,12 +111,23 @@ pub async fn report_injections(ctx: ServiceContext) {
     }
 }
 
-/// Keeps the embedded broker in the state the broker rules ask for: down, or slow.
+/// Keeps the embedded broker in the state the broker rules ask for: down, or slow. The
+/// first pass applies the wanted state whatever it is, so a restarted task never trusts a
+/// state its predecessor may have left half-applied.
 pub async fn broker_faults(chaos: Chaos, broker: Arc<EmbeddedBroker>, shutdown: CancellationToken) {
     let mut applied = BrokerFault::default();
     let mut changes = chaos.changes();
+    let mut first = true;
     loop {
         let wanted = chaos.broker_fault();
+        if first {
+            first = false;
+            if let Err(e) = broker.set_up(!wanted.down).and_then(|()| broker.set_rtt(wanted.rtt)) {
+                tracing::warn!(error = %e, "cannot set the embedded broker's state");
+            }
+            applied.down = wanted.down;
+            applied.rtt = wanted.rtt;
+        }
         if wanted != applied {
             for rule in wanted.rules.iter().filter(|r| !applied.rules.contains(r)) {
                 let detail =

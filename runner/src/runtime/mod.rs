@@ -17,8 +17,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +31,7 @@ use crate::config::diff::Changes;
 use crate::config::model::Pipeline;
 use crate::config::spec::PipelineSpec;
 use crate::config::{LoadOptions, LoadedPipeline};
+use crate::http::{RouteEntry, Routes};
 use crate::saga::canary::Canary;
 use crate::saga::SagaConfig;
 use crate::services::analytics::AnalyticsConfig;
@@ -40,6 +40,7 @@ use crate::services::dlq_admin::DlqAdminConfig;
 use crate::services::order_api::OrderApiConfig;
 use crate::services::{analytics, chaos_api, dlq_admin, orchestrator, order_api, relay, worker, ServiceContext};
 use crate::store::{Store, StoreError};
+use crate::supervise::{self, Supervisor};
 use crate::transport::{Broker, Brokers, EmbeddedBroker, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,23 +104,17 @@ impl RunningPart {
     }
 }
 
-/// Runs a part under its own stop token (a child of the process's); if it fails, the whole
-/// runner stops rather than limp along.
-fn spawn_part<F, Fut, E>(ctx: &ServiceContext, tasks: &TaskTracker, what: &'static str, start: F) -> RunningPart
+/// Runs a supervised part under its own stop token (a child of the process's), so a reload
+/// can stop it alone; a crash restarts it (see [`crate::supervise`]).
+fn spawn_part<F, Fut, E>(ctx: &ServiceContext, name: String, mut start: F) -> RunningPart
 where
-    F: FnOnce(ServiceContext) -> Fut,
+    F: FnMut(ServiceContext) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
     let stop = ctx.shutdown.child_token();
-    let process = ctx.shutdown.clone();
-    let future = start(ServiceContext { shutdown: stop.clone(), ..ctx.clone() });
-    let handle = tasks.spawn(async move {
-        if let Err(e) = future.await {
-            tracing::error!(part = what, error = %e, "a part of the service failed; shutting down");
-            process.cancel();
-        }
-    });
+    let base = ctx.clone();
+    let handle = ctx.parts.spawn(name, stop.clone(), move |attempt| start(base.with_shutdown(attempt)));
     RunningPart { stop, handle }
 }
 
@@ -133,7 +128,8 @@ pub(crate) struct ServiceUnit {
     consumers: HashMap<String, RunningPart>,
     analytics: Option<AnalyticsPart>,
     status: ConfigStatus,
-    tasks: TaskTracker,
+    /// Where this service is announced to chaos-svc (what rules may name).
+    own: control::OwnServices,
 }
 
 /// streams-analytics while it runs: the settings its routes read, the figures, and the
@@ -148,19 +144,20 @@ impl ServiceUnit {
     /// Builds the parts named by `changes` from `next` (start-up: all of them).
     async fn apply(&mut self, next: Pipeline, changes: &Changes, set_at_ms: i64) {
         let service = next.service.clone();
+        self.own.set(&self.ctx.chaos, next.catalog());
         if changes.analytics || changes.slo {
             if let (Some(part), Some(config)) = (self.analytics.as_mut(), next.analytics.as_ref()) {
                 // Routes and the consumer read the settings on each request and message.
                 part.settings.replace(config.clone(), next.slo.clone());
                 let topics = config.topics();
-                if part.consumer.as_ref().map_or(true, |(following, _)| *following != topics) {
+                if part.consumer.as_ref().is_none_or(|(following, _)| *following != topics) {
                     if let Some((_, old)) = part.consumer.take() {
                         old.stop().await;
                     }
                     let (settings, state) = (part.settings.clone(), part.state.clone());
-                    let consumer = spawn_part(&self.ctx, &self.tasks, "streams-analytics", |ctx| {
-                        analytics::run(ctx, settings, state)
-                    });
+                    let name = format!("{service}/analytics");
+                    let consumer =
+                        spawn_part(&self.ctx, name, move |ctx| analytics::run(ctx, settings.clone(), state.clone()));
                     part.consumer = Some((topics, consumer));
                 }
             }
@@ -182,7 +179,9 @@ impl ServiceUnit {
         }
         for name in &changes.consumers_started {
             let Some(config) = next.consumers.iter().find(|c| &c.name == name).cloned() else { continue };
-            let part = spawn_part(&self.ctx, &self.tasks, "consumer", |ctx| worker::run(ctx, config));
+            let part = spawn_part(&self.ctx, format!("{service}/consumer {name}"), move |ctx| {
+                worker::run(ctx, config.clone())
+            });
             self.consumers.insert(name.clone(), part);
         }
         self.pipeline = next;
@@ -199,6 +198,7 @@ struct Health {
     stores: Vec<Store>,
     brokers: Vec<Broker>,
     shutdown: CancellationToken,
+    parts: Supervisor,
 }
 
 /// Starts every pipeline in this process, serving all their routes on `listen`.
@@ -225,6 +225,7 @@ async fn start_units(
     let tasks = TaskTracker::new();
     let outbox_written = Arc::new(Notify::new());
     let chaos = Chaos::new();
+    let supervisor = Supervisor::new(tasks.clone());
 
     // One embedded broker and one pool per database, shared by the services of this process.
     let embedded = if units.iter().any(|u| u.pipeline.broker.brokers == Brokers::Embedded) {
@@ -274,18 +275,28 @@ async fn start_units(
             schemas: pipeline.schemas.clone(),
             chaos: chaos.clone(),
             variant: pipeline.variant.clone(),
+            parts: supervisor.clone(),
         });
     }
 
-    let mut app = Router::new();
+    // The runtime's own admin routes take the token of any pipeline in this process.
+    let mut admin_tokens: Vec<(String, String)> = units.iter().flat_map(|u| u.pipeline.admin.tokens.clone()).collect();
+    admin_tokens.sort();
+    admin_tokens.dedup();
+    let admin = AdminConfig { tokens: admin_tokens };
+    let own = control::OwnServices::default();
+    let mut app = Routes::new();
     let mut service_units = Vec::new();
     for (unit, ctx) in units.into_iter().zip(&contexts) {
         let set_at_ms = reload::modified_ms(unit.path.as_deref());
-        let started = start_sections(ctx, &unit.pipeline, &tasks, set_at_ms)?;
-        app = app.merge(crate::chaos::http::layer(started.routes, chaos.clone(), &unit.pipeline.service));
+        let started = start_sections(ctx, &unit.pipeline, set_at_ms)?;
+        let (chaos, service) = (chaos.clone(), unit.pipeline.service.clone());
+        app = app.merge(started.routes.map(|routes| crate::chaos::http::layer(routes, chaos, &service)));
         let groups = unit.pipeline.consumer_groups();
         if !groups.is_empty() {
-            tasks.spawn(control::consumer_lag(ctx.clone(), groups));
+            supervise(ctx, "consumer lag", move |ctx| {
+                supervise::infallible(control::consumer_lag(ctx, groups.clone()))
+            });
         }
         let pipeline = unit.pipeline;
         let mut service_unit = ServiceUnit {
@@ -297,7 +308,7 @@ async fn start_units(
             canary: started.canary,
             analytics: started.analytics,
             consumers: HashMap::new(),
-            tasks: tasks.clone(),
+            own: own.clone(),
         };
         let changes = Changes::initial(pipeline.consumers.iter().map(|c| c.name.clone()).collect());
         service_unit.apply(pipeline, &changes, set_at_ms).await;
@@ -307,11 +318,23 @@ async fn start_units(
 
     // The control plane: every runner follows the control topic and reports its injections.
     if let Some(ctx) = contexts.first() {
-        spawn(&tasks, &shutdown, "chaos control", control::follow_control(ctx.clone()));
-        tasks.spawn(control::report_injections(ctx.clone()));
+        let base = ctx.clone();
+        supervisor
+            .spawn("chaos control", shutdown.clone(), move |stop| control::follow_control(base.with_shutdown(stop)));
+        let base = ctx.clone();
+        supervisor.spawn("service announcer", shutdown.clone(), move |stop| {
+            control::announce_services(base.with_shutdown(stop), own.clone())
+        });
+        let base = ctx.clone();
+        supervisor.spawn("injection reporter", shutdown.clone(), move |stop| {
+            control::report_injections(base.with_shutdown(stop))
+        });
     }
     if let Some(embedded) = &embedded {
-        tasks.spawn(control::broker_faults(chaos.clone(), embedded.clone(), shutdown.clone()));
+        let (chaos, embedded) = (chaos.clone(), embedded.clone());
+        supervisor.spawn("broker faults", shutdown.clone(), move |stop| {
+            supervise::infallible(control::broker_faults(chaos.clone(), embedded.clone(), stop))
+        });
     }
     if let Some(options) = watch {
         reload::watch(units.clone(), options, &tasks, shutdown.clone())?;
@@ -322,16 +345,19 @@ async fn start_units(
         stores: stores.values().cloned().collect(),
         brokers: distinct_brokers(&contexts),
         shutdown: shutdown.clone(),
+        parts: supervisor.clone(),
     };
-    let health_routes = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let health_routes = Routes::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
         .with_state(health)
-        .route("/metrics", get(crate::telemetry::metrics_endpoint));
-    let app = app
-        .merge(health_routes)
-        .nest("/api/runtime", reload::router(units.clone(), chaos.clone()))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .merge(Routes::new().get("/metrics", crate::telemetry::metrics_endpoint));
+    let table = Arc::new(std::sync::OnceLock::new());
+    let runtime_routes = reload::router(units.clone(), chaos.clone(), supervisor.clone(), &admin)
+        .merge(Routes::new().get("/routes", route_table).with_state(table.clone()));
+    let (app, routes) = app.merge(health_routes).nest("/api/runtime", runtime_routes).into_parts();
+    let _ = table.set(routes);
+    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;
@@ -357,19 +383,14 @@ async fn start_units(
 
 /// What starting a pipeline's sections gave: its routes, and the parts a reload changes.
 struct Started {
-    routes: Router,
+    routes: Routes,
     canary: Option<Arc<Canary>>,
     analytics: Option<AnalyticsPart>,
 }
 
 /// Starts every section of one pipeline that runs on its own (consumers, chaos settings and
 /// the canary percentage are applied by [`ServiceUnit::apply`], as on a reload).
-fn start_sections(
-    ctx: &ServiceContext,
-    pipeline: &Pipeline,
-    tasks: &TaskTracker,
-    set_at_ms: i64,
-) -> Result<Started, RuntimeError> {
+fn start_sections(ctx: &ServiceContext, pipeline: &Pipeline, set_at_ms: i64) -> Result<Started, RuntimeError> {
     // Destructured without `..`: a new section does not compile until it says how it starts.
     let Pipeline {
         service: _,
@@ -392,19 +413,19 @@ fn start_sections(
         analytics,
         telemetry: _, // set up once per process by the binary
     } = pipeline;
-    let mut routes = Router::new();
+    let mut routes = Routes::new();
     if let Some(config) = order_api {
         routes = routes.nest(order_api::PREFIX, start_order_api(ctx, config));
     }
     if let Some(config) = relay {
-        routes = routes.nest(relay::PREFIX, start_relay(ctx, config, tasks));
+        routes = routes.nest(relay::PREFIX, start_relay(ctx, config, admin));
     }
-    let canary = saga.as_ref().and_then(|config| start_saga(ctx, config, tasks, set_at_ms));
+    let canary = saga.as_ref().and_then(|config| start_saga(ctx, config, set_at_ms));
     if let Some(config) = dlq_admin {
-        routes = routes.nest(dlq_admin::PREFIX, start_dlq_admin(ctx, config, admin, schemas, tasks)?);
+        routes = routes.nest(dlq_admin::PREFIX, start_dlq_admin(ctx, config, admin, schemas)?);
     }
     if let Some(config) = chaos_api {
-        routes = routes.nest(chaos_api::PREFIX, start_chaos_api(ctx, config, admin, tasks)?);
+        routes = routes.nest(chaos_api::PREFIX, start_chaos_api(ctx, config, admin)?);
     }
     let analytics = analytics.as_ref().map(|config| start_analytics(config, slo));
     if let Some(part) = &analytics {
@@ -413,20 +434,22 @@ fn start_sections(
     Ok(Started { routes, canary, analytics })
 }
 
-fn start_order_api(ctx: &ServiceContext, config: &OrderApiConfig) -> Router {
+fn start_order_api(ctx: &ServiceContext, config: &OrderApiConfig) -> Routes {
     order_api::router(ctx.clone(), config.clone())
 }
 
-fn start_relay(ctx: &ServiceContext, config: &relay::RelayConfig, tasks: &TaskTracker) -> Router {
+fn start_relay(ctx: &ServiceContext, config: &relay::RelayConfig, admin: &AdminConfig) -> Routes {
     let status = relay::RelayStatus::new("starting");
-    spawn(tasks, &ctx.shutdown, "relay", relay::run(ctx.clone(), config.clone(), status.clone()));
-    relay::status::router(status)
+    let (config, running) = (config.clone(), status.clone());
+    supervise(ctx, "relay", move |ctx| relay::run(ctx, config.clone(), running.clone()));
+    relay::status::router(status, admin)
 }
 
 /// Starts the orchestrator; answers the canary of its step, which reloads update.
-fn start_saga(ctx: &ServiceContext, config: &SagaConfig, tasks: &TaskTracker, set_at_ms: i64) -> Option<Arc<Canary>> {
+fn start_saga(ctx: &ServiceContext, config: &SagaConfig, set_at_ms: i64) -> Option<Arc<Canary>> {
     let canary = config.canary.clone().map(|c| Arc::new(Canary::new(c, set_at_ms, ctx.chaos.clone())));
-    spawn(tasks, &ctx.shutdown, "orchestrator", orchestrator::run(ctx.clone(), config.clone(), canary.clone()));
+    let (config, split) = (config.clone(), canary.clone());
+    supervise(ctx, "saga", move |ctx| orchestrator::run(ctx, config.clone(), split.clone()));
     canary
 }
 
@@ -435,21 +458,16 @@ fn start_dlq_admin(
     config: &DlqAdminConfig,
     admin: &AdminConfig,
     schemas: &Arc<crate::schemas::SchemaRegistry>,
-    tasks: &TaskTracker,
-) -> Result<Router, RuntimeError> {
+) -> Result<Routes, RuntimeError> {
     let routes = dlq_admin::router(ctx.clone(), config.clone(), admin, schemas.clone())?;
-    spawn(tasks, &ctx.shutdown, "dlq-admin", dlq_admin::run(ctx.clone(), config.clone()));
+    let config = config.clone();
+    supervise(ctx, "dead-letter ingest", move |ctx| dlq_admin::run(ctx, config.clone()));
     Ok(routes)
 }
 
-fn start_chaos_api(
-    ctx: &ServiceContext,
-    config: &ChaosApiConfig,
-    admin: &AdminConfig,
-    tasks: &TaskTracker,
-) -> Result<Router, RuntimeError> {
+fn start_chaos_api(ctx: &ServiceContext, config: &ChaosApiConfig, admin: &AdminConfig) -> Result<Routes, RuntimeError> {
     let routes = chaos_api::router(ctx.clone(), config.clone(), admin)?;
-    spawn(tasks, &ctx.shutdown, "chaos-svc", control::follow_injections(ctx.clone()));
+    supervise(ctx, "injections", control::follow_injections);
     Ok(routes)
 }
 
@@ -472,18 +490,17 @@ fn distinct_brokers(contexts: &[ServiceContext]) -> Vec<Broker> {
         .collect()
 }
 
-/// Runs a part; if it fails to start, the whole runner stops rather than limp along.
-fn spawn<F, E>(tasks: &TaskTracker, shutdown: &CancellationToken, what: &'static str, future: F)
+/// Runs a part of `ctx`'s service (named `service/part`) for as long as the service runs,
+/// restarted whenever it fails.
+fn supervise<F, Fut, E>(ctx: &ServiceContext, part: &str, mut start: F)
 where
-    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    F: FnMut(ServiceContext) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
-    let shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = future.await {
-            tracing::error!(part = what, error = %e, "a part of the service failed; shutting down");
-            shutdown.cancel();
-        }
+    let base = ctx.clone();
+    ctx.parts.spawn(format!("{}/{part}", ctx.service), ctx.shutdown.clone(), move |attempt| {
+        start(base.with_shutdown(attempt))
     });
 }
 
@@ -510,6 +527,13 @@ async fn healthz(State(health): State<Health>) -> impl IntoResponse {
     Json(json!({ "status": "ok", "services": health.services }))
 }
 
+/// `GET /api/runtime/routes`: every route this process serves, with who may call it.
+async fn route_table(State(table): State<Arc<std::sync::OnceLock<Vec<RouteEntry>>>>) -> Json<serde_json::Value> {
+    Json(json!({ "routes": table.get() }))
+}
+
+/// Ready when every database and broker answers and every supervised part runs; each part is
+/// listed with its restarts and last failure.
 async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     let mut database = true;
     for store in &health.stores {
@@ -519,12 +543,21 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     for b in &health.brokers {
         broker &= b.ping(Duration::from_secs(2)).await;
     }
-    let ready = database && broker && !health.shutdown.is_cancelled();
+    let parts = health.parts.snapshot();
+    let parts_up = parts.values().all(|p| p.up);
+    let ready = database && broker && parts_up && !health.shutdown.is_cancelled();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let down: Vec<&String> = parts.iter().filter(|(_, p)| !p.up).map(|(name, _)| name).collect();
     (
         status,
-        Json(
-            json!({ "ready": ready, "database": database, "broker": broker, "shuttingDown": health.shutdown.is_cancelled() }),
-        ),
+        Json(json!({
+            "ready": ready,
+            "database": database,
+            "broker": broker,
+            "partsUp": parts_up,
+            "partsDown": down,
+            "shuttingDown": health.shutdown.is_cancelled(),
+            "parts": parts,
+        })),
     )
 }

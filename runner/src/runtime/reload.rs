@@ -11,20 +11,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use notify::Watcher;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{RuntimeError, Units};
+use crate::admin::{Admin, AdminConfig, AdminTokens};
 use crate::chaos::Chaos;
 use crate::config::diff::diff;
 use crate::config::{self, LoadOptions};
 use crate::event::{now_ms, now_rfc3339};
+use crate::http::{ApiError, BodyRules, JsonBody, Routes};
+use crate::supervise::{PanicRequest, Supervisor};
 use crate::telemetry;
 
 /// Quiet time after the last file event before a reload: editors write a file in steps.
@@ -243,13 +246,47 @@ pub(crate) async fn reload(units: &Units, index: usize, options: &LoadOptions) {
     tracing::info!(service = unit.status.service, changes = summary, "pipeline file reloaded");
 }
 
-/// `/api/runtime`: what this process runs — config status, chaos rules and injections, canaries.
-pub(super) fn router(units: Units, chaos: Chaos) -> Router {
-    Router::new()
-        .route("/config", get(config_status))
-        .route("/canary", get(canary_status))
+/// `/api/runtime`: what this process runs — config status, chaos rules and injections,
+/// canaries, supervised parts (and a panic on request, to see one restart).
+pub(super) fn router(units: Units, chaos: Chaos, parts: Supervisor, admin: &AdminConfig) -> Routes {
+    Routes::new()
+        .get("/config", config_status)
+        .get("/canary", canary_status)
         .with_state(units)
-        .route("/chaos", get(chaos_status).with_state(chaos))
+        .merge(Routes::new().get("/chaos", chaos_status).with_state(chaos))
+        .merge(Routes::new().get("/parts", parts_status).admin_post("/parts/panic", panic_part).with_state(parts))
+        .map(|routes| BodyRules::DEFAULT.apply(routes.layer(Extension(AdminTokens::new(admin)))))
+}
+
+async fn parts_status(State(parts): State<Supervisor>) -> Json<serde_json::Value> {
+    Json(json!({ "parts": parts.snapshot() }))
+}
+
+/// The part to make panic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PanicBody {
+    part: String,
+}
+
+/// `POST /api/runtime/parts/panic` `{"part": "payment-svc/consumer charge"}`: the part's
+/// running attempt panics; its supervisor logs, counts and restarts it.
+async fn panic_part(
+    admin: Admin,
+    State(parts): State<Supervisor>,
+    JsonBody(body): JsonBody<PanicBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    match parts.request_panic(&body.part) {
+        PanicRequest::Sent => {
+            tracing::warn!(actor = admin.actor, part = body.part, "panic of a part requested");
+            Ok((StatusCode::ACCEPTED, Json(json!({ "part": body.part, "panic": "requested" }))))
+        }
+        PanicRequest::Unknown(known) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no part named `{}` runs here; parts: {}", body.part, known.join(", ")),
+        )
+        .with_fields(vec![("part".to_string(), "unknown part".to_string())])),
+    }
 }
 
 async fn config_status(State(units): State<Units>) -> Json<serde_json::Value> {

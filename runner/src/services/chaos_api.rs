@@ -9,18 +9,18 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ServiceContext;
 use crate::admin::{self, Admin, AdminConfig, AdminTokens, AuditRecord};
 use crate::chaos::{
-    compile_rule, describe_rules, CanarySetting, ControlRecord, ControlRule, RuleSource, RuleSpec, CONTROL_TOPIC,
+    compile_rule, describe_rules, CanarySetting, ControlRecord, ControlRule, FieldProblem, RuleSource, RuleSpec,
+    CONTROL_TOPIC,
 };
 use crate::event::now_ms;
-use crate::http::{ApiError, BodyRules, JsonBody};
+use crate::http::{ApiError, BodyRules, JsonBody, Routes};
 use crate::transport::{Publisher, TransportError};
 
 /// `[chaos_api]`, compiled: the leases of rules created through the API.
@@ -42,22 +42,21 @@ struct AppState {
     publisher: Publisher,
 }
 
-pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) -> Result<Router, TransportError> {
+pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) -> Result<Routes, TransportError> {
     let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(10)))?;
-    let (warm, hello) = (publisher.clone(), ControlRecord::Hello(ctx.service.clone()));
-    tokio::spawn(async move {
-        let _ = warm.publish_raw(CONTROL_TOPIC, Some(hello.key().as_bytes()), hello.value().as_deref(), &[]).await;
-    });
-    let routes = Router::new()
-        .route("/rules", get(list_rules).post(create_rule))
-        .route("/rules/{id}", get(show_rule).put(update_rule).delete(delete_rule))
-        .route("/rules/{id}/enable", post(enable_rule))
-        .route("/rules/{id}/disable", post(disable_rule))
-        .route("/injections", get(injections))
-        .route("/canary", get(canary).put(set_canary))
-        .layer(Extension(AdminTokens::new(admin)))
+    let routes = Routes::new()
+        .get("/rules", list_rules)
+        .admin_post("/rules", create_rule)
+        .get("/rules/{id}", show_rule)
+        .admin_put("/rules/{id}", update_rule)
+        .admin_delete("/rules/{id}", delete_rule)
+        .admin_post("/rules/{id}/enable", enable_rule)
+        .admin_post("/rules/{id}/disable", disable_rule)
+        .get("/injections", injections)
+        .get("/canary", canary)
+        .admin_put("/canary", set_canary)
         .with_state(AppState { ctx, config, publisher });
-    Ok(BodyRules::DEFAULT.apply(routes))
+    Ok(routes.map(|routes| BodyRules::DEFAULT.apply(routes.layer(Extension(AdminTokens::new(admin))))))
 }
 
 async fn list_rules(State(state): State<AppState>) -> Json<Value> {
@@ -78,11 +77,9 @@ fn not_found(id: &str) -> ApiError {
 
 /// A rule checked for the API: compiled, its lease within bounds; `422` names each bad field.
 fn checked(state: &AppState, spec: &RuleSpec, now: i64) -> Result<Option<i64>, ApiError> {
-    let rule = compile_rule(spec).map_err(|problems| {
-        let message = problems.iter().map(|p| format!("`{}`: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rule: {message}"))
-            .with_fields(problems.into_iter().map(|p| (p.field, p.message)).collect())
-    })?;
+    let rule = compile_rule(spec).map_err(invalid_rule)?;
+    // A rule that names nothing running would sit there striking nothing: refuse it.
+    state.ctx.chaos.catalog().check_target(&spec.target).map_err(|problem| invalid_rule(vec![problem]))?;
     let max = now + state.config.max_ttl.as_millis() as i64;
     let expiry = rule.expiry_from(now).unwrap_or(now + state.config.default_ttl.as_millis() as i64);
     if expiry > max {
@@ -96,6 +93,13 @@ fn checked(state: &AppState, spec: &RuleSpec, now: i64) -> Result<Option<i64>, A
             .with_fields(vec![("expires_at".into(), "already past".into())]));
     }
     Ok(Some(expiry))
+}
+
+/// `422` naming each field of the rule that is wrong and what to do.
+fn invalid_rule(problems: Vec<FieldProblem>) -> ApiError {
+    let message = problems.iter().map(|p| format!("`{}`: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rule: {message}"))
+        .with_fields(problems.into_iter().map(|p| (p.field, p.message)).collect())
 }
 
 /// Refuses changing a rule that a pipeline file declares: the file is its source of truth.
@@ -183,7 +187,11 @@ async fn delete_rule(
     if !state.ctx.chaos.control_rules().contains_key(&id) {
         return Err(not_found(&id));
     }
-    write(&state, &admin, "chaos.delete", &id, ControlRecord::Rule(id.clone(), None)).await?;
+    let record = ControlRecord::Rule(id.clone(), None);
+    // Ended in this process at once: a broker outage this runner hosts ends before the
+    // tombstone has to travel through that broker.
+    state.ctx.chaos.apply_control(record.clone());
+    write(&state, &admin, "chaos.delete", &id, record).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -207,7 +215,12 @@ async fn switch(
     rule.updated_at_ms = now_ms();
     rule.by = admin.actor.clone();
     let action = if on { "chaos.enable" } else { "chaos.disable" };
-    write(&state, &admin, action, &id, ControlRecord::Rule(id.clone(), Some(Box::new(rule)))).await?;
+    let record = ControlRecord::Rule(id.clone(), Some(Box::new(rule)));
+    if !on {
+        // As for a deletion: less chaos takes effect here before it travels.
+        state.ctx.chaos.apply_control(record.clone());
+    }
+    write(&state, &admin, action, &id, record).await?;
     show_rule(State(state), Path(id)).await
 }
 
@@ -258,6 +271,13 @@ async fn set_canary(
             .with_fields(vec![("percent".into(), message)]));
     }
     let step = body.step.unwrap_or_else(|| "payment".to_string());
+    if let Err(problem) = state.ctx.chaos.catalog().check_canary_step(&step) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("invalid request: `{}`: {}", problem.field, problem.message),
+        )
+        .with_fields(vec![(problem.field, problem.message)]));
+    }
     let setting = CanarySetting {
         percent: body.percent,
         at_ms: now_ms(),
@@ -293,7 +313,7 @@ async fn write(
     let seen = |chaos: &crate::chaos::Chaos| match &record {
         ControlRecord::Rule(id, rule) => chaos.control_rules().get(id) == rule.as_deref(),
         ControlRecord::Canary(step, setting) => chaos.canary_setting(step) == *setting,
-        ControlRecord::Hello(_) => true,
+        ControlRecord::Hello(..) => true,
     };
     let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     while !seen(&state.ctx.chaos) {

@@ -18,6 +18,7 @@ use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::Event;
 use crate::schemas::SchemaRegistry;
 use crate::store::{is_transient, outbox, Store, StoreError, Tx};
+use crate::supervise::Supervisor;
 use crate::transport::dead_letter::ErrorKind;
 use crate::transport::{Broker, DeliveryPolicy, HandleError};
 
@@ -36,9 +37,16 @@ pub struct ServiceContext {
     pub chaos: Chaos,
     /// `stable` or `canary` (a label on this service's metrics).
     pub variant: String,
+    /// Where long-running parts are started, watched and restarted.
+    pub parts: Supervisor,
 }
 
 impl ServiceContext {
+    /// The same context under another stop token (a part's, or one attempt's).
+    pub fn with_shutdown(&self, shutdown: CancellationToken) -> ServiceContext {
+        ServiceContext { shutdown, ..self.clone() }
+    }
+
     /// Writes an event to the outbox inside `tx`, after checking it against its schema.
     pub async fn emit(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
         self.schemas.validate(&event.event_type, &event.payload).map_err(|problem| {

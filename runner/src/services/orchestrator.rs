@@ -11,6 +11,7 @@ use crate::saga::canary::{Canary, Variant};
 use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, Transition};
 use crate::saga::SagaConfig;
 use crate::store::{inbox, orders, sagas, Tx};
+use crate::supervise;
 use crate::telemetry;
 use crate::transport::dead_letter::{self, ErrorKind};
 use crate::transport::{consume_raw, HandleError, RawMessage, TransportError};
@@ -27,8 +28,17 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
     let consumer = ctx.broker.consumer(&config.group, &topics)?;
     let name = format!("{}/saga-{}", ctx.service, config.definition.name);
     tracing::info!(consumer = name, group = config.group, "orchestrator started");
-    let timer = tokio::spawn(run_timer(ctx.clone(), orchestrator.clone()));
-    let analysis = orchestrator.canary.clone().map(|canary| tokio::spawn(run_analysis(ctx.clone(), canary)));
+    // The timer and the canary analysis are parts of their own, ending with this attempt.
+    let timer = ctx.parts.spawn(format!("{}/saga timer", ctx.service), ctx.shutdown.clone(), {
+        let (ctx, orchestrator) = (ctx.clone(), orchestrator.clone());
+        move |stop| supervise::infallible(run_timer(ctx.with_shutdown(stop), orchestrator.clone()))
+    });
+    let analysis = orchestrator.canary.clone().map(|canary| {
+        let base = ctx.clone();
+        ctx.parts.spawn(format!("{}/canary analysis", ctx.service), ctx.shutdown.clone(), move |stop| {
+            run_analysis(base.with_shutdown(stop), canary.clone())
+        })
+    });
     let retry = crate::transport::DeliveryRetry::default();
     let mut policy = delivery_policy(&config.group, &retry, None, &ctx.broker);
     policy.chaos = Some(ctx.consume_chaos(&name, "saga"));
@@ -268,18 +278,12 @@ fn record_step(orchestrator: &Orchestrator, outcome: &StepOutcome) {
 }
 
 /// Judges the canary every interval and announces the changes it makes on the control topic.
-async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) {
-    let publisher = match ctx.broker.publisher_with_timeout(Some(std::time::Duration::from_secs(10))) {
-        Ok(publisher) => publisher,
-        Err(e) => {
-            tracing::error!(error = %e, "canary analysis cannot publish its decisions; analysis off");
-            return;
-        }
-    };
+async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) -> Result<(), TransportError> {
+    let publisher = ctx.broker.publisher_with_timeout(Some(std::time::Duration::from_secs(10)))?;
     loop {
         let interval = canary.config().analysis.map_or(std::time::Duration::from_secs(1), |a| a.interval);
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
         let now = now_ms();

@@ -6,14 +6,13 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceContext;
 use crate::event::{now_ms, Event};
-use crate::http::{known_params, ApiError, BodyRules, JsonBody, Page};
+use crate::http::{known_params, ApiError, BodyRules, JsonBody, Page, Routes};
 use crate::order::{NewOrder, OrderPayload};
 use crate::store::{orders, StoreError};
 
@@ -35,11 +34,15 @@ struct AppState {
 }
 
 /// The router, with paths relative to [`PREFIX`].
-pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Router {
+pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Routes {
     let body = BodyRules { limit: config.max_body_bytes, noun: "the order", invalid: "invalid order" };
-    let routes =
-        Router::new().route("/", get(list).post(create)).route("/{id}", get(show)).with_state(AppState { ctx, config });
-    body.apply(routes)
+    Routes::new()
+        .get("/", list)
+        // Placing an order is what the system is for: open to every client, no admin token.
+        .public_post("/", create)
+        .get("/{id}", show)
+        .with_state(AppState { ctx, config })
+        .map(|routes| body.apply(routes))
 }
 
 async fn create(

@@ -1,6 +1,7 @@
 //! The invariants ARCHITECTURE.md states about the code's structure, checked on the sources:
 //! no cycle between the library's top-level modules, only the runtime and the binary import
-//! `config`, only `transport` imports rdkafka, and every file says what it is for.
+//! `config`, only `transport` imports rdkafka, every route goes through the route table, and
+//! every file says what it is for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -116,4 +117,16 @@ fn every_source_file_says_what_it_is_for() {
         .map(|path| path.display().to_string())
         .collect();
     assert!(silent.is_empty(), "files without a `//!` line at the top: {silent:?}");
+}
+
+#[test]
+fn every_route_is_added_through_the_route_table() {
+    // `Routes` (http/routes.rs) is the one caller of axum's `Router::route`, so every route
+    // appears in `GET /api/runtime/routes`, which the admin-token walk reads.
+    let offenders: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, path, text)| !path.ends_with("http/routes.rs") && text.contains(".route(\""))
+        .map(|(_, path, _)| path.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "routes added outside `http::Routes`: {offenders:?}");
 }

@@ -329,3 +329,95 @@ async fn the_number_of_rules_is_capped() {
     system.create_rule(&rule(max)).await;
     system.stop().await;
 }
+
+/// A rule or canary change naming nothing that runs is refused, naming what does run; valid
+/// names are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_canary_changes_naming_nothing_are_refused_with_what_exists() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (_dir, url) = crate::support::temp_sqlite();
+    let system = System::start(with_rules(&url, &[], false)).await;
+    let token = Some(crate::support::ADMIN_TOKEN);
+    let cases = [
+        (json!({ "kind": "handler", "handler": "paymnet.charge" }), "target.handler", "payment.charge"),
+        (json!({ "kind": "handler", "handler": "charge", "service": "inventory-svc" }), "target.handler", "reserve"),
+        (json!({ "kind": "service", "service": "payment" }), "target.service", "payment-svc"),
+        (json!({ "kind": "store", "service": "nobody" }), "target.service", "orchestrator"),
+        (json!({ "kind": "topic", "topic": "payment.requestd" }), "target.topic", "payment.requested"),
+    ];
+    let mut refused = 0;
+    for (target, field, listed) in cases {
+        let rule = json!({ "id": "typo", "ttl": "10m", "target": target, "fault": { "kind": "error" } });
+        let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(rule)).await;
+        assert_eq!(status, 422, "{target}: {answer}");
+        assert_eq!(answer["fields"][0]["field"], field, "{answer}");
+        assert!(answer["fields"][0]["message"].as_str().unwrap().contains(listed), "{answer}");
+        refused += 1;
+    }
+    let (status, answer) =
+        system.call(Method::PUT, "/api/chaos/canary", token, Some(json!({ "step": "nonsense", "percent": 10 }))).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["fields"][0]["field"], "step", "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("steps with a canary: payment"), "{answer}");
+    refused += 1;
+    println!("rules and canary changes refused: {refused}");
+    // The names that exist are taken.
+    for (id, target) in [
+        ("h", json!({ "kind": "handler", "handler": "charge", "service": "payment-svc" })),
+        ("t", json!({ "kind": "topic", "topic": "payment.requested" })),
+        ("s", json!({ "kind": "store", "service": "orchestrator" })),
+    ] {
+        system
+            .create_rule(
+                &json!({ "id": id, "ttl": "10m", "enabled": false, "target": target, "fault": { "kind": "error" } }),
+            )
+            .await;
+    }
+    let (status, answer) =
+        system.call(Method::PUT, "/api/chaos/canary", token, Some(json!({ "step": "payment", "percent": 10 }))).await;
+    assert_eq!(status, 200, "{answer}");
+    system.stop().await;
+}
+
+/// A broker outage must end by itself (a lease of at most ten minutes), and deleting it
+/// while the broker is down works: this runner ends it before the tombstone travels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_a_lease_and_can_be_deleted_while_the_broker_is_down() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (_dir, url) = crate::support::temp_sqlite();
+    let system = System::start(with_rules(&url, &[], false)).await;
+    let token = Some(crate::support::ADMIN_TOKEN);
+    let broker_down = |id: &str, ttl: &str| json!({ "id": id, "ttl": ttl, "target": { "kind": "broker" }, "fault": { "kind": "down" } });
+    let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(broker_down("long", "11m"))).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["fields"][0]["message"].as_str().unwrap().contains("must end by itself"), "{answer}");
+
+    let ready = async |want: bool| {
+        crate::support::eventually(Duration::from_secs(15), Duration::from_millis(50), async || {
+            let (_, ready) = system.call(Method::GET, "/readyz", None, None).await;
+            if ready["broker"] == want {
+                Ok(())
+            } else {
+                Err(format!("broker not {want}: {ready}"))
+            }
+        })
+        .await
+    };
+    // Deleted while down.
+    system.create_rule(&broker_down("outage", "5m")).await;
+    ready(false).await;
+    let started = Instant::now();
+    let (status, answer) = system.call(Method::DELETE, "/api/chaos/rules/outage", token, None).await;
+    assert_eq!(status, 204, "{answer}");
+    ready(true).await;
+    println!("broker outage deleted while down; broker back after {:?}", started.elapsed());
+    // Left alone, the lease ends it.
+    system.create_rule(&broker_down("short", "3s")).await;
+    ready(false).await;
+    let started = Instant::now();
+    ready(true).await;
+    println!("a 3 s broker outage ended by its lease after {:?} down", started.elapsed());
+    system.stop().await;
+}

@@ -53,3 +53,27 @@ fn graph_draws_every_step_of_the_orchestrator() {
         assert!(chart.contains(&step.name), "step `{}` is missing from the chart:\n{chart}", step.name);
     }
 }
+
+#[test]
+fn check_prints_at_most_a_hundred_problems_and_counts_the_rest() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // 150 rules, each with a probability that is not one: 150 problems of the right shape,
+    // and one for a file that runs nothing.
+    let mut text = String::from("[chaos]\n");
+    for i in 0..150 {
+        text.push_str(&format!(
+            "[[chaos.rules]]\nid = \"r{i}\"\ntarget = {{ kind = \"service\", service = \"s\" }}\nfault = {{ kind = \"error\" }}\nprobability = 2.0\n"
+        ));
+    }
+    std::fs::write(dir.path().join("many.toml"), text).unwrap();
+    let output = run(&["check", dir.path().to_str().expect("a UTF-8 path")]);
+    assert!(!output.status.success());
+    let printed = output.stdout.lines().filter(|l| l.contains("many.toml:")).count();
+    assert_eq!(printed, 100, "stdout:\n{}", output.stdout);
+    assert!(
+        output.stdout.contains("... and 51 more problems not shown; fix these first and check again"),
+        "stdout:\n{}",
+        output.stdout
+    );
+    assert!(output.stderr.contains("151 problem(s) found"), "stderr:\n{}", output.stderr);
+}

@@ -1037,6 +1037,42 @@ failure = "payment.declined"
             r#"orchestrator.toml:10:11: reply `payment.charged` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.charged"` or fix the name"#,
             r#"orchestrator.toml:11:11: reply `payment.declined` is produced by no service; add a consumer with `on_success`/`on_failure = "payment.declined"` or fix the name"#,
         ],
+    },    SystemCase {
+        name: "chaos rules in files name services, handlers and topics that run",
+        files: &[(
+            "payment.toml",
+            r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.charged"
+on_failure = "payment.declined"
+
+[chaos]
+[[chaos.rules]]
+id = "typo-handler"
+target = { kind = "handler", handler = "paymnet.charge" }
+fault = { kind = "error" }
+[[chaos.rules]]
+id = "typo-topic"
+target = { kind = "topic", topic = "payment.requestd" }
+fault = { kind = "error" }
+[[chaos.rules]]
+id = "typo-service"
+target = { kind = "store", service = "payments" }
+fault = { kind = "error" }
+[[chaos.rules]]
+id = "fine"
+target = { kind = "handler", handler = "payment.charge", service = "payment" }
+fault = { kind = "error" }
+"#,
+        )],
+        context: &[("api.toml", ORDER_API)],
+        expected: &[
+            "payment.toml:10:40: no handler or consumer `paymnet.charge` runs; handlers: payment.charge",
+            "payment.toml:14:36: no service uses topic `payment.requestd`; topics: payment.requested, payment.requested.dlq, payment.declined, payment.charged, order.created",
+            "payment.toml:18:38: no service `payments` runs; services: payment, api",
+        ],
     },
 ];
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::chaos::Catalog;
 use crate::config::model::Pipeline;
 use crate::diagnostic::{KeyPath, Problem};
 use crate::saga::SagaConfig;
@@ -52,6 +53,23 @@ pub fn check_system(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
         problems.extend(reply_mismatches(saga, pipelines).into_iter().map(|p| (index, p)));
     }
     problems.extend(check_analytics_steps(pipelines));
+    problems.extend(check_chaos_targets(pipelines));
+    problems
+}
+
+/// Every rule of a `[chaos]` section names a service, handler or topic of the system (a rule
+/// striking nothing is a typo that would pass unnoticed).
+fn check_chaos_targets(pipelines: &[&Pipeline]) -> Vec<(usize, Problem)> {
+    let catalog = Catalog { services: pipelines.iter().map(|p| (p.service.clone(), p.catalog())).collect() };
+    let mut problems = Vec::new();
+    for (index, pipeline) in pipelines.iter().enumerate() {
+        for (i, rule) in pipeline.chaos.rules.iter().enumerate() {
+            if let Err(problem) = catalog.check_target(&rule.target) {
+                let at = KeyPath::section("chaos").key("rules").index(i).join(&KeyPath::parse(&problem.field));
+                problems.push((index, Problem::at_value(at, problem.message)));
+            }
+        }
+    }
     problems
 }
 

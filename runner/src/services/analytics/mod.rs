@@ -19,14 +19,15 @@ mod tests;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
 
 use super::{delivery_policy, ServiceContext};
 use crate::event::now_ms;
+use crate::http::Routes;
 use crate::saga::canary::Variant;
 use crate::slo::Objective;
+use crate::supervise;
 use crate::transport::{consume, DeliveryPolicy, Incoming, TransportError};
 pub use config::{AnalyticsConfig, AnalyticsStep};
 use windows::{Observation, OrderStatus, StepOutcome, Windows, WindowsView};
@@ -101,7 +102,10 @@ pub async fn run(
     };
     let dead_letters = ctx.broker.publisher()?;
     tracing::info!(consumer = name, group = config.group, "streams-analytics started");
-    let exporter = tokio::spawn(export::refresh(state.clone(), ctx.shutdown.clone()));
+    let exporter = ctx.parts.spawn(format!("{}/analytics export", ctx.service), ctx.shutdown.clone(), {
+        let state = state.clone();
+        move |stop| supervise::infallible(export::refresh(state.clone(), stop))
+    });
     consume(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |incoming| {
         observe(&state, &settings.snapshot().config, &incoming);
         async { Ok(()) }
@@ -168,9 +172,9 @@ struct AppState {
 }
 
 /// `GET /api/slo` and `GET /api/analytics/windows`, by the settings in force at each request.
-pub fn router(state: AnalyticsState, settings: AnalyticsSettings) -> Router {
+pub fn router(state: AnalyticsState, settings: AnalyticsSettings) -> Routes {
     let app = AppState { state, settings, client: reqwest::Client::new() };
-    Router::new().route("/api/slo", get(slo_view)).route("/api/analytics/windows", get(windows_view)).with_state(app)
+    Routes::new().get("/api/slo", slo_view).get("/api/analytics/windows", windows_view).with_state(app)
 }
 
 async fn windows_view(State(app): State<AppState>) -> Json<WindowsView> {

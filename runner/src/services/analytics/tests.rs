@@ -104,6 +104,7 @@ async fn a_consumer_started_again_on_the_same_state_counts_each_event_once() {
         schemas: Arc::new(SchemaRegistry::empty()),
         chaos: Chaos::new(),
         variant: "stable".into(),
+        parts: crate::supervise::Supervisor::new(tokio_util::task::TaskTracker::new()),
     };
     let start = |settings: &AnalyticsSettings, state: &AnalyticsState| {
         let stop = CancellationToken::new();
@@ -153,7 +154,7 @@ async fn the_routes_answer_by_the_settings_in_force() {
     let settings = AnalyticsSettings::new(config("analytics", &[]), Vec::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AnalyticsState::default(), settings.clone());
+    let (app, _) = router(AnalyticsState::default(), settings.clone()).into_parts();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     assert_eq!(get(&base, "/api/slo").await, json!({ "source": "own windows", "objectives": [] }));

@@ -29,13 +29,12 @@ mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 
 use super::ServiceContext;
 use crate::admin::AdminConfig;
 use crate::admin::AdminTokens;
-use crate::http::BodyRules;
+use crate::http::{BodyRules, Routes};
 use crate::schemas::SchemaRegistry;
 use crate::transport::{Publisher, TransportError};
 
@@ -77,20 +76,19 @@ pub fn router(
     config: DlqAdminConfig,
     admin: &AdminConfig,
     schemas: Arc<SchemaRegistry>,
-) -> Result<Router, TransportError> {
+) -> Result<Routes, TransportError> {
     // A replay fails definitely after 10 s rather than lingering in the producer queue and
     // arriving after the operator was told it failed.
     let publisher = ctx.broker.publisher_with_timeout(Some(PUBLISH_TIMEOUT))?;
-    let routes = Router::new()
-        .route("/topics", get(routes::topics))
-        .route("/entries", get(routes::list))
-        .route("/entries/{id}", get(routes::show))
-        .route("/entries/{id}/replay", post(routes::replay_one))
-        .route("/entries/{id}/discard", post(routes::discard_one))
-        .route("/replay", post(bulk::replay_bulk))
-        .route("/discard", post(bulk::discard_bulk))
-        .route("/audit", get(routes::audit_list))
-        .layer(Extension(AdminTokens::new(admin)))
+    let routes = Routes::new()
+        .get("/topics", routes::topics)
+        .get("/entries", routes::list)
+        .get("/entries/{id}", routes::show)
+        .admin_post("/entries/{id}/replay", routes::replay_one)
+        .admin_post("/entries/{id}/discard", routes::discard_one)
+        .admin_post("/replay", bulk::replay_bulk)
+        .admin_post("/discard", bulk::discard_bulk)
+        .get("/audit", routes::audit_list)
         .with_state(AppState { ctx, config, schemas, publisher });
-    Ok(BodyRules::DEFAULT.apply(routes))
+    Ok(routes.map(|routes| BodyRules::DEFAULT.apply(routes.layer(Extension(AdminTokens::new(admin))))))
 }

@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::admin::{Admin, AdminConfig, AdminTokens};
 use crate::event::now_ms;
+use crate::http::Routes;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,16 +114,14 @@ impl RelayStatus {
     }
 }
 
-/// `GET /status` and `POST /status/reset-latency`, mounted under `/api/relay`.
-pub fn router(status: RelayStatus) -> Router {
-    Router::new()
-        .route("/status", get(|State(s): State<RelayStatus>| async move { Json(s.snapshot()) }))
-        .route(
-            "/status/reset-latency",
-            post(|State(s): State<RelayStatus>| async move {
-                s.update(|state| state.latency_micros.reset());
-                Json(json!({ "reset": true }))
-            }),
-        )
+/// `GET /status` and `POST /status/reset-latency` (admin token), mounted under `/api/relay`.
+pub fn router(status: RelayStatus, admin: &AdminConfig) -> Routes {
+    Routes::new()
+        .get("/status", |State(s): State<RelayStatus>| async move { Json(s.snapshot()) })
+        .admin_post("/status/reset-latency", |_: Admin, State(s): State<RelayStatus>| async move {
+            s.update(|state| state.latency_micros.reset());
+            Json(json!({ "reset": true }))
+        })
         .with_state(status)
+        .map(|routes| routes.layer(Extension(AdminTokens::new(admin))))
 }

@@ -20,6 +20,7 @@ use super::{backoff, pause, polling, RelayError};
 use crate::event::{now_micros, now_ms};
 use crate::services::ServiceContext;
 use crate::store::outbox;
+use crate::supervise;
 use crate::telemetry;
 use crate::transport::{Publisher, Record, TransportError};
 
@@ -66,7 +67,15 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
             tracing::info!(rows = sent, "published rows written before the slot existed");
         }
     }
-    let monitor = tokio::spawn(monitor(ctx.clone(), config.clone(), slot_name.clone(), status.clone()));
+    // A part of its own; it ends with this run (or with the attempt, if the run fails).
+    let monitor_stop = ctx.shutdown.child_token();
+    ctx.parts.spawn(format!("{}/slot monitor", ctx.service), monitor_stop.clone(), {
+        let (base, config, slot_name, status) = (ctx.clone(), config.clone(), slot_name.clone(), status.clone());
+        move |stop| {
+            let ctx = base.with_shutdown(stop);
+            supervise::infallible(monitor(ctx, config.clone(), slot_name.clone(), status.clone()))
+        }
+    });
 
     let mut failures = 0u32;
     // Rows acknowledged but not yet marked or deleted; kept across sessions so an
@@ -91,7 +100,7 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
         }
         failures = failures.min(6);
     }
-    monitor.abort();
+    monitor_stop.cancel();
     publisher.flush(Duration::from_secs(5));
     tracing::info!(service = ctx.service, "WAL relay stopped");
     Ok(())
