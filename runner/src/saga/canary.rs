@@ -74,6 +74,10 @@ struct Outcome {
     latency_ms: i64,
 }
 
+/// A canary failing more than this share of its requests is rolled back, whatever stable's
+/// rate: compared with a failing stable, it would otherwise look healthy and be promoted.
+pub const MAX_CANARY_FAILURE_RATE: f64 = 0.5;
+
 /// Something that happened to the rollout, for listing.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -243,6 +247,19 @@ impl Canary {
         }
         let canary_rate = canary_failures as f64 / canary_n as f64;
         let stable_rate = if stable_n == 0 { 0.0 } else { stable_failures as f64 / stable_n as f64 };
+        // Compared with a failing stable, a failing canary looks "no worse": never let that
+        // promote it. Above this rate it goes back, whatever stable does.
+        if canary_rate > MAX_CANARY_FAILURE_RATE {
+            return Some(Decision::Rollback {
+                reason: format!(
+                    "canary failure rate {:.1}% ({canary_failures}/{canary_n}) is above the {:.0}% no canary is kept at \
+                     (stable {:.1}%)",
+                    canary_rate * 100.0,
+                    MAX_CANARY_FAILURE_RATE * 100.0,
+                    stable_rate * 100.0
+                ),
+            });
+        }
         if canary_rate - stable_rate > analysis.max_failure_rate_increase {
             return Some(Decision::Rollback {
                 reason: format!(
@@ -429,6 +446,15 @@ mod tests {
         assert_eq!(announced.percent, 0.0);
         assert_eq!(c.percent(), 0.0);
         assert_eq!(c.judge(now_ms()), None, "a rolled-back canary is not judged again");
+    }
+
+    #[test]
+    fn a_failing_canary_is_rolled_back_even_beside_a_failing_stable() {
+        let c = canary(50.0);
+        feed(&c, Variant::Stable, 0, 30, 20);
+        feed(&c, Variant::Canary, 0, 30, 20);
+        let decision = c.judge(now_ms()).expect("a decision");
+        assert!(matches!(&decision, Decision::Rollback { reason } if reason.contains("above the 50%")), "{decision:?}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) 
         .admin_post("/rules/{id}/enable", enable_rule)
         .admin_post("/rules/{id}/disable", disable_rule)
         .get("/injections", injections)
+        .get("/catalog", catalog)
         .get("/canary", canary)
         .admin_put("/canary", set_canary)
         .with_state(AppState { ctx, config, publisher });
@@ -115,6 +116,13 @@ fn declared_in_file(state: &AppState, id: &str) -> Result<(), ApiError> {
         )),
         None => Ok(()),
     }
+}
+
+/// `GET /catalog`: what rules may name — every service announced on the control topic, with
+/// its handlers, topics and canary steps.
+async fn catalog(State(state): State<AppState>) -> Json<Value> {
+    let services: Vec<_> = state.ctx.chaos.catalog().services.into_values().collect();
+    Json(json!({ "services": services }))
 }
 
 async fn create_rule(

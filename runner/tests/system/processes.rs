@@ -86,6 +86,7 @@ async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
     let crash_on = [("RUNNER_CHAOS__ENABLED", "true"), ("RUNNER_CHAOS__ALLOW_CRASH", "true")];
     let mut payment = Service::start_with_env("payment.toml", &db.url, Some(&bootstrap), &crash_on);
     let address = payment.wait_for("listening on");
+    system.wait_announced("payment-svc").await;
 
     let rule = json!({
         "id": "crash-payment", "ttl": "10m", "max_count": 1,

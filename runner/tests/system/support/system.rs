@@ -123,6 +123,21 @@ impl System {
         .await
     }
 
+    /// Waits until chaos-svc knows `service` (announced on the control topic), so a rule
+    /// may name it; a service in another process announces itself once it runs.
+    pub async fn wait_announced(&self, service: &str) {
+        eventually(Duration::from_secs(15), Duration::from_millis(50), async || {
+            let catalog = self.get("/api/chaos/catalog").await;
+            let known = catalog["services"].as_array().unwrap().iter().any(|s| s["service"] == service);
+            if known {
+                Ok(())
+            } else {
+                Err(format!("chaos-svc does not know {service}: {catalog}"))
+            }
+        })
+        .await
+    }
+
     /// Creates a chaos rule through chaos-svc with the development token; panics unless `201`.
     pub async fn create_rule(&self, rule: &Value) {
         let (status, answer) = self.call(Method::POST, "/api/chaos/rules", Some(ADMIN_TOKEN), Some(rule.clone())).await;
