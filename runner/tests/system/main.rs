@@ -31,4 +31,5 @@ mod relay_slot;
 mod saga_end_to_end;
 mod schema_fresh;
 mod slo_rules;
+mod tansu;
 mod traces;
