@@ -7,6 +7,7 @@ mod support;
 
 mod analytics;
 mod architecture;
+mod broker_trouble;
 mod canary;
 mod chaos_api;
 mod chaos_faults;

@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use super::repository;
+use super::{repository, System};
 
 /// Which broker a test body runs against.
 pub enum TestBroker {
@@ -38,6 +38,27 @@ impl TestBroker {
             TestBroker::Tansu(_) => "tansu",
         }
     }
+
+    /// Takes the broker away from `system`: the embedded node goes down, tansu stops.
+    pub fn take_down(&self, system: &System) {
+        match self {
+            TestBroker::Embedded => embedded(system).set_up(false).expect("take the embedded broker down"),
+            TestBroker::Tansu(tansu) => tansu.stop(),
+        }
+    }
+
+    /// Brings the broker back: the embedded node with its topics, groups and records; tansu
+    /// empty, as a broker that lost its state.
+    pub fn bring_back(&self, system: &System) {
+        match self {
+            TestBroker::Embedded => embedded(system).set_up(true).expect("bring the embedded broker back"),
+            TestBroker::Tansu(tansu) => tansu.start_again(),
+        }
+    }
+}
+
+fn embedded(system: &System) -> &runner::transport::EmbeddedBroker {
+    system.running.embedded_broker.as_deref().expect("the system hosts an embedded broker")
 }
 
 /// One tansu instance of this test, stopped when dropped.
