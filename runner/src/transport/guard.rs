@@ -7,8 +7,12 @@
 //! of zeros and a leader hint, and librdkafka 2.12 then looks the topic up by a null name in
 //! its metadata cache and crashes the process. A paused partition is never fetched.
 //!
-//! Also here: each consumer's `group.instance.id` (static membership), so a restarted process
-//! takes its partitions back at once instead of after the dead member's session timeout.
+//! Also here: a consumer's `group.instance.id` (static membership) when `RUNNER_INSTANCE` names
+//! this replica. On a broker that implements it (Apache Kafka 2.3+), a restarted process takes
+//! its partitions back at once instead of after the dead member's session timeout. Neither
+//! test broker does (librdkafka's mock cluster and tansu 0.6 treat the id as a new member),
+//! and a static member sends no LeaveGroup when it stops, so on them it would only delay
+//! every graceful hand-over by the session timeout: it is off unless asked for.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,19 +230,12 @@ impl Consumer {
 }
 
 /// This process's name among the replicas of a service, for static membership:
-/// `RUNNER_INSTANCE`, else the host name. Replicas on one host need distinct `RUNNER_INSTANCE`
+/// `RUNNER_INSTANCE` (say, a StatefulSet pod's name), or none. Replicas need distinct
 /// values: two live members with one `group.instance.id` fence each other.
-pub fn instance_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        std::env::var("RUNNER_INSTANCE")
-            .ok()
-            .filter(|n| !n.trim().is_empty())
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "runner".to_string())
-    })
+pub fn instance_name() -> Option<&'static str> {
+    static NAME: OnceLock<Option<String>> = OnceLock::new();
+    NAME.get_or_init(|| std::env::var("RUNNER_INSTANCE").ok().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()))
+        .as_deref()
 }
 
 /// How many consumers of each group this process runs now: the second live consumer of a
@@ -257,7 +254,8 @@ pub struct InstanceSlot {
 }
 
 impl InstanceSlot {
-    pub fn take(group: &str) -> InstanceSlot {
+    pub fn take(group: &str) -> Option<InstanceSlot> {
+        let instance = instance_name()?;
         let mut live = live_members().lock().unwrap_or_else(|e| e.into_inner());
         let slots = live.entry(group.to_string()).or_default();
         let index = slots.iter().position(|taken| !taken).unwrap_or(slots.len());
@@ -267,7 +265,7 @@ impl InstanceSlot {
             slots[index] = true;
         }
         let suffix = if index == 0 { String::new() } else { format!("-{}", index + 1) };
-        InstanceSlot { group: group.to_string(), index, id: format!("{group}@{}{suffix}", instance_name()) }
+        Some(InstanceSlot { group: group.to_string(), index, id: format!("{group}@{instance}{suffix}") })
     }
 }
 

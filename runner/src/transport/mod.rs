@@ -216,15 +216,18 @@ impl Broker {
     }
 
     /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after
-    /// handling. It is a static member of its group (`group.instance.id` = group, `@`, this
-    /// process's [`instance_name`]): restarted, it takes its partitions back at once.
+    /// handling. With `RUNNER_INSTANCE` set it is a static member of its group
+    /// (`group.instance.id` = group `@` [`instance_name`]): restarted, it takes its partitions
+    /// back at once on a broker that implements static membership.
     pub fn consumer(&self, group: &str, topics: &[String]) -> Result<Consumer, TransportError> {
         let session = self.config.session_timeout.as_millis().max(1000);
         let slot = guard::InstanceSlot::take(group);
-        let consumer: StreamConsumer<guard::Guard> = self
-            .client_config()
+        let mut config = self.client_config();
+        if let Some(slot) = &slot {
+            config.set("group.instance.id", &slot.id);
+        }
+        let consumer: StreamConsumer<guard::Guard> = config
             .set("group.id", group)
-            .set("group.instance.id", &slot.id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "200")
             .set("enable.auto.offset.store", "false")
@@ -238,7 +241,7 @@ impl Broker {
             .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(Consumer::new(consumer, self.clone(), group, topics.to_vec(), Some(slot)))
+        Ok(Consumer::new(consumer, self.clone(), group, topics.to_vec(), slot))
     }
 
     /// The committed offsets of `group` for `partitions`, asked as an outside observer.

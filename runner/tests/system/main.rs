@@ -29,6 +29,7 @@ mod relay;
 mod relay_crash;
 mod relay_outages;
 mod relay_slot;
+mod restarts;
 mod saga_end_to_end;
 mod schema_fresh;
 mod slo_rules;
