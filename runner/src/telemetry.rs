@@ -28,6 +28,10 @@ pub const RELAY_SLOT_RETAINED_WAL_BYTES: &str = "relay_slot_retained_wal_bytes";
 pub const RELAY_SLOT_LOST: &str = "relay_slot_lost";
 pub const RELAY_RECONNECTS: &str = "relay_reconnects_total";
 pub const RELAY_OUTBOX_BACKLOG: &str = "relay_outbox_backlog";
+/// Producers that failed fatally (e.g. an idempotent producer the broker forgot) and were replaced.
+pub const PRODUCER_REBUILDS: &str = "transport_producer_rebuilds_total";
+/// Times a consumer lost every broker connection and paused until the broker was back, by consumer.
+pub const BROKER_LOSSES: &str = "transport_broker_losses_total";
 
 /// Chaos: every injection, by service, rule and fault.
 pub const CHAOS_INJECTIONS: &str = "chaos_injections_total";

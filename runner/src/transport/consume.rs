@@ -6,12 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, ErrorKind};
-use super::Publisher;
+use super::{Consumer, Publisher};
 use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::{now_rfc3339, Event};
 use crate::telemetry;
@@ -163,7 +163,7 @@ struct Exhausted {
 /// the policy says), or sent to its dead-letter topic, before its offset is stored; stored
 /// offsets are committed in the background and once more on exit.
 pub async fn consume<F, Fut>(
-    consumer: StreamConsumer,
+    consumer: Consumer,
     name: &str,
     shutdown: CancellationToken,
     policy: DeliveryPolicy,
@@ -194,7 +194,7 @@ pub async fn consume<F, Fut>(
 
 /// As [`consume`], handing the handler the record as it came (key, payload, headers).
 pub async fn consume_raw<F, Fut>(
-    consumer: StreamConsumer,
+    consumer: Consumer,
     name: &str,
     shutdown: CancellationToken,
     policy: DeliveryPolicy,
@@ -207,10 +207,18 @@ pub async fn consume_raw<F, Fut>(
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
+            // Every broker connection is down: nothing is fetched until it is back.
+            _ = consumer.trouble() => {
+                if !consumer.recover(name, &shutdown).await {
+                    break;
+                }
+                continue;
+            }
             message = consumer.recv() => message,
         };
         let raw = match message {
             Ok(message) => Arc::new(RawMessage::from_borrowed(&message)),
+            Err(_) if consumer.is_lost() => continue,
             Err(e) => {
                 tracing::warn!(consumer = name, error = %e, "consume error; continuing");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -287,7 +295,7 @@ pub async fn consume_raw<F, Fut>(
                 return;
             }
         }
-        if let Err(e) = consumer.store_offset(&raw.topic, raw.partition, raw.offset) {
+        if let Err(e) = consumer.inner.store_offset(&raw.topic, raw.partition, raw.offset) {
             tracing::warn!(consumer = name, error = %e, "cannot store offset");
         }
     }
@@ -423,8 +431,8 @@ fn corrupted(raw: &RawMessage) -> RawMessage {
     copy
 }
 
-fn commit(consumer: &StreamConsumer, name: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
+fn commit(consumer: &Consumer, name: &str) {
+    match consumer.inner.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(consumer = name, error = %e, "final offset commit failed"),

@@ -8,6 +8,7 @@ mod config;
 mod consume;
 pub mod dead_letter;
 pub mod embedded;
+mod guard;
 mod read;
 mod topics;
 
@@ -17,13 +18,14 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 pub use consume::{consume, consume_raw, ConsumeChaos, DeliveryPolicy, HandleError, Incoming, RawMessage};
 pub use embedded::EmbeddedBroker;
+pub use guard::{instance_name, Consumer};
 pub use read::{TopicContents, TopicRecord};
 pub use topics::{topics_where, TopicRole, TopicUse};
 
@@ -189,8 +191,8 @@ impl Broker {
     /// A producer whose records fail after `timeout` instead of waiting for the broker
     /// forever: for an operator's request (a replay) that must get a definite answer.
     pub fn publisher_with_timeout(&self, timeout: Option<Duration>) -> Result<Publisher, TransportError> {
-        let producer: FutureProducer = self
-            .client_config()
+        let mut config = self.client_config();
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Send at once: under load records batch anyway while requests are in flight, and
@@ -200,16 +202,31 @@ impl Broker {
             .set("reconnect.backoff.max.ms", "1000")
             // Notice a dead connection in seconds, not the default half minute, and resend.
             .set("request.timeout.ms", "5000")
-            .set("socket.timeout.ms", "10000")
-            .create()?;
-        Ok(Publisher { producer, chaos: None })
+            .set("socket.timeout.ms", "10000");
+        let watch = Watch::default();
+        let producer: Producer = config.create_with_context(watch.clone())?;
+        let shared = Arc::new(SharedProducer {
+            config,
+            current: std::sync::RwLock::new((0, producer)),
+            me: std::sync::OnceLock::new(),
+        });
+        let _ = shared.me.set(Arc::downgrade(&shared));
+        let _ = watch.shared.set(Arc::downgrade(&shared));
+        Ok(Publisher { shared, chaos: None })
     }
 
-    /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after handling.
-    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<StreamConsumer, TransportError> {
+    /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after
+    /// handling. With `RUNNER_INSTANCE` set it is a static member of its group
+    /// (`group.instance.id` = group `@` [`instance_name`]): restarted, it takes its partitions
+    /// back at once on a broker that implements static membership.
+    pub fn consumer(&self, group: &str, topics: &[String]) -> Result<Consumer, TransportError> {
         let session = self.config.session_timeout.as_millis().max(1000);
-        let consumer: StreamConsumer = self
-            .client_config()
+        let slot = guard::InstanceSlot::take(group);
+        let mut config = self.client_config();
+        if let Some(slot) = &slot {
+            config.set("group.instance.id", &slot.id);
+        }
+        let consumer: StreamConsumer<guard::Guard> = config
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "200")
@@ -218,11 +235,30 @@ impl Broker {
             .set("session.timeout.ms", session.to_string())
             .set("heartbeat.interval.ms", (session / 4).max(100).to_string())
             .set("topic.metadata.refresh.interval.ms", "5000")
+            // Back within a second of the broker's return, not after ten.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("fetch.wait.max.ms", self.config.fetch_wait.as_millis().max(1).to_string())
-            .create()?;
+            .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(consumer)
+        Ok(Consumer::new(consumer, self.clone(), group, topics.to_vec(), slot))
+    }
+
+    /// The committed offsets of `group` for `partitions`, asked as an outside observer.
+    pub(crate) async fn committed(
+        &self,
+        group: &str,
+        partitions: &rdkafka::TopicPartitionList,
+    ) -> Result<rdkafka::TopicPartitionList, TransportError> {
+        let mut config = self.client_config();
+        config.set("group.id", group).set("enable.auto.commit", "false");
+        let partitions = partitions.clone();
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
+            Ok(consumer.committed_offsets(partitions, Duration::from_secs(5))?)
+        })
+        .await
+        .map_err(|e| TransportError::Broker(format!("committed offsets task failed: {e}")))?
     }
 
     /// Follows every partition of `topic` from its first record until `shutdown`, handing
@@ -234,9 +270,8 @@ impl Broker {
         shutdown: &tokio_util::sync::CancellationToken,
         mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
     ) -> Result<(), TransportError> {
-        use futures::StreamExt;
         use rdkafka::Message;
-        let consumer: StreamConsumer = self
+        let consumer: StreamConsumer<guard::Guard> = self
             .client_config()
             .set("group.id", format!("chaos-symphony-follow-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
@@ -248,7 +283,8 @@ impl Broker {
             .set("fetch.error.backoff.ms", "20")
             .set("fetch.queue.backoff.ms", "10")
             .set("topic.metadata.refresh.interval.ms", "5000")
-            .create()?;
+            .set("reconnect.backoff.max.ms", "1000")
+            .create_with_context(guard::Guard::default())?;
         let partitions = {
             let (config, name) = (self.client_config(), topic.to_string());
             tokio::task::spawn_blocking(move || -> Result<usize, TransportError> {
@@ -264,19 +300,26 @@ impl Broker {
             assignment.add_partition_offset(topic, partition as i32, rdkafka::Offset::Beginning)?;
         }
         consumer.assign(&assignment)?;
-        let mut stream = consumer.stream();
+        let consumer = Consumer::follower(consumer, self.clone(), topic);
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                next = stream.next() => next,
+                _ = consumer.trouble() => {
+                    // Read again from the first record: a broker that lost the topic starts it anew.
+                    if !consumer.recover(topic, shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                next = consumer.recv() => next,
             };
             match next {
-                Some(Ok(message)) => apply(message.key(), message.payload()),
-                Some(Err(e)) => {
+                Ok(message) => apply(message.key(), message.payload()),
+                Err(_) if consumer.is_lost() => {}
+                Err(e) => {
                     tracing::debug!(topic, error = %e, "read error while following; continuing");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                None => return Ok(()),
             }
         }
     }
@@ -340,9 +383,110 @@ const CORRUPTED_PAYLOAD: &[u8] = b"\x00\xffchaos: corrupted payload\xfe";
 /// Publishes events and waits for the broker's acknowledgement of each.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    shared: Arc<SharedProducer>,
     /// Produce-side chaos: the engine and the service publishing (the relay).
     chaos: Option<(crate::chaos::Chaos, String)>,
+}
+
+type Producer = FutureProducer<Watch>;
+
+/// The producer behind every clone of a [`Publisher`], replaced when it fails fatally or
+/// loses every broker connection.
+struct SharedProducer {
+    config: ClientConfig,
+    /// The producer in use and its generation (how many it replaced).
+    current: std::sync::RwLock<(u64, Producer)>,
+    /// Itself, for the context of each new producer.
+    me: std::sync::OnceLock<std::sync::Weak<SharedProducer>>,
+}
+
+/// A producer's context: notices when every broker connection is down. An idempotent
+/// producer keeps its producer id across the outage, and a broker that came back without
+/// its state answers every send with `UNKNOWN_PRODUCER_ID`, which librdkafka retries for
+/// ever (records never time out here). So once the broker answers again the producer is
+/// replaced: the new one gets an id from the broker as it is now, and the records of the
+/// old one fail to their senders, which send them again.
+#[derive(Clone, Default)]
+struct Watch {
+    shared: Arc<std::sync::OnceLock<std::sync::Weak<SharedProducer>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Set at the first loss: one watcher waits for the broker.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rdkafka::ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // librdkafka also says "0/1 brokers are down" as a connection comes back: not a loss.
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) && !reason.starts_with("0/");
+        if !all_down {
+            tracing::debug!(error = %error, %reason, "producer error");
+            return;
+        }
+        if self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (shared, generation) = (self.shared.clone(), self.generation.load(std::sync::atomic::Ordering::SeqCst));
+        // Not on librdkafka's thread: replacing purges, and purging calls back here.
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let Some(shared) = shared.get().and_then(std::sync::Weak::upgrade) else { return };
+            let (current, producer) = shared.current();
+            if current != generation {
+                return;
+            }
+            if producer.client().fetch_metadata(None, Duration::from_secs(1)).is_ok() {
+                shared.replace(generation, "every broker connection was down");
+                return;
+            }
+        });
+    }
+}
+
+impl SharedProducer {
+    fn current(&self) -> (u64, Producer) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces the producer of `generation` (unless another call did already) and fails
+    /// every record it still holds.
+    fn replace(&self, generation: u64, reason: &str) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.0 != generation {
+            return;
+        }
+        let watch = Watch::default();
+        match self.config.create_with_context::<_, Producer>(watch.clone()) {
+            Ok(fresh) => {
+                watch.generation.store(generation + 1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(me) = self.me.get() {
+                    let _ = watch.shared.set(me.clone());
+                }
+                let (_, old) = std::mem::replace(&mut *current, (generation + 1, fresh));
+                drop(current);
+                metrics::counter!(crate::telemetry::PRODUCER_REBUILDS).increment(1);
+                tracing::warn!(%reason, "producer replaced; records not acknowledged are sent again");
+                old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                // Dropping a producer waits for its threads: not on an async worker.
+                std::thread::spawn(move || drop(old));
+            }
+            Err(e) => tracing::error!(error = %e, %reason, "the producer cannot be replaced yet; will try again"),
+        }
+    }
+
+    /// After `error` from the producer of `generation`: when that producer is in a fatal
+    /// state (an idempotent producer the broker no longer knows, say after it lost its
+    /// state), a new one takes its place. Records it had not sent were failed to their
+    /// senders, which send them again (the relay leaves unacknowledged rows unpublished).
+    fn after_error(&self, generation: u64, error: &KafkaError, producer: &Producer) {
+        let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+        let Some((code, reason)) =
+            producer.client().fatal_error().or(fatal.then(|| (RDKafkaErrorCode::Fatal, error.to_string())))
+        else {
+            return;
+        };
+        self.replace(generation, &format!("fatal producer error {code:?}: {reason}"));
+    }
 }
 
 /// One record to publish, borrowed from wherever it was read (an [`Event`] or an outbox row).
@@ -451,12 +595,17 @@ impl Publisher {
         mut pending: FutureRecord<'_, str, [u8]>,
     ) -> Result<impl std::future::Future<Output = Result<(), TransportError>> + Send + 'static, TransportError> {
         loop {
-            match self.producer.send_result(pending) {
+            let (generation, producer) = self.shared.current();
+            match producer.send_result(pending) {
                 Ok(delivery) => {
+                    let shared = self.shared.clone();
                     return Ok(async move {
                         match delivery.await {
                             Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => Err(TransportError::Kafka(e)),
+                            Ok(Err((e, _))) => {
+                                shared.after_error(generation, &e, &producer);
+                                Err(TransportError::Kafka(e))
+                            }
                             Err(_) => {
                                 Err(TransportError::Broker("the producer was closed before acknowledging".into()))
                             }
@@ -467,7 +616,10 @@ impl Publisher {
                     pending = record;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(TransportError::Kafka(e)),
+                Err((e, _)) => {
+                    self.shared.after_error(generation, &e, &producer);
+                    return Err(TransportError::Kafka(e));
+                }
             }
         }
     }
@@ -492,7 +644,14 @@ impl Publisher {
         if let Some(payload) = payload {
             record = record.payload(payload);
         }
-        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| TransportError::Kafka(e))
+        let (generation, producer) = self.shared.current();
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => Ok(()),
+            Err((e, _)) => {
+                self.shared.after_error(generation, &e, &producer);
+                Err(TransportError::Kafka(e))
+            }
+        }
     }
 
     /// The same producer with produce-side chaos for `service` (the relay).
@@ -503,6 +662,11 @@ impl Publisher {
 
     /// Waits until everything sent so far is acknowledged (used on shutdown).
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.producer.flush(timeout);
+        let _ = self.shared.current().1.flush(timeout);
+    }
+
+    /// How many producers failed fatally and were replaced behind this publisher.
+    pub fn replacements(&self) -> u64 {
+        self.shared.current().0
     }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod analytics;
 mod architecture;
+mod broker_trouble;
 mod canary;
 mod chaos_api;
 mod chaos_faults;
@@ -29,8 +30,10 @@ mod relay;
 mod relay_crash;
 mod relay_outages;
 mod relay_slot;
+mod restarts;
 mod saga_end_to_end;
 mod schema_fresh;
 mod slo_rules;
 mod supervision;
+mod tansu;
 mod traces;

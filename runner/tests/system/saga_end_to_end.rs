@@ -58,7 +58,7 @@ fn order_for(i: usize) -> (Path, Value) {
     (path, json!({ "customerId": customer, "currency": "EUR", "items": items, "shipTo": { "country": country } }))
 }
 
-async fn run_500_orders(system: &System) {
+pub(crate) async fn run_500_orders(system: &System) {
     // Post in waves of 25 concurrent requests.
     let (paths, bodies): (Vec<Path>, Vec<Value>) = (0..500).map(order_for).unzip();
     let ids = system.post_orders(bodies, 25).await;
@@ -132,7 +132,7 @@ async fn run_500_orders(system: &System) {
 }
 
 /// The relay mode the system runs: `wal` on PostgreSQL here, `polling` on SQLite.
-async fn relay_mode(system: &System) -> String {
+pub(crate) async fn relay_mode(system: &System) -> String {
     let status = system.get("/api/relay/status").await;
     status["mode"].as_str().unwrap_or_default().to_string()
 }
@@ -156,7 +156,7 @@ async fn five_hundred_orders_on_sqlite() {
     system.stop().await;
 }
 
-fn redelivering(mut pipelines: Vec<runner::config::Pipeline>) -> Vec<runner::config::Pipeline> {
+pub(crate) fn redelivering(mut pipelines: Vec<runner::config::Pipeline>) -> Vec<runner::config::Pipeline> {
     for p in &mut pipelines {
         p.broker.redeliver_each_message = true;
     }
@@ -164,7 +164,7 @@ fn redelivering(mut pipelines: Vec<runner::config::Pipeline>) -> Vec<runner::con
 }
 
 /// Each service really handled each request twice: it answered twice, but took effect once.
-async fn assert_duplicates_were_absorbed(system: &System) {
+pub(crate) async fn assert_duplicates_were_absorbed(system: &System) {
     let store = system.store();
     for (reply, effects) in [
         ("payment.charged", "SELECT COUNT(*) FROM payments WHERE charged_at_ms IS NOT NULL"),

@@ -4,6 +4,7 @@
 pub mod cases;
 pub mod database;
 pub mod outbox;
+pub mod broker;
 pub mod process;
 pub mod system;
 pub mod topics;

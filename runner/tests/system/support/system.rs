@@ -18,12 +18,18 @@ pub struct System {
     pub running: Running,
     pub base: String,
     pub client: reqwest::Client,
+    /// The bootstrap list of an external broker the pipelines name (none: embedded).
+    external_brokers: Option<String>,
 }
 
 impl System {
     pub async fn start(pipelines: Vec<Pipeline>) -> System {
+        let external_brokers = pipelines.iter().find_map(|p| match &p.broker.brokers {
+            runner::transport::Brokers::List(list) => Some(list.clone()),
+            runner::transport::Brokers::Embedded => None,
+        });
         let running = runtime::start(pipelines, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("start the system");
-        System::serving(running)
+        System { external_brokers, ..System::serving(running) }
     }
 
     /// Every pipeline file of `dir` on `database_url` and the embedded broker, chaos on unless
@@ -45,16 +51,20 @@ impl System {
     }
 
     fn serving(running: Running) -> System {
-        System { base: format!("http://{}", running.addr), running, client: reqwest::Client::new() }
+        System { base: format!("http://{}", running.addr), running, client: reqwest::Client::new(), external_brokers: None }
     }
 
     pub fn store(&self) -> &Store {
         &self.running.store
     }
 
-    /// The address of the broker this process hosts.
+    /// The address of the broker: the one this process hosts, or the external one the
+    /// pipelines name.
     pub fn bootstrap(&self) -> String {
-        self.running.embedded_broker.as_ref().expect("an embedded broker").bootstrap_servers().to_string()
+        match &self.running.embedded_broker {
+            Some(embedded) => embedded.bootstrap_servers().to_string(),
+            None => self.external_brokers.clone().expect("an embedded broker or a broker list"),
+        }
     }
 
     /// The JSON document at `path`.

@@ -1,0 +1,279 @@
+//! Consumers that survive losing the broker: a [`Consumer`] stops fetching when every broker
+//! connection is down, and fetches again only once the broker answers and every topic it
+//! names exists (recreated when the broker lost them), from the group's committed offsets.
+//!
+//! Why pause: a broker that comes back without its topics (tansu on memory storage, or any
+//! broker that lost its disk) answers a fetch for a topic it no longer knows with a topic id
+//! of zeros and a leader hint, and librdkafka 2.12 then looks the topic up by a null name in
+//! its metadata cache and crashes the process. A paused partition is never fetched.
+//!
+//! Also here: a consumer's `group.instance.id` (static membership) when `RUNNER_INSTANCE` names
+//! this replica. On a broker that implements it (Apache Kafka 2.3+), a restarted process takes
+//! its partitions back at once instead of after the dead member's session timeout. Neither
+//! test broker does (librdkafka's mock cluster and tansu 0.6 treat the id as a new member),
+//! and a static member sends no LeaveGroup when it stops, so on them it would only delay
+//! every graceful hand-over by the session timeout: it is off unless asked for.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Broker;
+use crate::telemetry;
+
+/// What librdkafka tells a consumer about its connections, kept for the consume loop.
+#[derive(Default)]
+pub struct Guard {
+    /// Every broker connection is down: the assignment is (to be) paused.
+    lost: AtomicBool,
+    changed: Notify,
+}
+
+impl Guard {
+    /// Takes note of an error librdkafka reported, as an event or through the context.
+    fn note(&self, error: &KafkaError) {
+        match error {
+            KafkaError::MessageConsumptionFatal(_) => tracing::error!(
+                error = %error,
+                "fatal consumer error; if another process uses this group.instance.id, give each replica its own RUNNER_INSTANCE"
+            ),
+            _ if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) => {
+                if !self.lost.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("every broker connection is down; consumption paused until the broker is back");
+                }
+                self.changed.notify_one();
+            }
+            _ => {}
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for Guard {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note(&error);
+        tracing::debug!(error = %error, %reason, "broker client error");
+    }
+}
+
+impl ConsumerContext for Guard {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // A group rejoined while the broker is away (it forgot the group) must not fetch yet.
+        if let Rebalance::Assign(partitions) = rebalance {
+            if self.is_lost() {
+                let _ = consumer.pause(partitions);
+            }
+        }
+    }
+}
+
+/// A consumer of the transport: librdkafka's stream consumer with a [`Guard`], the topics it
+/// needs, and its `group.instance.id` slot.
+pub struct Consumer {
+    pub(super) inner: StreamConsumer<Guard>,
+    broker: Broker,
+    /// Topics to recreate when the broker lost them (regex subscriptions are not).
+    topics: Vec<String>,
+    /// The group whose committed offsets it goes back to; none for a follower, assigned
+    /// directly, which starts again from the first record.
+    group: Option<String>,
+    compacted: bool,
+    _slot: Option<InstanceSlot>,
+}
+
+impl Consumer {
+    pub(super) fn new(
+        inner: StreamConsumer<Guard>,
+        broker: Broker,
+        group: &str,
+        topics: Vec<String>,
+        slot: Option<InstanceSlot>,
+    ) -> Self {
+        let topics = topics.into_iter().filter(|t| !t.starts_with('^')).collect();
+        Consumer { inner, broker, topics, group: Some(group.to_string()), compacted: false, _slot: slot }
+    }
+
+    /// A follower of a compacted topic, assigned from its first record.
+    pub(super) fn follower(inner: StreamConsumer<Guard>, broker: Broker, topic: &str) -> Self {
+        Consumer {
+            inner,
+            broker,
+            topics: vec![topic.to_string()],
+            group: None,
+            compacted: true,
+            _slot: None,
+        }
+    }
+
+    /// The next message, or the error librdkafka reported instead (a lost broker is noted:
+    /// see [`Self::trouble`]).
+    pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
+        let result = self.inner.recv().await;
+        if let Err(error) = &result {
+            self.inner.context().note(error);
+        }
+        result
+    }
+
+    /// Whether the broker is gone and the consumer must [`Self::recover`].
+    pub fn is_lost(&self) -> bool {
+        self.inner.context().is_lost()
+    }
+
+    /// Resolves when the consumer must stop and recover (the broker is gone) — never while
+    /// all is well.
+    pub async fn trouble(&self) {
+        let guard = self.inner.context();
+        loop {
+            let notified = guard.changed.notified();
+            if guard.is_lost() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Pauses every assigned partition, waits until the broker answers and every named topic
+    /// exists (creating the missing ones), then goes back to the committed offsets (the first
+    /// record when none: the broker lost them) and fetches again. Messages handled but not
+    /// yet committed come again; handlers are idempotent. False when `shutdown` came first.
+    pub async fn recover(&self, name: &str, shutdown: &CancellationToken) -> bool {
+        let guard = self.inner.context();
+        if let Ok(assignment) = self.inner.assignment() {
+            let _ = self.inner.pause(&assignment);
+        }
+        metrics::counter!(telemetry::BROKER_LOSSES, "consumer" => name.to_string()).increment(1);
+        let mut delay = Duration::from_millis(200);
+        let assignment = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+            match self.broker_ready().await {
+                Ok(assignment) => break assignment,
+                Err(e) => tracing::info!(consumer = name, error = %e, "broker not back yet; still paused"),
+            }
+        };
+        guard.lost.store(false, Ordering::SeqCst);
+        let (assignment, committed) = assignment;
+        for element in assignment.elements() {
+            let offset = match &committed {
+                Some(committed) => committed
+                    .find_partition(element.topic(), element.partition())
+                    .map(|e| e.offset())
+                    .filter(|o| matches!(o, Offset::Offset(_)))
+                    .unwrap_or(Offset::Beginning),
+                None => Offset::Beginning,
+            };
+            // Seeking a paused partition only moves its position.
+            if let Err(e) = self.inner.seek(element.topic(), element.partition(), offset, Duration::from_secs(5)) {
+                tracing::warn!(consumer = name, topic = element.topic(), error = %e, "cannot rewind after the broker came back");
+            }
+        }
+        let _ = self.inner.resume(&assignment);
+        tracing::info!(consumer = name, "broker is back; consuming again");
+        true
+    }
+}
+
+impl Consumer {
+    /// Once the broker answers: the assignment and, for a group, its committed offsets,
+    /// after creating the named topics the broker lacks.
+    async fn broker_ready(&self) -> Result<(TopicPartitionList, Option<TopicPartitionList>), super::TransportError> {
+        if !self.broker.ping(Duration::from_secs(2)).await {
+            return Err(super::TransportError::Broker("the broker does not answer".into()));
+        }
+        let assignment = self.inner.assignment()?;
+        if self.compacted {
+            let partitions = i32::try_from(assignment.count()).unwrap_or(1).max(1);
+            self.broker.create_missing(&self.topics, partitions, true).await?;
+        } else {
+            // Every topic it was fetching too (a regex subscription's): one the broker lacks
+            // must not be fetched.
+            let mut topics = self.topics.clone();
+            for element in assignment.elements() {
+                if !topics.iter().any(|t| t == element.topic()) {
+                    topics.push(element.topic().to_string());
+                }
+            }
+            self.broker.ensure_topics(&topics).await?;
+        }
+        // A recreated topic has a new id, and a fetch by the old one gets the answer that
+        // crashes librdkafka: refresh this client's metadata of every topic first.
+        let mut seen: Vec<String> = Vec::new();
+        for element in assignment.elements() {
+            let topic = element.topic().to_string();
+            if !seen.contains(&topic) {
+                self.inner.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+                seen.push(topic);
+            }
+        }
+        let committed = match &self.group {
+            Some(group) => Some(self.broker.committed(group, &assignment).await?),
+            None => None,
+        };
+        Ok((assignment, committed))
+    }
+}
+
+/// This process's name among the replicas of a service, for static membership:
+/// `RUNNER_INSTANCE` (say, a StatefulSet pod's name), or none. Replicas need distinct
+/// values: two live members with one `group.instance.id` fence each other.
+pub fn instance_name() -> Option<&'static str> {
+    static NAME: OnceLock<Option<String>> = OnceLock::new();
+    NAME.get_or_init(|| std::env::var("RUNNER_INSTANCE").ok().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()))
+        .as_deref()
+}
+
+/// How many consumers of each group this process runs now: the second live consumer of a
+/// group gets its own id (`…-2`) so the two do not fence each other.
+fn live_members() -> &'static Mutex<HashMap<String, Vec<bool>>> {
+    static LIVE: OnceLock<Mutex<HashMap<String, Vec<bool>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// A consumer's `group.instance.id`, held while the consumer lives; the lowest free number
+/// of its group is taken, so a consumer rebuilt or restarted gets the id its predecessor had.
+pub struct InstanceSlot {
+    group: String,
+    index: usize,
+    pub id: String,
+}
+
+impl InstanceSlot {
+    pub fn take(group: &str) -> Option<InstanceSlot> {
+        let instance = instance_name()?;
+        let mut live = live_members().lock().unwrap_or_else(|e| e.into_inner());
+        let slots = live.entry(group.to_string()).or_default();
+        let index = slots.iter().position(|taken| !taken).unwrap_or(slots.len());
+        if index == slots.len() {
+            slots.push(true);
+        } else {
+            slots[index] = true;
+        }
+        let suffix = if index == 0 { String::new() } else { format!("-{}", index + 1) };
+        Some(InstanceSlot { group: group.to_string(), index, id: format!("{group}@{instance}{suffix}") })
+    }
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        let mut live = live_members().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = live.get_mut(&self.group).and_then(|slots| slots.get_mut(self.index)) {
+            *slot = false;
+        }
+    }
+}
