@@ -18,6 +18,7 @@ mod dlq_admin;
 mod event_schemas;
 mod hot_reload;
 mod http_api;
+mod http_hardening;
 mod json_logs;
 mod otel_collector;
 mod payment_outage;
