@@ -1,10 +1,12 @@
 //! HTTP plumbing shared by every API: the one error type, which logs the cause and answers
 //! the client a clean JSON message (a database or broker failure becomes it through `?`),
-//! JSON request bodies ([`JsonBody`]) and paging ([`Page`]).
+//! JSON request bodies ([`JsonBody`]), paging ([`Page`]), the route table ([`Routes`]) and the
+//! server loop ([`serve`]).
 
 mod json;
 mod paging;
 mod routes;
+mod server;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,7 @@ use serde_json::json;
 pub use json::{BodyRules, JsonBody, OptionalJsonBody};
 pub use paging::{known_params, Page};
 pub use routes::{Access, RouteEntry, Routes};
+pub use server::{serve, BodyTimeout, ServerLimits};
 
 use crate::store::StoreError;
 use crate::transport::{HandleError, TransportError};

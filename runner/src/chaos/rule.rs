@@ -213,6 +213,8 @@ pub const MAX_LATENCY: Duration = Duration::from_secs(3600);
 pub const MAX_BROKER_OUTAGE: Duration = Duration::from_secs(600);
 /// The longest lease (`ttl`) a rule may have.
 pub const MAX_LEASE: Duration = Duration::from_secs(31_557_600);
+/// The longest `description` a rule may have, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 
 /// A problem with one field of a rule: the field's path inside the rule, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -379,6 +381,16 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
             None
         }
     };
+    if let Some(length) = spec.description.as_ref().map(|d| d.chars().count()).filter(|&n| n > MAX_DESCRIPTION_CHARS) {
+        // A rule travels as one control-topic record, which must stay well below the broker's
+        // message size (about 1 MB).
+        problems.push(FieldProblem {
+            field: "description".into(),
+            message: format!(
+                "{length} characters is longer than the longest description, {MAX_DESCRIPTION_CHARS} characters; shorten it"
+            ),
+        });
+    }
     if spec.max_count == Some(0) {
         problems.push(FieldProblem {
             field: "max_count".into(),
@@ -571,6 +583,23 @@ fault = { kind = "latency", min = "1s", max = "100years" }"#,
         for (text, expected) in cases {
             assert_eq!(fields(rule(text)), *expected, "case:\n{text}");
         }
+    }
+
+    /// Descriptions are bounded in characters, not bytes.
+    #[test]
+    fn descriptions_are_bounded_in_characters() {
+        let with = |description: String| {
+            format!(
+                "id = \"x\"\ntarget = {{ kind = \"broker\" }}\nfault = {{ kind = \"down\" }}\ndescription = \"{description}\""
+            )
+        };
+        assert_eq!(fields(rule(&with("é".repeat(MAX_DESCRIPTION_CHARS)))), Vec::<String>::new());
+        let problems = rule(&with("e".repeat(MAX_DESCRIPTION_CHARS + 1))).unwrap_err();
+        assert_eq!(problems[0].field, "description");
+        assert_eq!(
+            problems[0].message,
+            "2001 characters is longer than the longest description, 2000 characters; shorten it"
+        );
     }
 
     #[test]

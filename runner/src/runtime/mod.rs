@@ -363,12 +363,7 @@ async fn start_units(
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| RuntimeError::Listen { addr: listen, source })?;
     let server_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tasks.spawn(crate::http::serve(listener, app, crate::http::ServerLimits::DEFAULT, server_shutdown));
     tasks.close();
     let services: Vec<&String> = contexts.iter().map(|c| &c.service).collect();
     tracing::info!(%addr, ?services, "runner started");

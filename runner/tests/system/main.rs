@@ -20,6 +20,7 @@ mod event_schemas;
 mod hostile_requests;
 mod hot_reload;
 mod http_api;
+mod http_hardening;
 mod json_logs;
 mod otel_collector;
 mod payment_outage;

@@ -84,6 +84,10 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     Ok(Json(entry.detail(&history, state.config.max_replays)).into_response())
 }
 
+/// The largest edited payload a replay sends, in bytes (as compact JSON): well below the
+/// broker's message size (about 1 MB), with room for the key and headers.
+pub const MAX_EDITED_PAYLOAD_BYTES: usize = 512 * 1024;
+
 /// The body of `POST /entries/{id}/replay`, optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +105,15 @@ pub async fn replay_one(
 ) -> Result<Response, ApiError> {
     let entry = find(&state.ctx.store, &id).await?;
     let target = format!("dead-letter {}", entry.id);
+    let edited = request.payload.as_ref().map(|p| serde_json::to_vec(p).unwrap_or_default());
+    if let Some(size) = edited.as_ref().map(Vec::len).filter(|&size| size > MAX_EDITED_PAYLOAD_BYTES) {
+        // Checked first, so the audit line records the size instead of the payload.
+        let problem = format!("{size} bytes is over the {MAX_EDITED_PAYLOAD_BYTES}-byte limit; send a smaller payload");
+        let details = json!({ "editedPayloadBytes": size });
+        audit_refusal(&state.ctx.store, &admin.actor, "dlq.replay", &target, Some(&details), &problem).await;
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the edited payload is refused: {problem}"))
+            .with_fields(vec![("payload".to_string(), problem)]));
+    }
     let details = request.payload.as_ref().map(|p| json!({ "editedPayload": p }));
     if let Some(refusal) = entry.refusal(state.config.max_replays) {
         return Err(refuse_replay(&state, &admin.actor, &entry, details.as_ref(), refusal).await);
@@ -116,7 +129,7 @@ pub async fn replay_one(
                 )
                 .with_fields(vec![("payload".to_string(), problem)]));
             }
-            Some(serde_json::to_vec(payload).unwrap_or_default())
+            edited
         }
         None => None,
     };
