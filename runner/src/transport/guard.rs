@@ -107,14 +107,7 @@ impl Consumer {
 
     /// A follower of a compacted topic, assigned from its first record.
     pub(super) fn follower(inner: StreamConsumer<Guard>, broker: Broker, topic: &str) -> Self {
-        Consumer {
-            inner,
-            broker,
-            topics: vec![topic.to_string()],
-            group: None,
-            compacted: true,
-            _slot: None,
-        }
+        Consumer { inner, broker, topics: vec![topic.to_string()], group: None, compacted: true, _slot: None }
     }
 
     /// The next message, or the error librdkafka reported instead (a lost broker is noted:

@@ -403,9 +403,16 @@ struct SharedProducer {
 /// A producer's context: notices when every broker connection is down. An idempotent
 /// producer keeps its producer id across the outage, and a broker that came back without
 /// its state answers every send with `UNKNOWN_PRODUCER_ID`, which librdkafka retries for
-/// ever (records never time out here). So once the broker answers again the producer is
-/// replaced: the new one gets an id from the broker as it is now, and the records of the
-/// old one fail to their senders, which send them again.
+/// ever (records never time out here). So once the broker answers again, a producer that
+/// still holds unacknowledged records [`STUCK_AFTER`] later is replaced: the new one gets an
+/// id from the broker as it is now, and the records of the old one fail to their senders,
+/// which send them again. A broker that came back with its state (the usual outage)
+/// acknowledges the records in that time, and the producer is kept: replacing one purges
+/// records in flight, which the broker may have stored already.
+/// How long after the broker's return a producer may still hold unacknowledged records
+/// before it counts as stuck and is replaced.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Default)]
 struct Watch {
     shared: Arc<std::sync::OnceLock<std::sync::Weak<SharedProducer>>>,
@@ -417,7 +424,8 @@ struct Watch {
 impl rdkafka::ClientContext for Watch {
     fn error(&self, error: KafkaError, reason: &str) {
         // librdkafka also says "0/1 brokers are down" as a connection comes back: not a loss.
-        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) && !reason.starts_with("0/");
+        let all_down =
+            error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) && !reason.starts_with("0/");
         if !all_down {
             tracing::debug!(error = %error, %reason, "producer error");
             return;
@@ -426,17 +434,33 @@ impl rdkafka::ClientContext for Watch {
             return;
         }
         let (shared, generation) = (self.shared.clone(), self.generation.load(std::sync::atomic::Ordering::SeqCst));
+        let lost = self.lost.clone();
         // Not on librdkafka's thread: replacing purges, and purging calls back here.
-        std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(200));
-            let Some(shared) = shared.get().and_then(std::sync::Weak::upgrade) else { return };
-            let (current, producer) = shared.current();
-            if current != generation {
-                return;
-            }
-            if producer.client().fetch_metadata(None, Duration::from_secs(1)).is_ok() {
-                shared.replace(generation, "every broker connection was down");
-                return;
+        std::thread::spawn(move || {
+            let mut back_since: Option<std::time::Instant> = None;
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                let Some(shared) = shared.get().and_then(std::sync::Weak::upgrade) else { return };
+                let (current, producer) = shared.current();
+                if current != generation {
+                    return;
+                }
+                let since = match back_since {
+                    Some(since) => since,
+                    None if producer.client().fetch_metadata(None, Duration::from_secs(1)).is_ok() => {
+                        *back_since.insert(std::time::Instant::now())
+                    }
+                    None => continue,
+                };
+                if producer.in_flight_count() == 0 {
+                    // Everything was acknowledged: the broker kept its state. Watch again.
+                    lost.store(false, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                if since.elapsed() >= STUCK_AFTER {
+                    shared.replace(generation, "records stayed unacknowledged after every broker connection was down");
+                    return;
+                }
             }
         });
     }

@@ -4,8 +4,10 @@
 //! lost its state: no topics, no groups, no committed offsets, no producer ids. Rows written
 //! meanwhile stay in the outbox and are published once it is back; consumers pause while it
 //! is away (a fetch of a topic tansu no longer knows crashes librdkafka 2.12), recreate the
-//! topics, and go on from the committed offsets; producers are replaced (counted in
-//! `transport_producer_rebuilds_total`). Every order completes, none is lost or doubled.
+//! topics, and go on from the committed offsets; producers left with records the broker does
+//! not acknowledge 10 s after its return are replaced (counted in
+//! `transport_producer_rebuilds_total`; only tansu needs it). Every order completes, none is
+//! lost or doubled.
 //!
 //! Orders in flight at the moment of the loss are not part of it: records the broker had
 //! acknowledged and then lost are gone from every topic, and only the saga's retries bring
@@ -28,7 +30,11 @@ async fn orders_survive_losing_the_broker(broker: TestBroker) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.bring_back(&system);
     system.wait_all_terminal(100, Duration::from_secs(120)).await;
-    println!("{}: the orders posted while it was away ended {:.1} s after the loss", broker.name(), lost_at.elapsed().as_secs_f64());
+    println!(
+        "{}: the orders posted while it was away ended {:.1} s after the loss",
+        broker.name(),
+        lost_at.elapsed().as_secs_f64()
+    );
 
     system.post_orders((100..150).map(simple_order), 10).await;
     let statuses = system.wait_all_terminal(150, Duration::from_secs(60)).await;
@@ -37,8 +43,16 @@ async fn orders_survive_losing_the_broker(broker: TestBroker) {
     assert_guarantees(system.store()).await;
     let metrics = system.metrics().await;
     let rebuilds = metrics.lines().find(|l| l.starts_with("transport_producer_rebuilds_total ")).unwrap_or_default();
-    assert!(!rebuilds.is_empty(), "{}: no producer was replaced after the loss", broker.name());
-    println!("{}: {rebuilds}", broker.name());
+    // A broker that lost its state leaves producers stuck on ids it forgot: they are
+    // replaced. One that kept it acknowledges their records: they are kept (replacing one
+    // purges records in flight, which the broker may have stored already).
+    match broker {
+        TestBroker::Embedded => assert!(rebuilds.is_empty(), "no producer needed replacing: {rebuilds}"),
+        TestBroker::Tansu(_) => {
+            assert!(!rebuilds.is_empty(), "{}: no producer was replaced after the loss", broker.name())
+        }
+    }
+    println!("{}: producers replaced: {}", broker.name(), if rebuilds.is_empty() { "none" } else { rebuilds });
     system.stop().await;
     db.drop_database().await;
 }

@@ -12,7 +12,6 @@
 //! so the consumers' 20 ms default is kept low for it. The chaos broker faults (node down,
 //! round-trip time) act on the embedded broker only.
 
-
 use crate::saga_end_to_end::{assert_duplicates_were_absorbed, redelivering, relay_mode, run_500_orders};
 use crate::support::broker::TestBroker;
 use crate::support::{shipped_pipelines_on, temp_sqlite, System, TempPg};

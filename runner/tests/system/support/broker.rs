@@ -112,11 +112,6 @@ fn tansu_script(args: &[&str]) -> String {
         .env("TANSU_BIN", &binary)
         .output()
         .expect("scripts/tansu runs");
-    assert!(
-        output.status.success(),
-        "scripts/tansu {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "scripts/tansu {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8").trim().to_string()
 }

@@ -1,10 +1,10 @@
 //! Shared test support: where the repository's files are, the shipped pipelines loaded for a
 //! test, polling until something holds, orders to post and the guarantees every run must keep.
 
+pub mod broker;
 pub mod cases;
 pub mod database;
 pub mod outbox;
-pub mod broker;
 pub mod process;
 pub mod system;
 pub mod topics;

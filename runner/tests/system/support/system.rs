@@ -51,7 +51,12 @@ impl System {
     }
 
     fn serving(running: Running) -> System {
-        System { base: format!("http://{}", running.addr), running, client: reqwest::Client::new(), external_brokers: None }
+        System {
+            base: format!("http://{}", running.addr),
+            running,
+            client: reqwest::Client::new(),
+            external_brokers: None,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -118,19 +123,56 @@ impl System {
         ids
     }
 
-    /// Waits until no order is PENDING; returns the statuses by order id.
+    /// Waits until no order is PENDING; returns the statuses by order id. On timeout the
+    /// failure says where each pending order stands (saga state, its outbox rows).
     pub async fn wait_all_terminal(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
         eventually(timeout, Duration::from_millis(250), async || {
             let rows = sqlx::query("SELECT id, status FROM orders").fetch_all(self.store().pool()).await.unwrap();
             let statuses: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            let pending = statuses.iter().filter(|(_, s)| s == "PENDING").count();
-            if statuses.len() >= expected && pending == 0 {
+            let pending: Vec<&String> = statuses.iter().filter(|(_, s)| s == "PENDING").map(|(id, _)| id).collect();
+            if statuses.len() >= expected && pending.is_empty() {
                 Ok(statuses)
             } else {
-                Err(format!("{pending} of {} orders still PENDING after {timeout:?}", statuses.len()))
+                let mut report =
+                    format!("{} of {} orders still PENDING after {timeout:?}", pending.len(), statuses.len());
+                for id in pending.iter().take(3) {
+                    report.push_str(&format!("\n  {id}: {}", self.where_order_stands(id).await));
+                }
+                if !pending.is_empty() {
+                    let relay = self.client.get(format!("{}/api/relay/status", self.base)).send().await;
+                    if let Ok(relay) = relay {
+                        report.push_str(&format!("\n  relay: {}", relay.text().await.unwrap_or_default()));
+                    }
+                }
+                Err(report)
             }
         })
         .await
+    }
+
+    /// The saga state and outbox rows of one order, for failure messages.
+    async fn where_order_stands(&self, id: &str) -> String {
+        let pool = self.store().pool();
+        let saga = sqlx::query("SELECT state, status FROM sagas WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| format!("saga {}/{}", r.get::<String, _>(0), r.get::<String, _>(1)))
+            .unwrap_or_else(|| "no saga".to_string());
+        let outbox = sqlx::query(
+            "SELECT type, CASE WHEN published_at_ms IS NULL THEN 'unpublished' ELSE 'published' END \
+             FROM outbox WHERE aggregateid = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .map(|rows| {
+            rows.iter().map(|r| format!("{}:{}", r.get::<String, _>(0), r.get::<String, _>(1))).collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+        format!("{saga}; outbox {outbox:?}")
     }
 
     /// Waits until chaos-svc knows `service` (announced on the control topic), so a rule
