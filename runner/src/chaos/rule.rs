@@ -213,6 +213,18 @@ pub const MAX_LATENCY: Duration = Duration::from_secs(3600);
 pub const MAX_BROKER_OUTAGE: Duration = Duration::from_secs(600);
 /// The longest lease (`ttl`) a rule may have.
 pub const MAX_LEASE: Duration = Duration::from_secs(31_557_600);
+/// A value as quoted back in a message: at most 40 characters of it.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The longest service, handler, topic or route name a rule may give, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest `fault.message` of an `error` fault, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1_000;
 /// The longest `description` a rule may have, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 
@@ -339,7 +351,10 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
             Err(e) => {
                 problem(
                     field,
-                    format!("`{text}` is not an RFC 3339 time ({e}); write it like \"2026-11-24T18:00:00Z\""),
+                    format!(
+                        "`{}` is not an RFC 3339 time ({e}); write it like \"2026-11-24T18:00:00Z\"",
+                        shortened(text)
+                    ),
                 );
                 None
             }
@@ -396,6 +411,35 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, Vec<FieldProblem>> {
             field: "max_count".into(),
             message: "a max_count of 0 never runs; omit it or raise it".into(),
         });
+    }
+    // Names and messages travel in control records and injected errors (dead-letter headers):
+    // bounded well below the broker's message size too.
+    let mut too_long = |field: &str, text: &str, max: usize| {
+        let length = text.chars().count();
+        if length > max {
+            problems.push(FieldProblem {
+                field: field.into(),
+                message: format!("{length} characters is longer than the {max} allowed; shorten it"),
+            });
+        }
+    };
+    match &spec.target {
+        TargetSpec::Service { service } | TargetSpec::Store { service } => {
+            too_long("target.service", service, MAX_NAME_CHARS)
+        }
+        TargetSpec::Http { service, route } => {
+            too_long("target.service", service, MAX_NAME_CHARS);
+            too_long("target.route", route.as_deref().unwrap_or_default(), MAX_NAME_CHARS);
+        }
+        TargetSpec::Handler { handler, service } => {
+            too_long("target.handler", handler, MAX_NAME_CHARS);
+            too_long("target.service", service.as_deref().unwrap_or_default(), MAX_NAME_CHARS);
+        }
+        TargetSpec::Topic { topic, .. } => too_long("target.topic", topic, MAX_NAME_CHARS),
+        TargetSpec::Broker => {}
+    }
+    if let FaultSpec::Error { message: Some(message) } = &spec.fault {
+        too_long("fault.message", message, MAX_MESSAGE_CHARS);
     }
     let empty = |name: &str| name.trim().is_empty();
     let target_problem = match &spec.target {
@@ -590,7 +634,7 @@ fault = { kind = "latency", min = "1s", max = "100years" }"#,
     fn descriptions_are_bounded_in_characters() {
         let with = |description: String| {
             format!(
-                "id = \"x\"\ntarget = {{ kind = \"broker\" }}\nfault = {{ kind = \"down\" }}\ndescription = \"{description}\""
+                "id = \"x\"\ntarget = {{ kind = \"broker\" }}\nfault = {{ kind = \"latency\", fixed = \"1ms\" }}\ndescription = \"{description}\""
             )
         };
         assert_eq!(fields(rule(&with("é".repeat(MAX_DESCRIPTION_CHARS)))), Vec::<String>::new());
@@ -600,6 +644,16 @@ fault = { kind = "latency", min = "1s", max = "100years" }"#,
             problems[0].message,
             "2001 characters is longer than the longest description, 2000 characters; shorten it"
         );
+    }
+
+    #[test]
+    fn names_and_messages_are_bounded() {
+        let long = "n".repeat(MAX_NAME_CHARS + 1);
+        let text = format!(
+            "id = \"x\"\ntarget = {{ kind = \"handler\", handler = \"{long}\", service = \"{long}\" }}\nfault = {{ kind = \"error\", message = \"{}\" }}",
+            "m".repeat(MAX_MESSAGE_CHARS + 1)
+        );
+        assert_eq!(fields(rule(&text)), ["target.handler", "target.service", "fault.message"]);
     }
 
     #[test]
