@@ -17,7 +17,7 @@ async fn payments(system: &System) -> i64 {
     scalar(system.store(), "SELECT COUNT(*) FROM payments WHERE charged_at_ms IS NOT NULL").await
 }
 
-async fn a_killed_consumer_rejoins_at_once(broker: TestBroker) {
+async fn a_killed_consumer_rejoins_and_handles_again(broker: TestBroker) {
     let db = TempPg::create("restart").await;
     let pipelines = shipped_pipelines_on(&db.url, &broker.brokers()).into_iter().filter(|p| p.service != "payment-svc");
     let system = System::start(pipelines.collect()).await;
@@ -55,11 +55,11 @@ async fn a_killed_consumer_rejoins_at_once(broker: TestBroker) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_consumer_rejoins_at_once_on_the_embedded_broker() {
-    a_killed_consumer_rejoins_at_once(TestBroker::Embedded).await;
+async fn a_killed_consumer_rejoins_and_handles_again_on_the_embedded_broker() {
+    a_killed_consumer_rejoins_and_handles_again(TestBroker::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_consumer_rejoins_at_once_on_tansu() {
-    a_killed_consumer_rejoins_at_once(TestBroker::tansu()).await;
+async fn a_killed_consumer_rejoins_and_handles_again_on_tansu() {
+    a_killed_consumer_rejoins_and_handles_again(TestBroker::tansu()).await;
 }
