@@ -415,11 +415,11 @@ async fn a_broker_outage_is_a_lease_and_can_be_deleted_while_the_broker_is_down(
     println!("broker outage deleted while down; broker back after {:?}", started.elapsed());
     // Left alone, the lease ends it. (Right after an outage the control follower may still be
     // catching up: chaos-svc then answers 202, written but not yet back; either way it acts.)
-    let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(broker_down("short", "3s"))).await;
+    let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(broker_down("short", "5s"))).await;
     assert!(status == 201 || status == 202, "{status}: {answer}");
     ready(false).await;
     let started = Instant::now();
     ready(true).await;
-    println!("a 3 s broker outage ended by its lease after {:?} down", started.elapsed());
+    println!("a 5 s broker outage ended by its lease after {:?} down", started.elapsed());
     system.stop().await;
 }
