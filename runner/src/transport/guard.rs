@@ -132,9 +132,28 @@ impl Consumer {
         loop {
             let notified = guard.changed.notified();
             if guard.is_lost() {
+                // librdkafka keeps reporting "all brokers down" for a moment after they are
+                // back: if the broker answers and has every topic this consumer reads, that
+                // report is stale and there is nothing to recover (recovering again and again
+                // kept the control follower from ever catching up after an outage).
+                if self.broker_intact().await {
+                    guard.lost.store(false, Ordering::SeqCst);
+                    continue;
+                }
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Whether the broker answers and still has every topic this consumer names.
+    async fn broker_intact(&self) -> bool {
+        if !self.broker.ping(Duration::from_secs(1)).await {
+            return false;
+        }
+        match self.broker.topic_names().await {
+            Ok(existing) => self.topics.iter().all(|t| existing.contains(t)),
+            Err(_) => false,
         }
     }
 

@@ -363,7 +363,10 @@ impl Broker {
 
     /// Whether the broker answers a metadata request within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> bool {
-        let config = self.client_config();
+        let mut config = self.client_config();
+        // Reconnect within a second of the broker's return: readiness must not lag it by the
+        // default backoff (up to 10 s).
+        config.set("reconnect.backoff.max.ms", "1000");
         let cell = self.metadata_client.clone();
         tokio::task::spawn_blocking(move || {
             if cell.get().is_none() {

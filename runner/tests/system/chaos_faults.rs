@@ -395,7 +395,7 @@ async fn a_broker_outage_is_a_lease_and_can_be_deleted_while_the_broker_is_down(
     assert!(answer["fields"][0]["message"].as_str().unwrap().contains("must end by itself"), "{answer}");
 
     let ready = async |want: bool| {
-        crate::support::eventually(Duration::from_secs(15), Duration::from_millis(50), async || {
+        crate::support::eventually(Duration::from_secs(30), Duration::from_millis(50), async || {
             let (_, ready) = system.call(Method::GET, "/readyz", None, None).await;
             if ready["broker"] == want {
                 Ok(())
@@ -413,10 +413,26 @@ async fn a_broker_outage_is_a_lease_and_can_be_deleted_while_the_broker_is_down(
     assert_eq!(status, 204, "{answer}");
     ready(true).await;
     println!("broker outage deleted while down; broker back after {:?}", started.elapsed());
-    // Left alone, the lease ends it. (Right after an outage the control follower may still be
-    // catching up: chaos-svc then answers 202, written but not yet back; either way it acts.)
-    let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(broker_down("short", "5s"))).await;
+    // Right after an outage the control follower re-reads the control topic (chaos-svc
+    // answers 202, written but not yet back, meanwhile): wait until a change comes back.
+    let back = Instant::now();
+    let probe = json!({ "id": "probe", "ttl": "10m", "enabled": false,
+        "target": { "kind": "service", "service": "payment-svc" }, "fault": { "kind": "error" } });
+    let (status, answer) = system.call(Method::POST, "/api/chaos/rules", token, Some(probe)).await;
     assert!(status == 201 || status == 202, "{status}: {answer}");
+    crate::support::eventually(Duration::from_secs(60), Duration::from_millis(100), async || {
+        let rules = system.get("/api/runtime/chaos").await;
+        let seen = rules["rules"].as_array().unwrap().iter().any(|r| r["id"] == "probe");
+        if seen {
+            Ok(())
+        } else {
+            Err("the control follower never caught up after the outage".to_string())
+        }
+    })
+    .await;
+    println!("the control follower was following again {:?} after the broker came back", back.elapsed());
+    // Left alone, the lease ends it.
+    system.create_rule(&broker_down("short", "5s")).await;
     ready(false).await;
     let started = Instant::now();
     ready(true).await;
