@@ -36,7 +36,9 @@ impl TempPg {
     pub async fn create(prefix: &str) -> TempPg {
         sqlx::any::install_default_drivers();
         let admin = pg_admin_url();
-        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        // `chaos_…`: scripts/prepare-postgres drops what a crashed run left behind by that name
+        // (a leaked replication slot would otherwise count against max_replication_slots).
+        let name = format!("chaos_{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut conn = connect(&admin).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
