@@ -5,7 +5,9 @@
 //! Why pause: a broker that comes back without its topics (tansu on memory storage, or any
 //! broker that lost its disk) answers a fetch for a topic it no longer knows with a topic id
 //! of zeros and a leader hint, and librdkafka 2.12 then looks the topic up by a null name in
-//! its metadata cache and crashes the process. A paused partition is never fetched.
+//! its metadata cache and crashes the process. A paused partition is never fetched. The
+//! consume loop learns of the loss late when it is busy; [`super::watch`] pauses the consumers
+//! of a broker named by address the moment it refuses connections.
 //!
 //! Also here: a consumer's `group.instance.id` (static membership) when `RUNNER_INSTANCE` names
 //! this replica. On a broker that implements it (Apache Kafka 2.3+), a restarted process takes
@@ -15,8 +17,8 @@
 //! every graceful hand-over by the session timeout: it is off unless asked for.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -35,6 +37,11 @@ use crate::telemetry;
 pub struct Guard {
     /// Every broker connection is down: the assignment is (to be) paused.
     lost: AtomicBool,
+    /// The broker's addresses refused connections (see [`super::watch`]): the assignment was
+    /// paused and must be recovered, whatever the broker looks like by then.
+    refused: AtomicBool,
+    /// How many losses the probe noticed: a recovery that saw a new one pauses again.
+    losses: AtomicU64,
     changed: Notify,
 }
 
@@ -59,6 +66,15 @@ impl Guard {
     fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
     }
+
+    /// The probe found every bootstrap address refusing connections (it pauses the
+    /// assignment itself).
+    pub(super) fn lost_by_probe(&self) {
+        self.losses.fetch_add(1, Ordering::SeqCst);
+        self.refused.store(true, Ordering::SeqCst);
+        self.lost.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
 }
 
 impl ClientContext for Guard {
@@ -82,7 +98,7 @@ impl ConsumerContext for Guard {
 /// A consumer of the transport: librdkafka's stream consumer with a [`Guard`], the topics it
 /// needs, and its `group.instance.id` slot.
 pub struct Consumer {
-    pub(super) inner: StreamConsumer<Guard>,
+    pub(super) inner: Arc<StreamConsumer<Guard>>,
     broker: Broker,
     /// Topics to recreate when the broker lost them (regex subscriptions are not).
     topics: Vec<String>,
@@ -95,7 +111,7 @@ pub struct Consumer {
 
 impl Consumer {
     pub(super) fn new(
-        inner: StreamConsumer<Guard>,
+        inner: Arc<StreamConsumer<Guard>>,
         broker: Broker,
         group: &str,
         topics: Vec<String>,
@@ -106,7 +122,7 @@ impl Consumer {
     }
 
     /// A follower of a compacted topic, assigned from its first record.
-    pub(super) fn follower(inner: StreamConsumer<Guard>, broker: Broker, topic: &str) -> Self {
+    pub(super) fn follower(inner: Arc<StreamConsumer<Guard>>, broker: Broker, topic: &str) -> Self {
         Consumer { inner, broker, topics: vec![topic.to_string()], group: None, compacted: true, _slot: None }
     }
 
@@ -131,6 +147,9 @@ impl Consumer {
         let guard = self.inner.context();
         loop {
             let notified = guard.changed.notified();
+            if guard.refused.load(Ordering::SeqCst) {
+                return;
+            }
             if guard.is_lost() {
                 // librdkafka keeps reporting "all brokers down" for a moment after they are
                 // back: if the broker answers and has every topic this consumer reads, that
@@ -163,45 +182,74 @@ impl Consumer {
     /// yet committed come again; handlers are idempotent. False when `shutdown` came first.
     pub async fn recover(&self, name: &str, shutdown: &CancellationToken) -> bool {
         let guard = self.inner.context();
-        if let Ok(assignment) = self.inner.assignment() {
-            let _ = self.inner.pause(&assignment);
-        }
         metrics::counter!(telemetry::BROKER_LOSSES, "consumer" => name.to_string()).increment(1);
-        let mut delay = Duration::from_millis(200);
-        let assignment = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(delay) => {}
+        loop {
+            if let Ok(assignment) = self.inner.assignment() {
+                let _ = self.inner.pause(&assignment);
             }
-            delay = (delay * 2).min(Duration::from_secs(2));
-            match self.broker_ready().await {
-                Ok(assignment) => break assignment,
-                Err(e) => tracing::info!(consumer = name, error = %e, "broker not back yet; still paused"),
-            }
-        };
-        guard.lost.store(false, Ordering::SeqCst);
-        let (assignment, committed) = assignment;
-        for element in assignment.elements() {
-            let offset = match &committed {
-                Some(committed) => committed
-                    .find_partition(element.topic(), element.partition())
-                    .map(|e| e.offset())
-                    .filter(|o| matches!(o, Offset::Offset(_)))
-                    .unwrap_or(Offset::Beginning),
-                None => Offset::Beginning,
+            let mut delay = Duration::from_millis(200);
+            let (assignment, committed, losses) = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+                let losses = guard.losses.load(Ordering::SeqCst);
+                match self.broker_ready().await {
+                    Ok((assignment, committed)) => break (assignment, committed, losses),
+                    Err(e) => tracing::info!(consumer = name, error = %e, "broker not back yet; still paused"),
+                }
             };
-            // Seeking a paused partition only moves its position.
-            if let Err(e) = self.inner.seek(element.topic(), element.partition(), offset, Duration::from_secs(5)) {
-                tracing::warn!(consumer = name, topic = element.topic(), error = %e, "cannot rewind after the broker came back");
+            guard.refused.store(false, Ordering::SeqCst);
+            guard.lost.store(false, Ordering::SeqCst);
+            for element in assignment.elements() {
+                let offset = match &committed {
+                    Some(committed) => committed
+                        .find_partition(element.topic(), element.partition())
+                        .map(|e| e.offset())
+                        .filter(|o| matches!(o, Offset::Offset(_)))
+                        .map(|o| self.unless_past_the_end(name, element.topic(), element.partition(), o))
+                        .unwrap_or(Offset::Beginning),
+                    None => Offset::Beginning,
+                };
+                // Seeking a paused partition only moves its position.
+                if let Err(e) = self.inner.seek(element.topic(), element.partition(), offset, Duration::from_secs(5)) {
+                    tracing::warn!(consumer = name, topic = element.topic(), error = %e, "cannot rewind after the broker came back");
+                }
+            }
+            let _ = self.inner.resume(&assignment);
+            // The broker went away again while this recovery looked at it: start over.
+            if guard.losses.load(Ordering::SeqCst) == losses {
+                break;
             }
         }
-        let _ = self.inner.resume(&assignment);
         tracing::info!(consumer = name, "broker is back; consuming again");
         true
     }
 }
 
 impl Consumer {
+    /// `committed`, or the first record when it lies past the partition's end: a broker that
+    /// lost its state may have been sent this group's offsets of before the loss (a commit
+    /// racing its return), and starting there would skip every record of the new topic.
+    fn unless_past_the_end(&self, name: &str, topic: &str, partition: i32, committed: Offset) -> Offset {
+        let Offset::Offset(at) = committed else { return committed };
+        match self.inner.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok((_, end)) if at > end => {
+                tracing::warn!(
+                    consumer = name,
+                    topic,
+                    partition,
+                    committed = at,
+                    end,
+                    "committed offset past the end of the partition (the broker lost it); reading from the first record"
+                );
+                Offset::Beginning
+            }
+            _ => committed,
+        }
+    }
+
     /// Once the broker answers: the assignment and, for a group, its committed offsets,
     /// after creating the named topics the broker lacks.
     async fn broker_ready(&self) -> Result<(TopicPartitionList, Option<TopicPartitionList>), super::TransportError> {

@@ -11,6 +11,7 @@ pub mod embedded;
 mod guard;
 mod read;
 mod topics;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct Broker {
     config: BrokerConfig,
     /// A client kept for metadata requests (readiness probes), made on first use.
     metadata_client: Arc<std::sync::OnceLock<rdkafka::producer::BaseProducer>>,
+    /// Pauses the consumers the moment the broker refuses connections (none for the
+    /// embedded broker, which keeps its state when it goes down).
+    watch: Option<Arc<watch::BrokerWatch>>,
 }
 
 impl Broker {
@@ -60,6 +64,7 @@ impl Broker {
                 embedded: None,
                 config: config.clone(),
                 metadata_client: Arc::default(),
+                watch: Some(watch::BrokerWatch::new(list)),
             }),
         }
     }
@@ -71,6 +76,7 @@ impl Broker {
             embedded: Some(embedded),
             config: config.clone(),
             metadata_client: Arc::default(),
+            watch: None,
         }
     }
 
@@ -241,7 +247,16 @@ impl Broker {
             .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(Consumer::new(consumer, self.clone(), group, topics.to_vec(), slot))
+        Ok(Consumer::new(self.watched(consumer), self.clone(), group, topics.to_vec(), slot))
+    }
+
+    /// `consumer`, paused by the broker watch when the broker goes away.
+    fn watched(&self, consumer: StreamConsumer<guard::Guard>) -> Arc<StreamConsumer<guard::Guard>> {
+        let consumer = Arc::new(consumer);
+        if let Some(watch) = &self.watch {
+            watch.register(&consumer);
+        }
+        consumer
     }
 
     /// The committed offsets of `group` for `partitions`, asked as an outside observer.
@@ -300,7 +315,7 @@ impl Broker {
             assignment.add_partition_offset(topic, partition as i32, rdkafka::Offset::Beginning)?;
         }
         consumer.assign(&assignment)?;
-        let consumer = Consumer::follower(consumer, self.clone(), topic);
+        let consumer = Consumer::follower(self.watched(consumer), self.clone(), topic);
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

@@ -1,17 +1,13 @@
-//! Broker trouble. NOT YET on tansu restarted empty (the broker that lost its state): in a
-//! race between its return and the consumers noticing it left, a fetch of a topic it forgot
-//! crashes librdkafka 2.12 (segfault in its metadata cache; 3 of 4 runs with the current
-//! guard), so that case is not run until the crash is prevented; the body below still takes
-//! either broker. Against the embedded broker: the broker lost while orders are posted and brought
+//! Broker trouble, on both brokers: the broker lost while orders are posted and brought
 //! back, then orders after it. On the embedded broker the node goes down and comes back with
 //! everything it had; tansu (memory storage) is stopped and started empty — the broker that
 //! lost its state: no topics, no groups, no committed offsets, no producer ids. Rows written
-//! meanwhile stay in the outbox and are published once it is back; consumers pause while it
-//! is away (a fetch of a topic tansu no longer knows crashes librdkafka 2.12), recreate the
-//! topics, and go on from the committed offsets; producers left with records the broker does
-//! not acknowledge 10 s after its return are replaced (counted in
-//! `transport_producer_rebuilds_total`; only tansu needs it). Every order completes, none is
-//! lost or doubled.
+//! meanwhile stay in the outbox and are published once it is back; consumers are paused the
+//! moment its address refuses connections (a fetch of a topic tansu no longer knows crashes
+//! librdkafka 2.12: see `transport/watch.rs`), recreate the topics, and go on from the
+//! committed offsets; producers left with records the broker does not acknowledge 10 s after
+//! its return are replaced (counted in `transport_producer_rebuilds_total`; only tansu needs
+//! it). Every order completes, none is lost or doubled.
 //!
 //! Orders in flight at the moment of the loss are not part of it: records the broker had
 //! acknowledged and then lost are gone from every topic, and only the saga's retries bring
@@ -64,4 +60,9 @@ async fn orders_survive_losing_the_broker(broker: TestBroker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_survive_losing_the_embedded_broker() {
     orders_survive_losing_the_broker(TestBroker::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_tansu_losing_its_state() {
+    orders_survive_losing_the_broker(TestBroker::tansu()).await;
 }

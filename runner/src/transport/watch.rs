@@ -1,0 +1,110 @@
+//! Notices within a quarter of a second that every bootstrap address of a broker refuses
+//! connections, and pauses every consumer of it there and then, from outside its consume loop.
+//!
+//! Why not wait for librdkafka's "all brokers down": it reaches a consumer only through its
+//! own `recv`, and a consume loop busy with one message (a handler retrying a publish while
+//! the broker is away) does not call it for seconds. A broker that restarts empty within that
+//! time (tansu on memory storage, any broker that lost its disk) is then fetched from by topic
+//! ids it forgot; it answers with a zero topic id and a leader hint, and librdkafka 2.12 looks
+//! the topic up by a null name and crashes the process. A paused partition is never fetched;
+//! the consume loop then recovers (see [`super::Consumer::recover`]): topics recreated,
+//! metadata refreshed, back to the committed offsets.
+//!
+//! The probe is a TCP connect to each bootstrap address, nothing else: cheap, and it fails at
+//! once (connection refused) when the broker process is gone. Only brokers named by address
+//! are watched: the embedded broker keeps its state when it goes down.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+
+use super::guard::Guard;
+
+/// How often the bootstrap addresses are probed while consumers are registered.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one connect may take before the address counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The consumers of one broker and the task probing it (started with the first consumer).
+pub(super) struct BrokerWatch {
+    addresses: Vec<String>,
+    consumers: Mutex<Vec<Weak<StreamConsumer<Guard>>>>,
+    probing: OnceLock<()>,
+}
+
+impl BrokerWatch {
+    /// A watch of the `host:port` addresses in a `bootstrap.servers` list.
+    pub(super) fn new(bootstrap: &str) -> Arc<BrokerWatch> {
+        let addresses = bootstrap
+            .split(',')
+            .map(|a| a.trim())
+            .map(|a| a.split_once("://").map_or(a, |(_, rest)| rest).to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        Arc::new(BrokerWatch { addresses, consumers: Mutex::default(), probing: OnceLock::new() })
+    }
+
+    /// Watches `consumer` until it is dropped; starts probing on the first one (outside a
+    /// Tokio runtime nothing is probed).
+    pub(super) fn register(self: &Arc<Self>, consumer: &Arc<StreamConsumer<Guard>>) {
+        self.lock().push(Arc::downgrade(consumer));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.probing.get_or_init(|| {
+                runtime.spawn(probe(Arc::downgrade(self)));
+            });
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<StreamConsumer<Guard>>>> {
+        // Nothing panics while the lock is held; take the list back if that ever changes.
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The consumers still alive (the dropped ones are forgotten).
+    fn live(&self) -> Vec<Arc<StreamConsumer<Guard>>> {
+        let mut consumers = self.lock();
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Whether at least one bootstrap address accepts a TCP connection.
+    async fn reachable(&self) -> bool {
+        for address in &self.addresses {
+            let connect = tokio::net::TcpStream::connect(address.as_str());
+            if matches!(tokio::time::timeout(CONNECT_TIMEOUT, connect).await, Ok(Ok(_))) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Probes until the watch is dropped (every [`super::Broker`] holding it is gone). On the
+/// change from reachable to unreachable, every live consumer is marked lost and paused.
+async fn probe(watch: Weak<BrokerWatch>) {
+    let mut was_reachable = true;
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(watch) = watch.upgrade() else { return };
+        let consumers = watch.live();
+        if consumers.is_empty() {
+            continue;
+        }
+        let reachable = watch.reachable().await;
+        if was_reachable && !reachable {
+            tracing::warn!(
+                brokers = watch.addresses.join(","),
+                consumers = consumers.len(),
+                "no bootstrap address accepts connections; every consumer paused until the broker is back"
+            );
+            for consumer in consumers {
+                consumer.context().lost_by_probe();
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                }
+            }
+        }
+        was_reachable = reachable;
+    }
+}
