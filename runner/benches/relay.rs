@@ -34,6 +34,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Connection, Row};
 use uuid::Uuid;
 
+mod common;
+use common::{cpu_seconds, free_port, proc_status_kb, signal_term};
+
 const TOPIC: &str = "order.created";
 const PARTITIONS: i32 = 4;
 const ORDER_IDS: usize = 1000;
@@ -400,46 +403,6 @@ impl Latency {
     }
 }
 
-extern "C" {
-    fn sysconf(name: i32) -> i64;
-    fn kill(pid: i32, signal: i32) -> i32;
-}
-const SC_CLK_TCK: i32 = 2;
-const SIGTERM: i32 = 15;
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { sysconf(SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
-}
-
-/// utime + stime of a process in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / clock_ticks_per_second())
-}
-
-/// A `/proc/<pid>/status` figure in kB, e.g. `VmHWM`.
-fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -685,8 +648,7 @@ async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyho
     let peak_rss_kb = proc_status_kb(pid, "VmHWM");
     let relay_cpu_total = cpu_seconds(pid);
     let stopping = Instant::now();
-    // SAFETY: `pid` is our own child, not yet waited for.
-    unsafe { kill(pid as i32, SIGTERM) };
+    signal_term(pid);
     let exit = match tokio::time::timeout(Duration::from_secs(30), relay.wait()).await {
         Ok(Ok(exit)) => exit.to_string(),
         Ok(Err(e)) => format!("wait failed: {e}"),

@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod event;
 pub mod handlers;
 pub mod http;
+pub mod load;
 pub mod order;
 pub mod runtime;
 pub mod saga;

@@ -437,6 +437,10 @@ pub struct ConsumerSpec {
     /// Where messages go after the last attempt (default `<topic>.dlq`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+    /// Messages handled at once, one per key (order id) at a time, 1 to 1024 (default 16).
+    /// At the limit nothing more is fetched until one finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -477,6 +481,10 @@ pub struct SagaSpec {
     /// Consumer group of the orchestrator (defaults to the service name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Messages the orchestrator handles at once, one per saga at a time, 1 to 1024
+    /// (default 16). At the limit nothing more is fetched until one finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// How often due timeouts and retries are looked for, e.g. `"200ms"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick: Option<String>,

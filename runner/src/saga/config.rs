@@ -12,6 +12,8 @@ use crate::transport::{TopicRole, TopicUse};
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
     pub group: String,
+    /// Messages handled at once, one per saga at a time.
+    pub max_in_flight: usize,
     pub tick: Duration,
     pub definition: SagaDefinition,
     pub canary: Option<CanaryConfig>,

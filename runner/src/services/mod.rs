@@ -108,5 +108,6 @@ pub fn delivery_policy(
         redeliver: broker.config().redeliver_each_message,
         chaos: None,
         skip_unusable: false,
+        max_in_flight: 1,
     }
 }

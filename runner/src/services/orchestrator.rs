@@ -42,6 +42,7 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
     let retry = crate::transport::DeliveryRetry::default();
     let mut policy = delivery_policy(&config.group, &retry, None, &ctx.broker);
     policy.chaos = Some(ctx.consume_chaos(&name, "saga"));
+    policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
     // Dead letters of the saga's requests (and of its canary's): each fails its step.
     let dead_letter_topics =

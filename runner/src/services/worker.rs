@@ -24,6 +24,8 @@ pub struct ConsumerConfig {
     pub on_failure: Option<String>,
     pub retry: DeliveryRetry,
     pub dead_letter_topic: String,
+    /// Messages handled at once, one per key at a time.
+    pub max_in_flight: usize,
 }
 
 impl ConsumerConfig {
@@ -50,6 +52,7 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     let name = format!("{}/{}", ctx.service, config.name);
     let mut policy = delivery_policy(&config.group, &config.retry, Some(config.dead_letter_topic.clone()), &ctx.broker);
     policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
+    policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");
     let shutdown = ctx.shutdown.clone();

@@ -3,14 +3,16 @@
 //! message costs at most its retries; the partition then moves on.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{self, ErrorKind};
+use super::in_flight::InFlight;
 use super::{Consumer, Publisher};
 use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::{now_rfc3339, Event};
@@ -116,6 +118,8 @@ pub struct DeliveryPolicy {
     /// An observer of topics other services own (streams-analytics) skips what it cannot use
     /// instead of dead-lettering it: the owning consumer dead-letters it, once.
     pub skip_unusable: bool,
+    /// Messages handled at once, one per key at a time (1: one after the other).
+    pub max_in_flight: usize,
 }
 
 /// A consumer as the chaos engine sees it.
@@ -193,118 +197,158 @@ pub async fn consume<F, Fut>(
 }
 
 /// As [`consume`], handing the handler the record as it came (key, payload, headers).
+///
+/// Up to `policy.max_in_flight` messages are handled at once, one per key at a time (see
+/// [`InFlight`]); at the limit nothing more is taken from the broker until one finishes. An
+/// offset is stored only when every message of its partition up to it is finished.
 pub async fn consume_raw<F, Fut>(
     consumer: Consumer,
     name: &str,
     shutdown: CancellationToken,
     policy: DeliveryPolicy,
     dead_letters: Publisher,
-    mut handle: F,
+    handle: F,
 ) where
     F: FnMut(Arc<RawMessage>) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
 {
+    // Each running message calls the handler for a moment (the lock is released before its
+    // future is awaited), all within this one task: the lock is never contended.
+    let handle = Mutex::new(handle);
+    let mut in_flight = InFlight::new(policy.max_in_flight);
+    let mut running: FuturesUnordered<_> = FuturesUnordered::new();
+    let start = |raw: Arc<RawMessage>| process(raw, &handle, name, &policy, &dead_letters, &shutdown);
     loop {
-        let message = tokio::select! {
+        tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
-            // Every broker connection is down: nothing is fetched until it is back.
-            _ = consumer.trouble() => {
+            Some((raw, finished)) = running.next(), if !running.is_empty() => {
+                let (raw, finished): (Arc<RawMessage>, bool) = (raw, finished);
+                // Shutting down mid-retry: its offset stays unstored so the message comes back.
+                if !finished {
+                    break;
+                }
+                let (done, next) = in_flight.finish(&raw);
+                if let Some(done) = done {
+                    if let Err(e) = consumer.inner.store_offset(&done.topic, done.partition, done.offset) {
+                        tracing::warn!(consumer = name, error = %e, "cannot store offset");
+                    }
+                }
+                if let Some(next) = next {
+                    running.push(start(next));
+                }
+            }
+            // Every broker connection is down: nothing is fetched until it is back. What is
+            // running finishes first (its offsets are stored), then the consumer rewinds.
+            _ = consumer.trouble(), if in_flight.is_empty() => {
                 if !consumer.recover(name, &shutdown).await {
                     break;
                 }
-                continue;
+                in_flight.forget_progress();
             }
-            message = consumer.recv() => message,
-        };
-        let raw = match message {
-            Ok(message) => Arc::new(RawMessage::from_borrowed(&message)),
-            Err(_) if consumer.is_lost() => continue,
-            Err(e) => {
-                tracing::warn!(consumer = name, error = %e, "consume error; continuing");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let mut raw = raw;
-        let mut deliveries = if policy.redeliver { 2 } else { 1 };
-        let mut fail_first = None;
-        if let Some(faults) = &policy.chaos {
-            let actions = faults.decide(&raw, 1);
-            chaos::delay_for(&faults.chaos, &actions).await;
-            for action in actions {
-                match action {
-                    Action::Crash => chaos::crash(&format!("consumer {name}")),
-                    Action::Duplicate => deliveries += 1,
-                    Action::Corrupt => raw = Arc::new(corrupted(&raw)),
-                    Action::Fail(message) => fail_first = Some(message),
-                    Action::Drop => deliveries = 0,
-                    Action::Delay { .. } | Action::Status(_) => {}
+            message = consumer.recv(), if !in_flight.is_full() => {
+                match message {
+                    Ok(message) => {
+                        let raw = Arc::new(RawMessage::from_borrowed(&message));
+                        if let Some(ready) = in_flight.take(raw) {
+                            running.push(start(ready));
+                        }
+                    }
+                    Err(_) if consumer.is_lost() => {}
+                    Err(e) => {
+                        tracing::warn!(consumer = name, error = %e, "consume error; continuing");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
-            if deliveries == 0 {
-                metrics::counter!(telemetry::CHAOS_DROPPED, "consumer" => name.to_string()).increment(1);
-                tracing::warn!(
-                    consumer = name,
-                    topic = raw.topic,
-                    offset = raw.offset,
-                    "chaos: message dropped unhandled"
-                );
-            }
-        }
-        // One span per message, named and attributed by OpenTelemetry's messaging conventions;
-        // every log line inside it carries the order's trace id.
-        let span = tracing::info_span!(
-            "process",
-            otel.name = format!("{} process", raw.topic),
-            otel.kind = "consumer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = raw.topic.as_str(),
-            messaging.destination.partition.id = raw.partition,
-            messaging.kafka.offset = raw.offset,
-            messaging.consumer.group.name = policy.group.as_str(),
-            messaging.message.id = raw.header("ce_id").unwrap_or_default(),
-            trace_id = crate::event::trace_id(raw.header("traceparent").as_deref()).unwrap_or_default(),
-        );
-        crate::traces::set_parent(&span, raw.header("traceparent").as_deref());
-        let mut outcome = Ok(());
-        for _ in 0..deliveries {
-            let handled = handle_with_retries(&mut handle, &raw, name, &policy, &shutdown, fail_first.take());
-            match tracing::Instrument::instrument(handled, span.clone()).await {
-                Some(Ok(())) => {}
-                Some(Err(exhausted)) => {
-                    outcome = Err(exhausted);
-                    break;
-                }
-                // Shutting down mid-retry: leave the offset unstored so the message comes back.
-                None => {
-                    commit(&consumer, name);
-                    return;
-                }
-            }
-        }
-        if let Err(exhausted) = outcome {
-            span.record("otel.status_code", "ERROR");
-            if policy.skip_unusable {
-                metrics::counter!(telemetry::MESSAGES_SKIPPED, "topic" => raw.topic.clone(), "kind" => exhausted.error.kind.as_str())
-                    .increment(1);
-                tracing::warn!(consumer = name, topic = raw.topic, offset = raw.offset, error = %exhausted.error, "message skipped");
-            } else if !dead_letter(&dead_letters, &raw, &policy, name, exhausted, &shutdown).await {
-                commit(&consumer, name);
-                return;
-            }
-        }
-        if let Err(e) = consumer.inner.store_offset(&raw.topic, raw.partition, raw.offset) {
-            tracing::warn!(consumer = name, error = %e, "cannot store offset");
         }
     }
+    // Unfinished messages are dropped here (a database transaction not committed rolls back)
+    // and come again after a restart: their offsets were never stored.
+    drop(running);
     commit(&consumer, name);
+}
+
+/// One message through chaos, the handler (with retries) and, failing that, its dead-letter
+/// topic. Returns the message and whether it finished (false: shutdown came first).
+async fn process<F, Fut>(
+    mut raw: Arc<RawMessage>,
+    handle: &Mutex<F>,
+    name: &str,
+    policy: &DeliveryPolicy,
+    dead_letters: &Publisher,
+    shutdown: &CancellationToken,
+) -> (Arc<RawMessage>, bool)
+where
+    F: FnMut(Arc<RawMessage>) -> Fut,
+    Fut: Future<Output = Result<(), HandleError>>,
+{
+    let taken = raw.clone();
+    let mut deliveries = if policy.redeliver { 2 } else { 1 };
+    let mut fail_first = None;
+    if let Some(faults) = &policy.chaos {
+        let actions = faults.decide(&raw, 1);
+        chaos::delay_for(&faults.chaos, &actions).await;
+        for action in actions {
+            match action {
+                Action::Crash => chaos::crash(&format!("consumer {name}")),
+                Action::Duplicate => deliveries += 1,
+                Action::Corrupt => raw = Arc::new(corrupted(&raw)),
+                Action::Fail(message) => fail_first = Some(message),
+                Action::Drop => deliveries = 0,
+                Action::Delay { .. } | Action::Status(_) => {}
+            }
+        }
+        if deliveries == 0 {
+            metrics::counter!(telemetry::CHAOS_DROPPED, "consumer" => name.to_string()).increment(1);
+            tracing::warn!(consumer = name, topic = raw.topic, offset = raw.offset, "chaos: message dropped unhandled");
+        }
+    }
+    // One span per message, named and attributed by OpenTelemetry's messaging conventions;
+    // every log line inside it carries the order's trace id.
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("{} process", raw.topic),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = raw.topic.as_str(),
+        messaging.destination.partition.id = raw.partition,
+        messaging.kafka.offset = raw.offset,
+        messaging.consumer.group.name = policy.group.as_str(),
+        messaging.message.id = raw.header("ce_id").unwrap_or_default(),
+        trace_id = crate::event::trace_id(raw.header("traceparent").as_deref()).unwrap_or_default(),
+    );
+    crate::traces::set_parent(&span, raw.header("traceparent").as_deref());
+    let mut outcome = Ok(());
+    for _ in 0..deliveries {
+        let handled = handle_with_retries(handle, &raw, name, policy, shutdown, fail_first.take());
+        match tracing::Instrument::instrument(handled, span.clone()).await {
+            Some(Ok(())) => {}
+            Some(Err(exhausted)) => {
+                outcome = Err(exhausted);
+                break;
+            }
+            None => return (taken, false),
+        }
+    }
+    if let Err(exhausted) = outcome {
+        span.record("otel.status_code", "ERROR");
+        if policy.skip_unusable {
+            metrics::counter!(telemetry::MESSAGES_SKIPPED, "topic" => raw.topic.clone(), "kind" => exhausted.error.kind.as_str())
+                .increment(1);
+            tracing::warn!(consumer = name, topic = raw.topic, offset = raw.offset, error = %exhausted.error, "message skipped");
+        } else if !dead_letter(dead_letters, &raw, policy, name, exhausted, shutdown).await {
+            return (taken, false);
+        }
+    }
+    (taken, true)
 }
 
 /// `None` when shutdown interrupted the retries.
 async fn handle_with_retries<F, Fut>(
-    handle: &mut F,
+    handle: &Mutex<F>,
     raw: &Arc<RawMessage>,
     name: &str,
     policy: &DeliveryPolicy,
@@ -330,7 +374,10 @@ where
         let result = match injected.take() {
             // An injected error stands in for the handler failing: nothing of it runs.
             Some(message) => Err(HandleError::new(ErrorKind::HandlerFailed, format!("chaos: {message}"))),
-            None => handle(raw.clone()).await,
+            None => {
+                let handled = (handle.lock().unwrap_or_else(|e| e.into_inner()))(raw.clone());
+                handled.await
+            }
         };
         let error = match result {
             Ok(()) => {

@@ -9,6 +9,7 @@ mod consume;
 pub mod dead_letter;
 pub mod embedded;
 mod guard;
+mod in_flight;
 mod read;
 mod topics;
 mod watch;

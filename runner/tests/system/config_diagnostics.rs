@@ -106,7 +106,7 @@ bad_statuses = ["LOST"]
             "test.toml:9:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`",
             "test.toml:10:14: batch_size must be at least 1",
             "test.toml:14:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
             "test.toml:24:9: `payment requests` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)",
             r#"test.toml:27:28: invalid handler parameter: invalid type: string "a lot", expected i64"#,
             "test.toml:28:22: attempts must be at least 1 (the first attempt counts)",
@@ -179,7 +179,7 @@ on_sucess = "payment.refunded"
 "#,
         expected: &[
             "test.toml:1:1: `consumers[0]`: missing field `on_success`",
-            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
         ],
     },
     Case {
@@ -882,7 +882,7 @@ retries = 3
         expected: &[
             "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`",
             "payment.toml:3:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`",
+            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
         ],
     },
     SystemCase {

@@ -22,6 +22,7 @@ mod hot_reload;
 mod http_api;
 mod http_hardening;
 mod json_logs;
+mod keyed_concurrency;
 mod otel_collector;
 mod payment_outage;
 mod processes;

@@ -71,8 +71,10 @@ fn compile_consumer(
             return None;
         }
     };
+    let max_in_flight = c.max_in_flight(at.key("max_in_flight"), consumer.max_in_flight);
     Some(ConsumerConfig {
         retry,
+        max_in_flight,
         dead_letter_topic: consumer
             .dead_letter_topic
             .clone()

@@ -40,6 +40,10 @@ pub(crate) struct Bounds {
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Messages a consumer handles at once when its file does not say.
+pub(crate) const DEFAULT_IN_FLIGHT: usize = 16;
+/// The most a consumer may handle at once: each holds a message and a database connection.
+pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 
 impl Bounds {
     /// Backoffs, grace periods, windows.
@@ -123,6 +127,21 @@ impl Compiler {
     pub(crate) fn label(&mut self, at: KeyPath, name: &str) {
         if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
             self.problem(at, "use letters, digits, `_` and `-` (it is a label value)");
+        }
+    }
+
+    /// A consumer's `max_in_flight`: 1 to [`MAX_IN_FLIGHT`], default [`DEFAULT_IN_FLIGHT`].
+    pub(crate) fn max_in_flight(&mut self, at: KeyPath, value: Option<u32>) -> usize {
+        match value {
+            None => DEFAULT_IN_FLIGHT,
+            Some(n) if (1..=MAX_IN_FLIGHT as u32).contains(&n) => n as usize,
+            Some(n) => {
+                self.problem(
+                    at,
+                    format!("max_in_flight = {n} is out of range: 1 (one message after the other) to {MAX_IN_FLIGHT}"),
+                );
+                DEFAULT_IN_FLIGHT
+            }
         }
     }
 

@@ -73,6 +73,7 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
     SagaConfig {
         canary,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
+        max_in_flight: c.max_in_flight(at.key("max_in_flight"), spec.max_in_flight),
         tick: c.duration_in(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200), Bounds::INTERVAL),
         definition: SagaDefinition {
             name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),

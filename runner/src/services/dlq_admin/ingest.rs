@@ -33,6 +33,8 @@ pub async fn run(ctx: ServiceContext, config: DlqAdminConfig) -> Result<(), Tran
         redeliver: ctx.broker.config().redeliver_each_message,
         chaos: None,
         skip_unusable: false,
+        // Records are stored in the order they came; recording is cheap.
+        max_in_flight: 1,
     };
     // Never used: every failure below is `unavailable`, which is retried, not dead-lettered.
     let dead_letters = ctx.broker.publisher()?;

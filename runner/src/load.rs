@@ -1,0 +1,188 @@
+//! Load on order-api: orders posted by a number of keep-alive clients, as fast as they go or
+//! paced to a rate, then followed to their end. An order's latency is its `updatedAtMs −
+//! createdAtMs` (POST committed → terminal state committed), as order-api reports it.
+//!
+//! Used by the saga benchmark (`cargo bench -p runner --bench saga`); a game day drives its
+//! load with it too.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How many orders, by how many clients, at what pace.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub orders: usize,
+    /// Concurrent keep-alive connections posting (at least one).
+    pub clients: usize,
+    /// Orders per second in total; `None`: as fast as the clients go.
+    pub rate: Option<f64>,
+}
+
+/// What posting the orders gave: their ids in posting order and how long it took.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub ids: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// One order at its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub order_id: String,
+    pub status: String,
+    /// `updatedAtMs − createdAtMs`.
+    pub latency_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("order-api at {api}: {message}")]
+    Api { api: String, message: String },
+    #[error("{pending} of {total} orders not ended after {waited:?}; is the saga running?")]
+    NotSettled { pending: usize, total: usize, waited: Duration },
+}
+
+/// Posts `load.orders` orders to `api` (`http://host:port`), order `i` being `order(i)`.
+pub async fn post_orders(
+    api: &str,
+    load: &Load,
+    order: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> Result<Posted, LoadError> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(load.clients.max(1))
+        .build()
+        .map_err(|e| LoadError::Api { api: api.to_string(), message: format!("cannot build an HTTP client: {e}") })?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(order);
+    let started = Instant::now();
+    let interval = load.rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..load.clients.max(1) {
+        let (client, next, order, api, total) =
+            (client.clone(), next.clone(), order.clone(), api.to_string(), load.orders);
+        workers.spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= total {
+                    return Ok::<_, LoadError>(ids);
+                }
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
+                }
+                ids.push((i, post_one(&client, &api, &order(i)).await?));
+            }
+        });
+    }
+    let mut ids = Vec::with_capacity(load.orders);
+    while let Some(done) = workers.join_next().await {
+        let posted =
+            done.map_err(|e| LoadError::Api { api: api.to_string(), message: format!("a client failed: {e}") })??;
+        ids.extend(posted);
+    }
+    ids.sort_by_key(|(i, _)| *i);
+    Ok(Posted { ids: ids.into_iter().map(|(_, id)| id).collect(), elapsed: started.elapsed() })
+}
+
+async fn post_one(client: &reqwest::Client, api: &str, order: &Value) -> Result<String, LoadError> {
+    let failed = |message: String| LoadError::Api { api: api.to_string(), message };
+    let mut delay = Duration::from_millis(50);
+    // A 503 (database busy) is tried again; anything else that is not 202 is an error.
+    for _ in 0..20 {
+        let response = client
+            .post(format!("{api}/api/orders"))
+            .json(order)
+            .send()
+            .await
+            .map_err(|e| failed(format!("POST /api/orders: {e}")))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        let body: Value =
+            response.json().await.map_err(|e| failed(format!("POST /api/orders answered {status}: {e}")))?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(failed(format!("POST /api/orders answered {status}: {body}")));
+        }
+        return body["orderId"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| failed(format!("POST /api/orders answered without an orderId: {body}")));
+    }
+    Err(failed("POST /api/orders kept answering 503".to_string()))
+}
+
+/// Waits until every order of `ids` is terminal (COMPLETED, CANCELLED or FAILED), polling
+/// order-api, for at most `timeout`.
+pub async fn settle(api: &str, ids: &[String], timeout: Duration) -> Result<Vec<Settled>, LoadError> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    let mut settled: Vec<Option<Settled>> = vec![None; ids.len()];
+    loop {
+        let pending: Vec<usize> = (0..ids.len()).filter(|i| settled[*i].is_none()).collect();
+        if pending.is_empty() {
+            return Ok(settled.into_iter().flatten().collect());
+        }
+        if Instant::now() >= deadline {
+            return Err(LoadError::NotSettled { pending: pending.len(), total: ids.len(), waited: timeout });
+        }
+        for chunk in pending.chunks(16) {
+            let answers = futures::future::join_all(chunk.iter().map(|&i| order_state(&client, api, &ids[i]))).await;
+            for (&i, answer) in chunk.iter().zip(answers) {
+                settled[i] = answer?;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn order_state(client: &reqwest::Client, api: &str, id: &str) -> Result<Option<Settled>, LoadError> {
+    let failed = |message: String| LoadError::Api { api: api.to_string(), message };
+    let response = client
+        .get(format!("{api}/api/orders/{id}"))
+        .send()
+        .await
+        .map_err(|e| failed(format!("GET order {id}: {e}")))?;
+    let body: Value = response.json().await.map_err(|e| failed(format!("GET order {id}: {e}")))?;
+    let status = body["status"].as_str().unwrap_or_default();
+    if !matches!(status, "COMPLETED" | "CANCELLED" | "FAILED") {
+        return Ok(None);
+    }
+    let (created, updated) = (body["createdAtMs"].as_i64(), body["updatedAtMs"].as_i64());
+    Ok(Some(Settled {
+        order_id: id.to_string(),
+        status: status.to_string(),
+        latency_ms: updated.zip(created).map_or(0, |(u, c)| u.saturating_sub(c)),
+    }))
+}
+
+/// The `p`-th percentile (0 to 100) of `values`, nearest rank; `None` when empty.
+pub fn percentile(values: &[i64], p: f64) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p.clamp(0.0, 100.0) / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let values: Vec<i64> = (1..=100).rev().collect();
+        for (p, want) in [(0.0, Some(1)), (50.0, Some(50)), (90.0, Some(90)), (99.0, Some(99)), (100.0, Some(100))] {
+            assert_eq!(percentile(&values, p), want, "p{p}");
+        }
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+    }
+}
