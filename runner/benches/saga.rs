@@ -53,6 +53,13 @@ struct Args {
     /// Which stores to run, of `postgres` and `sqlite`.
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     stores: Vec<String>,
+    /// `max_in_flight` of every consumer and of the saga, one run per value (written into
+    /// a copy of the pipelines).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    in_flight: Vec<u32>,
+    /// Passed by `cargo bench`; nothing to do with the workload.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 #[tokio::main]
@@ -64,36 +71,79 @@ async fn main() -> anyhow::Result<()> {
     if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {
         bail!("--rate must be above 0 and at most 10000 orders/s");
     }
+    if args.in_flight.iter().any(|n| !(1..=1024).contains(n)) {
+        bail!("--in-flight values must be 1 to 1024");
+    }
     if args.stores.iter().any(|s| s != "postgres" && s != "sqlite") {
         bail!("--stores takes postgres and/or sqlite");
     }
     sqlx::any::install_default_drivers();
-    let name = format!("chaos_bench_{}", Uuid::new_v4().simple());
-    let mut url = url::Url::parse(&args.database_url).context("--database-url is not a URL")?;
-    let admin = url.to_string();
-    execute(&admin, &format!("CREATE DATABASE {name}")).await?;
-    url.set_path(&format!("/{name}"));
-    let db_url = url.to_string();
-    let dir = std::env::temp_dir().join(&name);
+    let scratch = Scratch::new(&args.database_url)?;
+    let dir = std::env::temp_dir().join(&scratch.name);
     std::fs::create_dir_all(&dir)?;
 
     let outcome = tokio::select! {
-        result = bench(&args, &db_url, &dir) => result,
+        result = bench(&args, &scratch, &dir) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
-    let cleanup = async {
-        execute(
-            &admin,
-            &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"),
-        )
-        .await?;
-        execute(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
-    };
-    if let Err(e) = cleanup.await {
-        eprintln!("warning: cleanup failed ({e:#}); drop the slots of database {name} and the database by hand");
+    if let Err(e) = scratch.drop_all().await {
+        eprintln!("warning: cleanup failed ({e:#}); drop the slots and databases named {}_* by hand", scratch.name);
     }
     let _ = std::fs::remove_dir_all(&dir);
     outcome
+}
+
+/// Throw-away databases `chaos_bench_<hex>_<what>`, one per run: each starts from empty
+/// tables and its own replication slot.
+struct Scratch {
+    admin: url::Url,
+    name: String,
+}
+
+impl Scratch {
+    fn new(admin: &str) -> anyhow::Result<Scratch> {
+        let admin = url::Url::parse(admin).context("--database-url is not a URL")?;
+        Ok(Scratch { admin, name: format!("chaos_bench_{}", Uuid::new_v4().simple()) })
+    }
+
+    /// Creates database `<name>_<what>` and gives its URL.
+    async fn create(&self, what: &str) -> anyhow::Result<String> {
+        let database = format!("{}_{what}", self.name);
+        execute(self.admin.as_str(), &format!("CREATE DATABASE {database}")).await?;
+        let mut url = self.admin.clone();
+        url.set_path(&format!("/{database}"));
+        Ok(url.to_string())
+    }
+
+    /// Drops every database of this run and its replication slots (waiting up to 30 s for a
+    /// stopped relay's slot to become inactive).
+    async fn drop_all(&self) -> anyhow::Result<()> {
+        let admin = self.admin.as_str();
+        let pattern = format!("{}_%", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let dropped = execute(
+                admin,
+                &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database LIKE '{pattern}'"),
+            )
+            .await;
+            match dropped {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = sqlx::AnyConnection::connect(admin).await?;
+        let names: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT CAST(datname AS text) FROM pg_database WHERE datname LIKE '{pattern}'"
+        ))
+        .fetch_all(&mut conn)
+        .await?;
+        for database in names {
+            conn.execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str()).await?;
+        }
+        Ok(())
+    }
 }
 
 async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
@@ -103,21 +153,25 @@ async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench(args: &Args, db_url: &str, dir: &Path) -> anyhow::Result<()> {
-    let ceiling = ceiling(db_url, args.writers, Duration::from_secs(args.ceiling_seconds)).await?;
+async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()> {
+    let ceiling =
+        ceiling(&scratch.create("ceiling").await?, args.writers, Duration::from_secs(args.ceiling_seconds)).await?;
     println!(
         "PostgreSQL ceiling: {ceiling:.0} one-row commits/s ({} writers, {} s)",
         args.writers, args.ceiling_seconds
     );
     for store in &args.stores {
-        let url = if store == "postgres" {
-            db_url.to_string()
-        } else {
-            format!("sqlite://{}/bench.db?mode=rwc", dir.display())
-        };
-        let figures = run_store(args, &url, dir).await.with_context(|| format!("{store} run"))?;
-        println!("\n## runner up, {store}\n");
-        figures.print(ceiling, store == "postgres");
+        for &in_flight in &args.in_flight {
+            let run = format!("{store}_{in_flight}");
+            let url = match store.as_str() {
+                "postgres" => scratch.create(&run).await?,
+                _ => format!("sqlite://{}/{run}.db?mode=rwc", dir.display()),
+            };
+            let pipelines = pipelines_with(in_flight, &dir.join(&run))?;
+            let figures = run_store(args, &url, &pipelines, dir).await.with_context(|| format!("{run} run"))?;
+            println!("\n## runner up, {store}, max_in_flight = {in_flight}\n");
+            figures.print(ceiling, store == "postgres");
+        }
     }
     Ok(())
 }
@@ -173,14 +227,38 @@ fn order(i: usize) -> serde_json::Value {
         "shipTo": {"country": "DE"}})
 }
 
-async fn run_store(args: &Args, url: &str, dir: &Path) -> anyhow::Result<Figures> {
+/// A copy of the shipped pipelines with `max_in_flight = n` in every consumer and the saga,
+/// in `run/pipelines`, beside a link to the repository's `schemas`.
+fn pipelines_with(n: u32, run: &Path) -> anyhow::Result<PathBuf> {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let into = run.join("pipelines");
+    std::fs::create_dir_all(&into)?;
+    std::os::unix::fs::symlink(repository.join("schemas").canonicalize()?, run.join("schemas"))?;
+    for entry in std::fs::read_dir(repository.join("pipelines"))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let mut text = String::new();
+        for line in std::fs::read_to_string(&path)?.lines() {
+            text.push_str(line);
+            text.push('\n');
+            if line.trim() == "[[consumers]]" || line.trim() == "[saga]" {
+                text.push_str(&format!("max_in_flight = {n}\n"));
+            }
+        }
+        std::fs::write(into.join(path.file_name().unwrap_or_default()), text)?;
+    }
+    Ok(into)
+}
+
+async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyhow::Result<Figures> {
     let port = free_port()?;
     let api = format!("http://127.0.0.1:{port}");
     let log = dir.join(format!("runner-{port}.log"));
-    let pipelines = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg("up")
-        .arg(&pipelines)
+        .arg(pipelines)
         .args(["--database-url", url, "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")
