@@ -183,6 +183,33 @@ on_sucess = "payment.refunded"
         ],
     },
     Case {
+        name: "max_in_flight out of range, too small, too large or negative",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.succeeded"
+max_in_flight = 0
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+max_in_flight = 5000
+
+[[consumers]]
+topic = "inventory.requested"
+handler = "inventory.reserve"
+on_success = "inventory.reserved"
+max_in_flight = -1
+"#,
+        expected: &[
+            "test.toml:5:17: max_in_flight = 0 is out of range: 1 (one message after the other) to 1024",
+            "test.toml:11:17: max_in_flight = 5000 is out of range: 1 (one message after the other) to 1024",
+            "test.toml:17:17: `consumers[2].max_in_flight`: invalid value: integer `-1`, expected u32",
+        ],
+    },
+    Case {
         name: "shape problems of several sections in file order",
         toml: r#"
 [service]
