@@ -72,3 +72,26 @@ async fn a_lost_slot_is_reported_and_recreated_only_on_request() {
     system.stop().await;
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_that_lost_the_outbox_table_gets_it_back() {
+    let db = TempPg::create("chaos_publication").await;
+    let system = System::start(vec![relay(&db.url, "")]).await;
+    system.wait_relay("streaming", |s| !s["startToStreamingMs"].is_null()).await;
+    system.stop().await;
+    // What a table made again leaves behind: a publication that covers nothing, under which
+    // the relay would stream nothing and report nothing.
+    let covered = "SELECT COUNT(*) FROM pg_publication_tables WHERE pubname = 'chaos_outbox' AND tablename = 'outbox'";
+    let store = runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap()).await.unwrap();
+    sqlx::query("ALTER PUBLICATION chaos_outbox DROP TABLE outbox").execute(store.pool()).await.unwrap();
+    assert_eq!(scalar(&store, covered).await, 0);
+
+    let system = System::start(vec![relay(&db.url, "")]).await;
+    system.wait_relay("streaming", |s| !s["startToStreamingMs"].is_null()).await;
+    assert_eq!(scalar(&store, covered).await, 1, "the relay added the outbox table back");
+    let event = runner::event::Event::new("order.created", "order-1", "test", serde_json::json!({ "n": 1 }), None);
+    crate::support::outbox::write_events(system.store(), &[event]).await.unwrap();
+    system.wait_relay("the row written afterwards is published", |s| s["publishedTotal"].as_u64() >= Some(1)).await;
+    system.stop().await;
+    db.drop_database().await;
+}

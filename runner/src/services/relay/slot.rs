@@ -39,22 +39,54 @@ pub fn default_slot_name(database: &str) -> String {
     name
 }
 
-/// Creates the publication on the outbox table(s), inserts only, when it does not exist.
-pub async fn ensure_publication(store: &Store, publication: &str, tables: &[String]) -> Result<bool, StoreError> {
+/// Creates the publication on the outbox table(s), inserts only, when it does not exist; true
+/// when it was created.
+///
+/// An existing publication that no longer covers a table (the table was dropped and made
+/// again, or someone altered the publication) would stream nothing for it, with no error:
+/// the missing tables are added back, and returned in the second field so the caller can
+/// say that rows written meanwhile were not streamed.
+pub async fn ensure_publication(
+    store: &Store,
+    publication: &str,
+    tables: &[String],
+) -> Result<(bool, Vec<String>), StoreError> {
     let exists = sqlx::query("SELECT 1 FROM pg_publication WHERE pubname = $1")
         .bind(publication)
         .fetch_optional(store.pool())
         .await?
         .is_some();
     if exists {
-        return Ok(false);
+        let covered = sqlx::query(
+            "SELECT CAST(schemaname AS text) || '.' || CAST(tablename AS text) FROM pg_publication_tables WHERE pubname = $1",
+        )
+        .bind(publication)
+        .fetch_all(store.pool())
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<Vec<String>, _>>()?;
+        let schema: String =
+            sqlx::query("SELECT CAST(current_schema() AS text)").fetch_one(store.pool()).await?.try_get(0)?;
+        let mut added = Vec::new();
+        for table in tables {
+            let qualified = if table.contains('.') { table.clone() } else { format!("{schema}.{table}") };
+            if !covered.contains(&qualified) {
+                // Names were checked at compile time to be plain identifiers.
+                sqlx::query(&format!("ALTER PUBLICATION {publication} ADD TABLE {table}"))
+                    .execute(store.pool())
+                    .await?;
+                added.push(table.clone());
+            }
+        }
+        return Ok((false, added));
     }
     // Names were checked at compile time to be plain identifiers.
     let sql = format!("CREATE PUBLICATION {publication} FOR TABLE {} WITH (publish = 'insert')", tables.join(", "));
     match sqlx::query(&sql).execute(store.pool()).await {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok((true, Vec::new())),
         // Another relay created it at the same moment.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => Ok(false),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42710") => Ok((false, Vec::new())),
         Err(e) => Err(e.into()),
     }
 }

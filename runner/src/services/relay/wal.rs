@@ -38,8 +38,17 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
     }
     let database = slot::database_name(store).await?;
     let slot_name = config.wal.slot.clone().unwrap_or_else(|| slot::default_slot_name(&database));
-    if slot::ensure_publication(store, &config.wal.publication, &config.wal.tables).await? {
+    let (created, added) = slot::ensure_publication(store, &config.wal.publication, &config.wal.tables).await?;
+    if created {
         tracing::info!(publication = config.wal.publication, tables = ?config.wal.tables, "publication created");
+    }
+    if !added.is_empty() {
+        tracing::warn!(
+            publication = config.wal.publication,
+            tables = ?added,
+            "the publication did not cover these tables (made again, or the publication was altered): added back; \
+             rows written to them before now were not streamed: run `runner relay reconcile` to find them"
+        );
     }
     let created = if slot::stats(store, &slot_name).await?.is_none() {
         slot::create(store, &slot_name).await?;
