@@ -39,8 +39,9 @@ impl BrokerWatch {
         let addresses = bootstrap
             .split(',')
             .map(|a| a.trim())
-            .map(|a| a.split_once("://").map_or(a, |(_, rest)| rest).to_string())
+            .map(|a| a.split_once("://").map_or(a, |(_, rest)| rest))
             .filter(|a| !a.is_empty())
+            .map(with_port)
             .collect();
         Arc::new(BrokerWatch { addresses, consumers: Mutex::default(), probing: OnceLock::new() })
     }
@@ -68,8 +69,12 @@ impl BrokerWatch {
         consumers.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// Whether at least one bootstrap address accepts a TCP connection.
+    /// Whether at least one bootstrap address accepts a TCP connection (with none to try,
+    /// nothing is ever declared lost).
     async fn reachable(&self) -> bool {
+        if self.addresses.is_empty() {
+            return true;
+        }
         for address in &self.addresses {
             let connect = tokio::net::TcpStream::connect(address.as_str());
             if matches!(tokio::time::timeout(CONNECT_TIMEOUT, connect).await, Ok(Ok(_))) {
@@ -77,6 +82,23 @@ impl BrokerWatch {
             }
         }
         false
+    }
+}
+
+/// `host:port`, with Kafka's default port when the address names none (as librdkafka does).
+fn with_port(address: &str) -> String {
+    let address = address.trim_end_matches(':');
+    let has_port = match address.rsplit_once(':') {
+        // `[::1]:9092` has one; `[::1]` and `::1` do not.
+        Some((host, port)) => {
+            !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port {
+        address.to_string()
+    } else {
+        format!("{address}:9092")
     }
 }
 
@@ -106,5 +128,23 @@ async fn probe(watch: Weak<BrokerWatch>) {
             }
         }
         was_reachable = reachable;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn addresses_get_kafkas_default_port_when_they_name_none() {
+        for (given, want) in [
+            ("127.0.0.1:9093", "127.0.0.1:9093"),
+            ("kafka", "kafka:9092"),
+            ("kafka:", "kafka:9092"),
+            ("[::1]:9093", "[::1]:9093"),
+            ("[::1]", "[::1]:9092"),
+        ] {
+            assert_eq!(with_port(given), want, "{given}");
+        }
     }
 }
