@@ -10,8 +10,9 @@
 //! the consume loop then recovers (see [`super::Consumer::recover`]): topics recreated,
 //! metadata refreshed, back to the committed offsets.
 //!
-//! The probe is a TCP connect to each bootstrap address, nothing else: cheap, and it fails at
-//! once (connection refused) when the broker process is gone. Only brokers named by address
+//! The probe is a TCP connect to each bootstrap address, nothing else: cheap, and refused at
+//! once when the broker process is gone. Only a refusal by every address counts (a timeout
+//! is not certain enough to rewind every consumer for). Only brokers named by address
 //! are watched: the embedded broker keeps its state when it goes down.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -23,7 +24,7 @@ use super::guard::Guard;
 
 /// How often the bootstrap addresses are probed while consumers are registered.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
-/// How long one connect may take before the address counts as unreachable.
+/// How long one connect may take; a connect that takes longer proves nothing either way.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The consumers of one broker and the task probing it (started with the first consumer).
@@ -69,19 +70,22 @@ impl BrokerWatch {
         consumers.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// Whether at least one bootstrap address accepts a TCP connection (with none to try,
-    /// nothing is ever declared lost).
-    async fn reachable(&self) -> bool {
+    /// Whether every bootstrap address refuses connections: the broker process is gone.
+    /// Only a refusal counts: a connect that times out (a busy broker's full listen backlog,
+    /// a slow network) or a name that does not resolve says nothing for certain, and pausing
+    /// on it would rewind every consumer for nothing. With no address nothing is refused.
+    async fn all_refuse(&self) -> bool {
         if self.addresses.is_empty() {
-            return true;
+            return false;
         }
         for address in &self.addresses {
             let connect = tokio::net::TcpStream::connect(address.as_str());
-            if matches!(tokio::time::timeout(CONNECT_TIMEOUT, connect).await, Ok(Ok(_))) {
-                return true;
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                _ => return false,
             }
         }
-        false
+        true
     }
 }
 
@@ -103,9 +107,9 @@ fn with_port(address: &str) -> String {
 }
 
 /// Probes until the watch is dropped (every [`super::Broker`] holding it is gone). On the
-/// change from reachable to unreachable, every live consumer is marked lost and paused.
+/// change to every address refusing, every live consumer is marked lost and paused.
 async fn probe(watch: Weak<BrokerWatch>) {
-    let mut was_reachable = true;
+    let mut was_refused = false;
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         let Some(watch) = watch.upgrade() else { return };
@@ -113,8 +117,8 @@ async fn probe(watch: Weak<BrokerWatch>) {
         if consumers.is_empty() {
             continue;
         }
-        let reachable = watch.reachable().await;
-        if was_reachable && !reachable {
+        let refused = watch.all_refuse().await;
+        if refused && !was_refused {
             tracing::warn!(
                 brokers = watch.addresses.join(","),
                 consumers = consumers.len(),
@@ -127,7 +131,7 @@ async fn probe(watch: Weak<BrokerWatch>) {
                 }
             }
         }
-        was_reachable = reachable;
+        was_refused = refused;
     }
 }
 

@@ -87,7 +87,9 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
     assert_eq!(replayed["sent"].as_array().unwrap().len(), ORDERS, "{replayed}");
 
     // End to end: payment-svc handles every replayed request (declining it: the payment was
-    // voided by the compensation) and the orchestrator receives each answer.
+    // voided by the compensation) and the orchestrator receives each answer. A request
+    // delivered again (a rebalance while several were in flight) is answered again from the
+    // inbox with the recorded reply, never with a second effect: at least one answer each.
     let store = second.store();
     eventually(Duration::from_secs(60), Duration::from_millis(200), async || {
         let handled = scalar(store, "SELECT COUNT(*) FROM inbox WHERE consumer = 'payment-svc/charge'").await;
@@ -96,7 +98,7 @@ async fn a_payment_outage_dead_letters_then_a_bulk_replay_runs_without_a_double_
             "SELECT COUNT(*) FROM outbox WHERE type = 'payment.declined' AND published_at_ms IS NOT NULL",
         )
         .await;
-        if handled == ORDERS as i64 && answered == ORDERS as i64 {
+        if handled == ORDERS as i64 && answered >= ORDERS as i64 {
             Ok(())
         } else {
             Err(format!("{handled} replayed requests handled, {answered} answers published"))
