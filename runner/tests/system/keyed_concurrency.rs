@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::support::process::Service;
-use crate::support::{assert_guarantees, eventually, scalar, TempPg, COMPLETED_HISTORY};
+use crate::support::{assert_guarantees, scalar, wait_none_pending, TempPg, COMPLETED_HISTORY};
 
 const ORDERS: usize = 2_000;
 const CLIENTS: usize = 16;
@@ -73,13 +73,7 @@ async fn keyed_concurrency_keeps_each_order_in_order_through_kills() {
     payment.wait_for("listening on");
 
     let store = runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap()).await.unwrap();
-    eventually(Duration::from_secs(300), Duration::from_millis(500), async || {
-        match scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await {
-            0 => Ok(()),
-            pending => Err(format!("{pending} orders still PENDING")),
-        }
-    })
-    .await;
+    wait_none_pending(&store, Duration::from_secs(300)).await;
     println!("{ORDERS} orders ended {:.1} s after the first POST", began.elapsed().as_secs_f64());
     assert_eq!(ids.len(), ORDERS);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM orders").await, ORDERS as i64);

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::process::Service;
-use crate::support::{assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, System, TempPg};
+use crate::support::{
+    assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, wait_none_pending, System, TempPg,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
@@ -46,13 +48,7 @@ async fn services_as_processes_survive_a_kill_and_stop_on_sigterm() {
     }
 
     let store = runner::store::Store::connect(&runner::store::StoreConfig::for_url(&db.url, 2).unwrap()).await.unwrap();
-    eventually(Duration::from_secs(180), Duration::from_millis(500), async || {
-        match scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await {
-            0 => Ok(()),
-            pending => Err(format!("{pending} orders still PENDING")),
-        }
-    })
-    .await;
+    wait_none_pending(&store, Duration::from_secs(180)).await;
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM orders").await, 60);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM orders WHERE status = 'FAILED'").await, 0);
     let charged = scalar(&store, "SELECT SUM(amount) FROM payments WHERE charged_at_ms IS NOT NULL").await;

@@ -167,3 +167,15 @@ pub async fn assert_guarantees(store: &Store) {
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM shipments WHERE status = 'scheduled'").await, completed);
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'FAILED'").await, 0, "FAILED orders");
 }
+
+/// Waits until no order of `store` is PENDING, for at most `timeout`: the end of a run whose
+/// services are separate processes (no `System` to ask).
+pub async fn wait_none_pending(store: &Store, timeout: Duration) {
+    eventually(timeout, Duration::from_millis(500), async || {
+        match scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await {
+            0 => Ok(()),
+            pending => Err(format!("{pending} orders still PENDING")),
+        }
+    })
+    .await;
+}
