@@ -56,8 +56,20 @@ async fn status_of(system: &System, id: &str) -> (String, Option<String>) {
 
 /// Runs `count` orders under `rules`, waits for every one to end, checks the guarantees.
 async fn run(name: &str, rules: &[&str], count: usize) -> (TempPg, System, Vec<String>) {
+    run_with(name, rules, count, |_| {}).await
+}
+
+/// As [`run`], with `adjust` applied to the pipelines first.
+async fn run_with(
+    name: &str,
+    rules: &[&str],
+    count: usize,
+    adjust: impl FnOnce(&mut Vec<runner::config::Pipeline>),
+) -> (TempPg, System, Vec<String>) {
     let db = TempPg::create(name).await;
-    let system = System::start(with_rules(&db.url, rules, false)).await;
+    let mut pipelines = with_rules(&db.url, rules, false);
+    adjust(&mut pipelines);
+    let system = System::start(pipelines).await;
     let ids = system.post_orders((0..count).map(simple_order), 1).await;
     system.wait_all_terminal(count, Duration::from_secs(90)).await;
     assert_guarantees(system.store()).await;
@@ -75,7 +87,13 @@ async fn latency_on_a_handler_slows_it_and_every_order_completes() {
 target = { kind = "handler", handler = "payment.charge" }
 fault = { kind = "latency", fixed = "100ms", jitter = "20ms" }"#;
     let started = Instant::now();
-    let (db, system, ids) = run("chaos_latency", &[rule], 20).await;
+    // The charge consumer takes one message at a time here, so the delays add up.
+    let one_at_a_time = |pipelines: &mut Vec<runner::config::Pipeline>| {
+        for consumer in pipelines.iter_mut().flat_map(|p| p.consumers.iter_mut()) {
+            consumer.max_in_flight = 1;
+        }
+    };
+    let (db, system, ids) = run_with("chaos_latency", &[rule], 20, one_at_a_time).await;
     let elapsed = started.elapsed();
     let hits = injections(&system, "slow-charge").await;
     assert_eq!(hits.len(), 20, "one delay per charge request");
