@@ -361,8 +361,17 @@ pub struct Windows {
     early_replies: HashMap<(String, String), (i64, StepOutcome)>,
     /// The variant each order met at its canary step (orders without one count as stable).
     order_variant: HashMap<String, Variant>,
-    /// (finished at, variant, status) of the last hour, for the per-variant outcomes.
-    finished_by_variant: VecDeque<(i64, Variant, OrderStatus)>,
+    /// Orders finished in the last hour, for the per-variant outcomes.
+    finished_by_variant: VecDeque<FinishedOrder>,
+}
+
+/// One finished order as the per-variant outcomes count it.
+struct FinishedOrder {
+    at: i64,
+    /// Kept so a canary request read after the order's end can still correct `variant`.
+    order: String,
+    variant: Variant,
+    status: OrderStatus,
 }
 
 impl Windows {
@@ -447,8 +456,8 @@ impl Windows {
         let total = finished.total();
         let latencies = self.latencies.iter().filter(|(t, _)| *t > from).map(|(_, l)| *l).collect();
         let mut by_variant = ByVariant::default();
-        for (_, variant, status) in self.finished_by_variant.iter().filter(|(t, _, _)| *t > from) {
-            by_variant.get_mut(*variant).add(*status, 1);
+        for finished in self.finished_by_variant.iter().filter(|f| f.at > from) {
+            by_variant.get_mut(finished.variant).add(finished.status, 1);
         }
         WindowFigures {
             started,
@@ -536,9 +545,9 @@ impl Windows {
 
     fn finished(&mut self, order: &str, status: OrderStatus, at_ms: i64, counted: &mut Vec<Counted>) {
         let variant = self.order_variant.remove(order).unwrap_or(Variant::Stable);
-        self.finished_by_variant.push_back((at_ms, variant, status));
+        self.finished_by_variant.push_back(FinishedOrder { at: at_ms, order: order.to_string(), variant, status });
         while self.finished_by_variant.len() > SAMPLES_KEPT
-            || self.finished_by_variant.front().is_some_and(|(t, _, _)| *t < at_ms - HOUR_MS)
+            || self.finished_by_variant.front().is_some_and(|f| f.at < at_ms - HOUR_MS)
         {
             self.finished_by_variant.pop_front();
         }
@@ -595,7 +604,14 @@ impl Windows {
             self.steps.entry(order.to_string()).or_default().insert(step.to_string(), state);
         }
         if split {
-            self.order_variant.insert(order.to_string(), variant);
+            if self.finished_at.contains_key(order) {
+                // Topics are read side by side: the order's end was read before this request.
+                if let Some(finished) = self.finished_by_variant.iter_mut().rev().find(|f| f.order == order) {
+                    finished.variant = variant;
+                }
+            } else {
+                self.order_variant.insert(order.to_string(), variant);
+            }
         }
         if self.steps.len() > OPEN_KEPT {
             self.steps.retain(|_, steps| steps.values().any(|s| s.since() >= at_ms - HOUR_MS));

@@ -245,6 +245,26 @@ fn orders_count_by_the_variant_met_at_the_canary_step() {
 }
 
 #[test]
+fn an_end_read_before_its_canary_request_counts_for_the_canary() {
+    // The orders topic may be read ahead of the canary's request topic: the order's end comes
+    // first and counts as stable until the request says otherwise.
+    check(
+        "
+        0    e1 o1 start
+        600  e6 o1 end COMPLETED
+        1000 1m variants => stable completed 1
+        100  e2 o1 request payment canary
+        300  e3 o1 reply payment success
+        1000 1m variants => canary completed 1
+        0    e7 o2 start
+        100  e8 o2 request payment stable
+        200  e10 o2 end CANCELLED
+        1000 1m variants => stable cancelled 1, canary completed 1
+    ",
+    );
+}
+
+#[test]
 fn a_reply_read_before_its_request_waits_for_it() {
     // Topics are read side by side: a reply may come first. Latency is from the request's
     // time to the reply's, never below zero when the clocks disagree.
