@@ -326,7 +326,9 @@ pub struct BrokerSpec {
     /// Consumer-group session timeout, e.g. `"10s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_timeout: Option<String>,
-    /// Longest time the broker may hold a fetch with no data, e.g. `"20ms"` (lower means lower latency).
+    /// Longest time the broker may hold a fetch with no data, e.g. `"20ms"` (lower means lower
+    /// latency, more fetches). Default: 2ms on the embedded broker (idle consumers pause
+    /// there), 20ms elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_wait: Option<String>,
     /// Test aid: hand every consumed message to its handler twice, as a redelivery would.

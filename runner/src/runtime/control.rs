@@ -50,7 +50,7 @@ impl OwnServices {
 /// Publishes a `hello/<service>` record for each service of this process whenever what it
 /// consists of changes; a failed publication is tried again every second.
 pub async fn announce_services(ctx: ServiceContext, own: OwnServices) -> Result<(), TransportError> {
-    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(10)))?;
+    let publisher = ctx.broker.bounded_publisher()?;
     let mut announced: BTreeMap<String, ServiceCatalog> = BTreeMap::new();
     loop {
         let mut failed = false;
@@ -94,7 +94,7 @@ pub async fn follow_injections(ctx: ServiceContext) -> Result<(), TransportError
 
 /// Publishes this process's injections (best effort; the engine keeps its own list too).
 pub async fn report_injections(ctx: ServiceContext) -> Result<(), TransportError> {
-    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(5)))?;
+    let publisher = ctx.broker.bounded_publisher()?;
     let (sender, mut receiver) = mpsc::channel::<Injection>(10_000);
     ctx.chaos.report_to(sender);
     loop {

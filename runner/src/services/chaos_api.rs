@@ -43,7 +43,7 @@ struct AppState {
 }
 
 pub fn router(ctx: ServiceContext, config: ChaosApiConfig, admin: &AdminConfig) -> Result<Routes, TransportError> {
-    let publisher = ctx.broker.publisher_with_timeout(Some(Duration::from_secs(10)))?;
+    let publisher = ctx.broker.bounded_publisher()?;
     let routes = Routes::new()
         .get("/rules", list_rules)
         .admin_post("/rules", create_rule)

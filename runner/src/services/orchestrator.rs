@@ -280,7 +280,7 @@ fn record_step(orchestrator: &Orchestrator, outcome: &StepOutcome) {
 
 /// Judges the canary every interval and announces the changes it makes on the control topic.
 async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) -> Result<(), TransportError> {
-    let publisher = ctx.broker.publisher_with_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let publisher = ctx.broker.bounded_publisher()?;
     loop {
         let interval = canary.config().analysis.map_or(std::time::Duration::from_secs(1), |a| a.interval);
         tokio::select! {

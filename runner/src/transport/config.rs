@@ -13,6 +13,13 @@ pub enum Brokers {
     List(String),
 }
 
+/// The fetch wait on the embedded broker, which holds an empty fetch this long whatever
+/// arrives meanwhile: one hop costs at most this.
+pub const EMBEDDED_FETCH_WAIT: Duration = Duration::from_millis(2);
+
+/// The fetch wait on other brokers.
+pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(20);
+
 /// `[broker]`, compiled.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -20,7 +27,10 @@ pub struct BrokerConfig {
     pub partitions: i32,
     pub replication: i32,
     pub session_timeout: Duration,
-    pub fetch_wait: Duration,
+    /// How long the broker may hold a fetch with no data; unset: [`EMBEDDED_FETCH_WAIT`] on
+    /// the embedded broker (its idle consumers pause instead, see `transport::idle`),
+    /// [`DEFAULT_FETCH_WAIT`] elsewhere.
+    pub fetch_wait: Option<Duration>,
     pub redeliver_each_message: bool,
 }
 

@@ -216,6 +216,7 @@ pub async fn consume_raw<F, Fut>(
     // future is awaited), all within this one task: the lock is never contended.
     let handle = Mutex::new(handle);
     let mut in_flight = InFlight::new(policy.max_in_flight);
+    let mut idle = consumer.idleness();
     let mut running: FuturesUnordered<_> = FuturesUnordered::new();
     let start = |raw: Arc<RawMessage>| process(raw, &handle, name, &policy, &dead_letters, &shutdown);
     loop {
@@ -245,10 +246,12 @@ pub async fn consume_raw<F, Fut>(
                     break;
                 }
                 in_flight.forget_progress();
+                idle.active();
             }
             message = consumer.recv(), if !in_flight.is_full() => {
                 match message {
                     Ok(message) => {
+                        idle.active();
                         let raw = Arc::new(RawMessage::from_borrowed(&message));
                         if let Some(ready) = in_flight.take(raw) {
                             running.push(start(ready));
@@ -261,6 +264,12 @@ pub async fn consume_raw<F, Fut>(
                     }
                 }
             }
+            // Nothing came for a while and nothing runs: stop fetching until woken (after `recv`:
+            // a message ready at the same moment is taken, not dropped by the pause).
+            _ = tokio::time::sleep_until(idle.idle_at()), if idle.may_pause() && in_flight.is_empty() => {
+                idle.pause(&consumer);
+            }
+            _ = idle.woken(), if idle.is_paused() => idle.resume(&consumer),
         }
     }
     // Unfinished messages are dropped here (a database transaction not committed rolls back)
@@ -474,7 +483,7 @@ async fn dead_letter(
 /// The record with its payload replaced by bytes that are not JSON: a poison message.
 fn corrupted(raw: &RawMessage) -> RawMessage {
     let mut copy = raw.clone();
-    copy.payload = Some(super::CORRUPTED_PAYLOAD.to_vec());
+    copy.payload = Some(super::publish::CORRUPTED_PAYLOAD.to_vec());
     copy
 }
 

@@ -102,10 +102,14 @@ pub struct Consumer {
     broker: Broker,
     /// Topics to recreate when the broker lost them (regex subscriptions are not).
     topics: Vec<String>,
+    /// What it subscribed to: topics, and patterns starting with `^`.
+    subscribed: Vec<String>,
     /// The group whose committed offsets it goes back to; none for a follower, assigned
     /// directly, which starts again from the first record.
     group: Option<String>,
     compacted: bool,
+    /// Whether it pauses while idle (see `transport::idle`).
+    pausable: bool,
     _slot: Option<InstanceSlot>,
 }
 
@@ -117,13 +121,23 @@ impl Consumer {
         topics: Vec<String>,
         slot: Option<InstanceSlot>,
     ) -> Self {
+        let subscribed = topics.clone();
         let topics = topics.into_iter().filter(|t| !t.starts_with('^')).collect();
-        Consumer { inner, broker, topics, group: Some(group.to_string()), compacted: false, _slot: slot }
+        let pausable = broker.is_embedded();
+        let group = Some(group.to_string());
+        Consumer { inner, broker, topics, subscribed, group, compacted: false, pausable, _slot: slot }
     }
 
     /// A follower of a compacted topic, assigned from its first record.
     pub(super) fn follower(inner: Arc<StreamConsumer<Guard>>, broker: Broker, topic: &str) -> Self {
-        Consumer { inner, broker, topics: vec![topic.to_string()], group: None, compacted: true, _slot: None }
+        let (topics, subscribed) = (vec![topic.to_string()], vec![topic.to_string()]);
+        let pausable = broker.is_embedded();
+        Consumer { inner, broker, topics, subscribed, group: None, compacted: true, pausable, _slot: None }
+    }
+
+    /// Its idleness: pausing when idle is on for the embedded broker.
+    pub(super) fn idleness(&self) -> super::idle::Idleness {
+        super::idle::Idleness::new(self.pausable, &self.subscribed)
     }
 
     /// The next message, or the error librdkafka reported instead (a lost broker is noted:

@@ -9,11 +9,14 @@ mod consume;
 pub mod dead_letter;
 pub mod embedded;
 mod guard;
+mod idle;
 mod in_flight;
+mod publish;
 mod read;
 mod topics;
 mod watch;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,16 +25,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::Producer as _;
 
 pub use consume::{consume, consume_raw, ConsumeChaos, DeliveryPolicy, HandleError, Incoming, RawMessage};
 pub use embedded::EmbeddedBroker;
 pub use guard::{instance_name, Consumer};
+pub use publish::{Publisher, Record, BOUNDED_PUBLISH_TIMEOUT};
 pub use read::{TopicContents, TopicRecord};
 pub use topics::{topics_where, TopicRole, TopicUse};
 
-use crate::event::Event;
 pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +50,8 @@ pub struct Broker {
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
     config: BrokerConfig,
-    /// A client kept for metadata requests (readiness probes), made on first use.
-    metadata_client: Arc<std::sync::OnceLock<rdkafka::producer::BaseProducer>>,
+    /// The clients that read committed offsets for `consumer_lag`, one per group, kept.
+    lag_clients: Arc<std::sync::Mutex<HashMap<String, Arc<rdkafka::consumer::BaseConsumer>>>>,
     /// Pauses the consumers the moment the broker refuses connections (none for the
     /// embedded broker, which keeps its state when it goes down).
     watch: Option<Arc<watch::BrokerWatch>>,
@@ -64,7 +66,7 @@ impl Broker {
                 bootstrap: list.clone(),
                 embedded: None,
                 config: config.clone(),
-                metadata_client: Arc::default(),
+                lag_clients: Arc::default(),
                 watch: Some(watch::BrokerWatch::new(list)),
             }),
         }
@@ -76,13 +78,24 @@ impl Broker {
             bootstrap: embedded.bootstrap_servers().to_string(),
             embedded: Some(embedded),
             config: config.clone(),
-            metadata_client: Arc::default(),
+            lag_clients: Arc::default(),
             watch: None,
         }
     }
 
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// Whether this is the broker hosted in this process.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// The fetch wait of this broker's consumers (see [`BrokerConfig::fetch_wait`]).
+    pub fn fetch_wait(&self) -> Duration {
+        let default = if self.is_embedded() { config::EMBEDDED_FETCH_WAIT } else { config::DEFAULT_FETCH_WAIT };
+        self.config.fetch_wait.unwrap_or(default)
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -188,38 +201,18 @@ impl Broker {
         .map_err(|e| TransportError::Broker(format!("metadata task failed: {e}")))?
     }
 
-    /// A producer that waits for every record's acknowledgement and keeps per-partition order.
+    /// This process's producer for these brokers that never gives up on a record locally:
+    /// a record that timed out while a later one of the same partition got through would
+    /// break per-order order. Outages show as lag.
     pub fn publisher(&self) -> Result<Publisher, TransportError> {
-        // Never give up on a record locally: a record that timed out while a later one of the
-        // same partition got through would break per-order order. Outages show as lag.
-        self.publisher_with_timeout(None)
+        publish::shared_publisher(&self.bootstrap, None, self.client_config())
     }
 
-    /// A producer whose records fail after `timeout` instead of waiting for the broker
-    /// forever: for an operator's request (a replay) that must get a definite answer.
-    pub fn publisher_with_timeout(&self, timeout: Option<Duration>) -> Result<Publisher, TransportError> {
-        let mut config = self.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // Send at once: under load records batch anyway while requests are in flight, and
-            // at low rates a linger is pure latency (see docs/benchmarks.md).
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", timeout.map_or(0, |t| t.as_millis().max(1)).to_string())
-            .set("reconnect.backoff.max.ms", "1000")
-            // Notice a dead connection in seconds, not the default half minute, and resend.
-            .set("request.timeout.ms", "5000")
-            .set("socket.timeout.ms", "10000");
-        let watch = Watch::default();
-        let producer: Producer = config.create_with_context(watch.clone())?;
-        let shared = Arc::new(SharedProducer {
-            config,
-            current: std::sync::RwLock::new((0, producer)),
-            me: std::sync::OnceLock::new(),
-        });
-        let _ = shared.me.set(Arc::downgrade(&shared));
-        let _ = watch.shared.set(Arc::downgrade(&shared));
-        Ok(Publisher { shared, chaos: None })
+    /// This process's producer whose records fail after [`BOUNDED_PUBLISH_TIMEOUT`] instead
+    /// of waiting for the broker forever: for an operator's request (a replay, a chaos rule)
+    /// that must get a definite answer.
+    pub fn bounded_publisher(&self) -> Result<Publisher, TransportError> {
+        publish::shared_publisher(&self.bootstrap, Some(BOUNDED_PUBLISH_TIMEOUT), self.client_config())
     }
 
     /// A consumer in `group`, subscribed to `topics`, committing only offsets stored after
@@ -244,7 +237,7 @@ impl Broker {
             .set("topic.metadata.refresh.interval.ms", "5000")
             // Back within a second of the broker's return, not after ten.
             .set("reconnect.backoff.max.ms", "1000")
-            .set("fetch.wait.max.ms", self.config.fetch_wait.as_millis().max(1).to_string())
+            .set("fetch.wait.max.ms", self.fetch_wait().as_millis().max(1).to_string())
             .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
@@ -287,12 +280,14 @@ impl Broker {
         mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
     ) -> Result<(), TransportError> {
         use rdkafka::Message;
+        // On the embedded broker an idle follower pauses, and wakes when this process writes.
+        let follow_wait = if self.is_embedded() { self.fetch_wait() } else { Duration::from_millis(50) };
         let consumer: StreamConsumer<guard::Guard> = self
             .client_config()
             .set("group.id", format!("chaos-symphony-follow-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "50")
+            .set("fetch.wait.max.ms", follow_wait.as_millis().max(1).to_string())
             // Never skip to the end: a follower must see every record from the first.
             .set("auto.offset.reset", "earliest")
             // An idle topic must not push the next fetch half a second out.
@@ -317,20 +312,34 @@ impl Broker {
         }
         consumer.assign(&assignment)?;
         let consumer = Consumer::follower(self.watched(consumer), self.clone(), topic);
+        let mut idle = consumer.idleness();
         loop {
             let next = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = consumer.trouble() => {
                     // Read again from the first record: a broker that lost the topic starts it anew.
                     if !consumer.recover(topic, shutdown).await {
                         return Ok(());
                     }
+                    idle.active();
                     continue;
                 }
                 next = consumer.recv() => next,
+                _ = tokio::time::sleep_until(idle.idle_at()), if idle.may_pause() => {
+                    idle.pause(&consumer);
+                    continue;
+                }
+                _ = idle.woken(), if idle.is_paused() => {
+                    idle.resume(&consumer);
+                    continue;
+                }
             };
             match next {
-                Ok(message) => apply(message.key(), message.payload()),
+                Ok(message) => {
+                    idle.active();
+                    apply(message.key(), message.payload());
+                }
                 Err(_) if consumer.is_lost() => {}
                 Err(e) => {
                     tracing::debug!(topic, error = %e, "read error while following; continuing");
@@ -348,12 +357,10 @@ impl Broker {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<(String, i32, i64)>, TransportError> {
-        let mut config = self.client_config();
-        config.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer = self.lag_client(group)?;
         let topics = topics.to_vec();
         tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32, i64)>, TransportError> {
             let timeout = Duration::from_secs(5);
-            let consumer: rdkafka::consumer::BaseConsumer = config.create()?;
             let mut assignment = rdkafka::TopicPartitionList::new();
             for topic in &topics {
                 let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -377,339 +384,25 @@ impl Broker {
         .map_err(|e| TransportError::Broker(format!("lag task failed: {e}")))?
     }
 
-    /// Whether the broker answers a metadata request within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> bool {
+    /// The client that reads `group`'s committed offsets, made once: it never subscribes, so
+    /// it does not join the group, and it is not made again every few seconds.
+    fn lag_client(&self, group: &str) -> Result<Arc<rdkafka::consumer::BaseConsumer>, TransportError> {
+        let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(group) {
+            return Ok(client.clone());
+        }
         let mut config = self.client_config();
-        // Reconnect within a second of the broker's return: readiness must not lag it by the
-        // default backoff (up to 10 s).
-        config.set("reconnect.backoff.max.ms", "1000");
-        let cell = self.metadata_client.clone();
-        tokio::task::spawn_blocking(move || {
-            if cell.get().is_none() {
-                let Ok(producer) = config.create::<rdkafka::producer::BaseProducer>() else { return false };
-                let _ = cell.set(producer);
-            }
-            cell.get().is_some_and(|producer| producer.client().fetch_metadata(None, timeout).is_ok())
-        })
-        .await
-        .unwrap_or(false)
+        config.set("group.id", group).set("enable.auto.commit", "false").set("reconnect.backoff.max.ms", "1000");
+        let client: Arc<rdkafka::consumer::BaseConsumer> = Arc::new(config.create()?);
+        clients.insert(group.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Whether the broker answers a metadata request within `timeout`, asked through this
+    /// process's shared producer (no client of its own).
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let Ok(publisher) = self.publisher() else { return false };
+        tokio::task::spawn_blocking(move || publisher.broker_answers(timeout)).await.unwrap_or(false)
     }
 }
 
-/// What a `corrupt` fault puts on the topic instead of the payload.
-const CORRUPTED_PAYLOAD: &[u8] = b"\x00\xffchaos: corrupted payload\xfe";
-
-/// Publishes events and waits for the broker's acknowledgement of each.
-#[derive(Clone)]
-pub struct Publisher {
-    shared: Arc<SharedProducer>,
-    /// Produce-side chaos: the engine and the service publishing (the relay).
-    chaos: Option<(crate::chaos::Chaos, String)>,
-}
-
-type Producer = FutureProducer<Watch>;
-
-/// The producer behind every clone of a [`Publisher`], replaced when it fails fatally or
-/// loses every broker connection.
-struct SharedProducer {
-    config: ClientConfig,
-    /// The producer in use and its generation (how many it replaced).
-    current: std::sync::RwLock<(u64, Producer)>,
-    /// Itself, for the context of each new producer.
-    me: std::sync::OnceLock<std::sync::Weak<SharedProducer>>,
-}
-
-/// A producer's context: notices when every broker connection is down. An idempotent
-/// producer keeps its producer id across the outage, and a broker that came back without
-/// its state answers every send with `UNKNOWN_PRODUCER_ID`, which librdkafka retries for
-/// ever (records never time out here). So once the broker answers again, a producer that
-/// still holds unacknowledged records [`STUCK_AFTER`] later is replaced: the new one gets an
-/// id from the broker as it is now, and the records of the old one fail to their senders,
-/// which send them again. A broker that came back with its state (the usual outage)
-/// acknowledges the records in that time, and the producer is kept: replacing one purges
-/// records in flight, which the broker may have stored already.
-/// How long after the broker's return a producer may still hold unacknowledged records
-/// before it counts as stuck and is replaced.
-const STUCK_AFTER: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Default)]
-struct Watch {
-    shared: Arc<std::sync::OnceLock<std::sync::Weak<SharedProducer>>>,
-    generation: Arc<std::sync::atomic::AtomicU64>,
-    /// Set at the first loss: one watcher waits for the broker.
-    lost: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl rdkafka::ClientContext for Watch {
-    fn error(&self, error: KafkaError, reason: &str) {
-        // librdkafka also says "0/1 brokers are down" as a connection comes back: not a loss.
-        let all_down =
-            error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) && !reason.starts_with("0/");
-        if !all_down {
-            tracing::debug!(error = %error, %reason, "producer error");
-            return;
-        }
-        if self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let (shared, generation) = (self.shared.clone(), self.generation.load(std::sync::atomic::Ordering::SeqCst));
-        let lost = self.lost.clone();
-        // Not on librdkafka's thread: replacing purges, and purging calls back here.
-        std::thread::spawn(move || {
-            let mut back_since: Option<std::time::Instant> = None;
-            loop {
-                std::thread::sleep(Duration::from_millis(200));
-                let Some(shared) = shared.get().and_then(std::sync::Weak::upgrade) else { return };
-                let (current, producer) = shared.current();
-                if current != generation {
-                    return;
-                }
-                let since = match back_since {
-                    Some(since) => since,
-                    None if producer.client().fetch_metadata(None, Duration::from_secs(1)).is_ok() => {
-                        *back_since.insert(std::time::Instant::now())
-                    }
-                    None => continue,
-                };
-                if producer.in_flight_count() == 0 {
-                    // Everything was acknowledged: the broker kept its state. Watch again.
-                    lost.store(false, std::sync::atomic::Ordering::SeqCst);
-                    return;
-                }
-                if since.elapsed() >= STUCK_AFTER {
-                    shared.replace(generation, "records stayed unacknowledged after every broker connection was down");
-                    return;
-                }
-            }
-        });
-    }
-}
-
-impl SharedProducer {
-    fn current(&self) -> (u64, Producer) {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (current.0, current.1.clone())
-    }
-
-    /// Replaces the producer of `generation` (unless another call did already) and fails
-    /// every record it still holds.
-    fn replace(&self, generation: u64, reason: &str) {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.0 != generation {
-            return;
-        }
-        let watch = Watch::default();
-        match self.config.create_with_context::<_, Producer>(watch.clone()) {
-            Ok(fresh) => {
-                watch.generation.store(generation + 1, std::sync::atomic::Ordering::SeqCst);
-                if let Some(me) = self.me.get() {
-                    let _ = watch.shared.set(me.clone());
-                }
-                let (_, old) = std::mem::replace(&mut *current, (generation + 1, fresh));
-                drop(current);
-                metrics::counter!(crate::telemetry::PRODUCER_REBUILDS).increment(1);
-                tracing::warn!(%reason, "producer replaced; records not acknowledged are sent again");
-                old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-                // Dropping a producer waits for its threads: not on an async worker.
-                std::thread::spawn(move || drop(old));
-            }
-            Err(e) => tracing::error!(error = %e, %reason, "the producer cannot be replaced yet; will try again"),
-        }
-    }
-
-    /// After `error` from the producer of `generation`: when that producer is in a fatal
-    /// state (an idempotent producer the broker no longer knows, say after it lost its
-    /// state), a new one takes its place. Records it had not sent were failed to their
-    /// senders, which send them again (the relay leaves unacknowledged rows unpublished).
-    fn after_error(&self, generation: u64, error: &KafkaError, producer: &Producer) {
-        let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-        let Some((code, reason)) =
-            producer.client().fatal_error().or(fatal.then(|| (RDKafkaErrorCode::Fatal, error.to_string())))
-        else {
-            return;
-        };
-        self.replace(generation, &format!("fatal producer error {code:?}: {reason}"));
-    }
-}
-
-/// One record to publish, borrowed from wherever it was read (an [`Event`] or an outbox row).
-pub struct Record<'a> {
-    pub id: &'a str,
-    pub event_type: &'a str,
-    pub key: &'a str,
-    pub source: &'a str,
-    pub time: &'a str,
-    pub traceparent: Option<&'a str>,
-    /// The JSON payload as bytes.
-    pub payload: &'a [u8],
-    /// The topic, when not the one named by the event type.
-    pub topic: Option<&'a str>,
-}
-
-impl Publisher {
-    /// Publishes to the topic named by the event type, keyed by the order id, with
-    /// CloudEvents binary-mode headers and the trace context; waits for the acknowledgement.
-    pub async fn publish(&self, event: &Event) -> Result<(), TransportError> {
-        let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
-        let record = Record {
-            id: &event.id,
-            event_type: &event.event_type,
-            key: &event.key,
-            source: &event.source,
-            time: &event.time,
-            traceparent: event.traceparent.as_deref(),
-            payload: &payload,
-            topic: event.topic.as_deref(),
-        };
-        self.enqueue(&record).await?.await
-    }
-
-    /// Hands a record to the producer at once (so records keep the order of the calls) and
-    /// returns the wait for its acknowledgement. Waits while the producer's queue is full.
-    pub async fn enqueue(
-        &self,
-        record: &Record<'_>,
-    ) -> Result<impl std::future::Future<Output = Result<(), TransportError>> + Send + 'static, TransportError> {
-        let mut headers = OwnedHeaders::new_with_capacity(7)
-            .insert(Header { key: "ce_specversion", value: Some("1.0") })
-            .insert(Header { key: "ce_id", value: Some(record.id) })
-            .insert(Header { key: "ce_type", value: Some(record.event_type) })
-            .insert(Header { key: "ce_source", value: Some(record.source) })
-            .insert(Header { key: "ce_time", value: Some(record.time) })
-            .insert(Header { key: "content-type", value: Some("application/json") });
-        let topic = record.topic.unwrap_or(record.event_type);
-        // A producer span, child of the row's trace, lasts until the broker acknowledges; the
-        // record carries the span's own context so consumers continue from it.
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = format!("{topic} publish"),
-            otel.kind = "producer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = topic,
-            messaging.message.id = record.id,
-            messaging.kafka.message.key = record.key,
-        );
-        crate::traces::set_parent(&span, record.traceparent);
-        let traceparent = crate::traces::traceparent_of(&span).or_else(|| record.traceparent.map(str::to_string));
-        if let Some(traceparent) = &traceparent {
-            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
-        }
-        let mut payload = record.payload;
-        let mut copies = 1;
-        if let Some((chaos, service)) = &self.chaos {
-            let actions = chaos.decide(crate::chaos::Point::Produce { service, topic }, Some(record.key));
-            crate::chaos::delay_for(chaos, &actions).await;
-            for action in actions {
-                match action {
-                    crate::chaos::Action::Fail(message) => {
-                        return Err(TransportError::Broker(format!("chaos: publish to `{topic}` failed: {message}")));
-                    }
-                    crate::chaos::Action::Duplicate => copies += 1,
-                    crate::chaos::Action::Corrupt => payload = CORRUPTED_PAYLOAD,
-                    _ => {}
-                }
-            }
-        }
-        // A duplicate is the same record sent again before it: both are acknowledged in order.
-        for _ in 1..copies {
-            let copy = FutureRecord::to(topic).key(record.key).payload(payload).headers(headers.clone());
-            // Its acknowledgement is not awaited: the original's, sent after it, implies it.
-            drop(self.send_queued(copy).await?);
-        }
-        let pending = FutureRecord::to(topic).key(record.key).payload(payload).headers(headers);
-        let acknowledged = self.send_queued(pending).await?;
-        Ok(tracing::Instrument::instrument(
-            async move {
-                let result = acknowledged.await;
-                if result.is_err() {
-                    tracing::Span::current().record("otel.status_code", "ERROR");
-                }
-                result
-            },
-            span,
-        ))
-    }
-
-    /// Hands a record to the producer, waiting while its queue is full.
-    async fn send_queued(
-        &self,
-        mut pending: FutureRecord<'_, str, [u8]>,
-    ) -> Result<impl std::future::Future<Output = Result<(), TransportError>> + Send + 'static, TransportError> {
-        loop {
-            let (generation, producer) = self.shared.current();
-            match producer.send_result(pending) {
-                Ok(delivery) => {
-                    let shared = self.shared.clone();
-                    return Ok(async move {
-                        match delivery.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => {
-                                shared.after_error(generation, &e, &producer);
-                                Err(TransportError::Kafka(e))
-                            }
-                            Err(_) => {
-                                Err(TransportError::Broker("the producer was closed before acknowledging".into()))
-                            }
-                        }
-                    });
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
-                    pending = record;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    self.shared.after_error(generation, &e, &producer);
-                    return Err(TransportError::Kafka(e));
-                }
-            }
-        }
-    }
-
-    /// Publishes a record as bytes with the given headers (dead letters, replays) and waits
-    /// for the acknowledgement.
-    pub async fn publish_raw(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        headers: &[(String, Vec<u8>)],
-    ) -> Result<(), TransportError> {
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (name, value) in headers {
-            owned = owned.insert(Header { key: name.as_str(), value: Some(value.as_slice()) });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
-        let (generation, producer) = self.shared.current();
-        match producer.send(record, Duration::from_secs(30)).await {
-            Ok(_) => Ok(()),
-            Err((e, _)) => {
-                self.shared.after_error(generation, &e, &producer);
-                Err(TransportError::Kafka(e))
-            }
-        }
-    }
-
-    /// The same producer with produce-side chaos for `service` (the relay).
-    pub fn with_chaos(mut self, chaos: crate::chaos::Chaos, service: &str) -> Self {
-        self.chaos = Some((chaos, service.to_string()));
-        self
-    }
-
-    /// Waits until everything sent so far is acknowledged (used on shutdown).
-    pub fn flush(&self, timeout: Duration) {
-        let _ = self.shared.current().1.flush(timeout);
-    }
-
-    /// How many producers failed fatally and were replaced behind this publisher.
-    pub fn replacements(&self) -> u64 {
-        self.shared.current().0
-    }
-}

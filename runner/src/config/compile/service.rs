@@ -77,12 +77,10 @@ pub(super) fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfi
             Duration::from_secs(10),
             Bounds::WAIT,
         ),
-        fetch_wait: c.duration_in(
-            at.key("fetch_wait"),
-            spec.fetch_wait.as_deref(),
-            Duration::from_millis(20),
-            Bounds::INTERVAL,
-        ),
+        // Unset: chosen by the broker kind when connecting (see `BrokerConfig::fetch_wait`).
+        fetch_wait: spec.fetch_wait.as_deref().map(|text| {
+            c.duration_in(at.key("fetch_wait"), Some(text), Duration::from_millis(20), Bounds::INTERVAL)
+        }),
         redeliver_each_message: spec.redeliver_each_message.unwrap_or(false),
     }
 }

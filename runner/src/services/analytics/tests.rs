@@ -82,7 +82,7 @@ async fn a_consumer_started_again_on_the_same_state_counts_each_event_once() {
         partitions: 1,
         replication: 1,
         session_timeout: Duration::from_secs(6),
-        fetch_wait: Duration::from_millis(50),
+        fetch_wait: Some(Duration::from_millis(50)),
         redeliver_each_message: false,
     })
     .unwrap();

@@ -58,7 +58,7 @@ const STATES: [&str; 3] = ["new", "replayed", "discarded"];
 /// The largest page of `GET /entries` and `GET /audit`.
 const MAX_PAGE: u32 = 500;
 /// How long a replay waits for the broker's acknowledgement before answering 503.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+const PUBLISH_TIMEOUT: Duration = crate::transport::BOUNDED_PUBLISH_TIMEOUT;
 
 /// What every handler of dlq-admin shares.
 #[derive(Clone)]
@@ -79,7 +79,7 @@ pub fn router(
 ) -> Result<Routes, TransportError> {
     // A replay fails definitely after 10 s rather than lingering in the producer queue and
     // arriving after the operator was told it failed.
-    let publisher = ctx.broker.publisher_with_timeout(Some(PUBLISH_TIMEOUT))?;
+    let publisher = ctx.broker.bounded_publisher()?;
     let routes = Routes::new()
         .get("/topics", routes::topics)
         .get("/entries", routes::list)

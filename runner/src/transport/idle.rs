@@ -1,0 +1,165 @@
+//! Idle consumers stop fetching, and wake the moment this process publishes to their topics.
+//!
+//! The embedded broker (librdkafka's mock cluster) holds every fetch that finds no data for
+//! the whole `fetch.wait.max.ms`, even when data arrives meanwhile. A short wait makes a hop
+//! fast but has every idle consumer fetch hundreds of times a second; a long wait is cheap
+//! but adds up to the wait to every hop. With the embedded broker every producer lives in
+//! this process, so consumers fetch with a short wait while messages come, pause their
+//! partitions once nothing came for [`IDLE_AFTER`], and resume when the shared producer has
+//! a record of one of their topics acknowledged ([`rung`]), or after [`LOOK_ANYWAY`] in case
+//! something else wrote to the broker (or a record reached the consumer's queue in the
+//! instant it paused: the pause drops it, to be fetched again). Other brokers answer a
+//! fetch as data arrives, or not (then `[broker] fetch_wait` bounds a hop): their consumers
+//! never pause for idleness.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer as _;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Consumer;
+
+/// How long a consumer with nothing in flight waits for another message before it pauses.
+/// Well above the embedded fetch wait: a record acknowledged just before the pause has
+/// been fetched by then.
+pub const IDLE_AFTER: Duration = Duration::from_millis(25);
+
+/// A paused consumer looks at its partitions this often even when nothing rang.
+pub const LOOK_ANYWAY: Duration = Duration::from_secs(3);
+
+/// The bells: one per topic and one per subscription pattern; a bell's value counts the
+/// records of its topics this process's producers had acknowledged.
+#[derive(Default)]
+struct Bells {
+    by_topic: HashMap<String, watch::Sender<u64>>,
+    /// Patterns (`^…`, read as regular expressions, as Kafka reads them), by their text.
+    by_pattern: Vec<(String, regex::Regex, watch::Sender<u64>)>,
+}
+
+fn bells() -> &'static Mutex<Bells> {
+    static BELLS: OnceLock<Mutex<Bells>> = OnceLock::new();
+    BELLS.get_or_init(Mutex::default)
+}
+
+/// The bell of a topic or a pattern; none for a pattern this regex engine cannot read (its
+/// consumer never pauses then).
+fn listen(subscription: &str) -> Option<watch::Receiver<u64>> {
+    let mut bells = bells().lock().unwrap_or_else(|p| p.into_inner());
+    if !subscription.starts_with('^') {
+        let bell = bells.by_topic.entry(subscription.to_string()).or_insert_with(|| watch::channel(0).0);
+        return Some(bell.subscribe());
+    }
+    if let Some((_, _, bell)) = bells.by_pattern.iter().find(|(text, _, _)| text == subscription) {
+        return Some(bell.subscribe());
+    }
+    let pattern = regex::Regex::new(subscription).ok()?;
+    let (bell, listener) = watch::channel(0);
+    bells.by_pattern.push((subscription.to_string(), pattern, bell));
+    Some(listener)
+}
+
+/// A record of `topic` was acknowledged by the broker: wakes the consumers paused on it.
+pub(super) fn rung(topic: &str) {
+    let bells = bells().lock().unwrap_or_else(|p| p.into_inner());
+    let ring = |bell: &watch::Sender<u64>| bell.send_modify(|count| *count = count.wrapping_add(1));
+    if let Some(bell) = bells.by_topic.get(topic) {
+        ring(bell);
+    }
+    for (_, pattern, bell) in &bells.by_pattern {
+        if pattern.is_match(topic) {
+            ring(bell);
+        }
+    }
+}
+
+/// A consumer loop's idleness: whether its partitions are paused, and since when nothing came.
+pub struct Idleness {
+    /// Off for brokers that answer fetches as data arrives, or that others write to.
+    enabled: bool,
+    bells: Vec<watch::Receiver<u64>>,
+    last_message: Instant,
+    paused: bool,
+}
+
+impl Idleness {
+    /// For a consumer of `topics` (names or `^` patterns); `enabled` only on the embedded
+    /// broker (see the module).
+    pub fn new(enabled: bool, topics: &[String]) -> Self {
+        let bells: Option<Vec<_>> = if enabled { topics.iter().map(|t| listen(t)).collect() } else { None };
+        let enabled = bells.is_some();
+        Idleness { enabled, bells: bells.unwrap_or_default(), last_message: Instant::now(), paused: false }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether the loop should wait for [`Self::idle`] (it is not paused, and pausing is on).
+    pub fn may_pause(&self) -> bool {
+        self.enabled && !self.paused
+    }
+
+    /// A message came (or the consumer recovered and resumed everything itself).
+    pub fn active(&mut self) {
+        self.last_message = Instant::now();
+        self.paused = false;
+    }
+
+    /// When it counts as idle, if nothing comes before.
+    pub fn idle_at(&self) -> Instant {
+        self.last_message + IDLE_AFTER
+    }
+
+    /// Pauses every partition assigned now. Bells rung before this moment are marked seen:
+    /// their records were fetched during the idle wait.
+    pub fn pause(&mut self, consumer: &Consumer) {
+        for bell in &mut self.bells {
+            bell.borrow_and_update();
+        }
+        if let Ok(assignment) = consumer.inner.assignment() {
+            if assignment.count() > 0 && consumer.inner.pause(&assignment).is_ok() {
+                self.paused = true;
+                return;
+            }
+        }
+        // Nothing assigned yet (a rebalance is coming): look again a little later.
+        self.last_message = Instant::now();
+    }
+
+    /// Resolves when a bell of its topics rang since the pause, or [`LOOK_ANYWAY`] passed.
+    pub async fn woken(&mut self) {
+        if self.bells.is_empty() {
+            tokio::time::sleep(LOOK_ANYWAY).await;
+            return;
+        }
+        let rang = futures::future::select_all(self.bells.iter_mut().map(|bell| Box::pin(bell.changed())));
+        tokio::select! {
+            _ = rang => {}
+            _ = tokio::time::sleep(LOOK_ANYWAY) => {}
+        }
+    }
+
+    /// Resumes the partitions assigned now (a rebalance meanwhile may have changed them);
+    /// never while the consumer is lost: its recovery resumes them.
+    ///
+    /// librdkafka does not wake its broker thread on a resume: an idle one notices within a
+    /// second, after this loop may have paused again. Any request to the partition's leader
+    /// wakes it, so a watermark query is sent alongside (the embedded broker is one node,
+    /// leader of every partition); its answer is not needed.
+    pub fn resume(&mut self, consumer: &Consumer) {
+        self.active();
+        if consumer.is_lost() {
+            return;
+        }
+        let Ok(assignment) = consumer.inner.assignment() else { return };
+        let _ = consumer.inner.resume(&assignment);
+        let Some(first) = assignment.elements().first().map(|p| (p.topic().to_string(), p.partition())) else {
+            return;
+        };
+        let inner = consumer.inner.clone();
+        drop(tokio::task::spawn_blocking(move || inner.fetch_watermarks(&first.0, first.1, Duration::from_secs(1))));
+    }
+}
