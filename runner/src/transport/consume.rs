@@ -229,6 +229,9 @@ pub async fn consume_raw<F, Fut>(
                 if !finished {
                     break;
                 }
+                // Idleness counts from here too: a handler slower than the idle wait must not
+                // leave the next message, fetched meanwhile, one poll to arrive before a pause.
+                idle.active();
                 let (done, next) = in_flight.finish(&raw);
                 if let Some(done) = done {
                     if let Err(e) = consumer.inner.store_offset(&done.topic, done.partition, done.offset) {
@@ -269,7 +272,7 @@ pub async fn consume_raw<F, Fut>(
             _ = tokio::time::sleep_until(idle.idle_at()), if idle.may_pause() && in_flight.is_empty() => {
                 idle.pause(&consumer);
             }
-            _ = idle.woken(), if idle.is_paused() => idle.resume(&consumer),
+            rang = idle.woken(), if idle.is_paused() => idle.resume(&consumer, rang),
         }
     }
     // Unfinished messages are dropped here (a database transaction not committed rolls back)

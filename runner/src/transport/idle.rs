@@ -13,7 +13,8 @@
 //! never pause for idleness.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
@@ -82,43 +83,60 @@ pub struct Idleness {
     bells: Vec<watch::Receiver<u64>>,
     last_message: Instant,
     paused: bool,
+    /// Woken by a bell: a record is there, so no pause before it came (or [`EXPECT_AT_MOST`]).
+    expecting: bool,
+    /// The last wake-up query's round trip, in microseconds: a slow broker (a latency fault)
+    /// answers a fetch that late, and pausing sooner would drop the answer every time.
+    round_trip_us: Arc<AtomicU64>,
 }
+
+/// How long a consumer woken by a bell waits for the record before it may pause again.
+pub const EXPECT_AT_MOST: Duration = Duration::from_secs(10);
 
 impl Idleness {
     /// For a consumer of `topics` (names or `^` patterns); `enabled` only on the embedded
     /// broker (see the module).
     pub fn new(enabled: bool, topics: &[String]) -> Self {
         let bells: Option<Vec<_>> = if enabled { topics.iter().map(|t| listen(t)).collect() } else { None };
-        let enabled = bells.is_some();
-        Idleness { enabled, bells: bells.unwrap_or_default(), last_message: Instant::now(), paused: false }
+        Idleness {
+            enabled: bells.is_some(),
+            bells: bells.unwrap_or_default(),
+            last_message: Instant::now(),
+            paused: false,
+            expecting: false,
+            round_trip_us: Arc::default(),
+        }
     }
 
     pub fn is_paused(&self) -> bool {
         self.paused
     }
 
-    /// Whether the loop should wait for [`Self::idle`] (it is not paused, and pausing is on).
+    /// Whether the loop should wait for [`Self::idle_at`] (it is not paused, and pausing is on).
     pub fn may_pause(&self) -> bool {
         self.enabled && !self.paused
     }
 
-    /// A message came (or the consumer recovered and resumed everything itself).
+    /// A message came or finished (or the consumer recovered and resumed everything itself).
     pub fn active(&mut self) {
         self.last_message = Instant::now();
         self.paused = false;
+        self.expecting = false;
     }
 
-    /// When it counts as idle, if nothing comes before.
+    /// When it counts as idle, if nothing comes before: [`IDLE_AFTER`], or three round trips
+    /// to a slow broker, or [`EXPECT_AT_MOST`] when a bell said a record is there.
     pub fn idle_at(&self) -> Instant {
-        self.last_message + IDLE_AFTER
+        if self.expecting {
+            return self.last_message + EXPECT_AT_MOST;
+        }
+        let round_trip = Duration::from_micros(self.round_trip_us.load(Ordering::Relaxed));
+        self.last_message + IDLE_AFTER.max(round_trip * 3)
     }
 
-    /// Pauses every partition assigned now. Bells rung before this moment are marked seen:
-    /// their records were fetched during the idle wait.
+    /// Pauses every partition assigned now. Bells are not marked seen here: one rung since
+    /// the last resume may stand for a record not fetched yet, and wakes it again at once.
     pub fn pause(&mut self, consumer: &Consumer) {
-        for bell in &mut self.bells {
-            bell.borrow_and_update();
-        }
         if let Ok(assignment) = consumer.inner.assignment() {
             if assignment.count() > 0 && consumer.inner.pause(&assignment).is_ok() {
                 self.paused = true;
@@ -129,28 +147,34 @@ impl Idleness {
         self.last_message = Instant::now();
     }
 
-    /// Resolves when a bell of its topics rang since the pause, or [`LOOK_ANYWAY`] passed.
-    pub async fn woken(&mut self) {
+    /// Resolves when a bell of its topics rang since the last resume (true), or
+    /// [`LOOK_ANYWAY`] passed (false).
+    pub async fn woken(&mut self) -> bool {
         if self.bells.is_empty() {
             tokio::time::sleep(LOOK_ANYWAY).await;
-            return;
+            return false;
         }
         let rang = futures::future::select_all(self.bells.iter_mut().map(|bell| Box::pin(bell.changed())));
         tokio::select! {
-            _ = rang => {}
-            _ = tokio::time::sleep(LOOK_ANYWAY) => {}
+            _ = rang => true,
+            _ = tokio::time::sleep(LOOK_ANYWAY) => false,
         }
     }
 
     /// Resumes the partitions assigned now (a rebalance meanwhile may have changed them);
-    /// never while the consumer is lost: its recovery resumes them.
+    /// never while the consumer is lost: its recovery resumes them. Every bell counts as
+    /// seen from here: what was written before this moment is fetched from here on.
     ///
     /// librdkafka does not wake its broker thread on a resume: an idle one notices within a
     /// second, after this loop may have paused again. Any request to the partition's leader
     /// wakes it, so a watermark query is sent alongside (the embedded broker is one node,
-    /// leader of every partition); its answer is not needed.
-    pub fn resume(&mut self, consumer: &Consumer) {
+    /// leader of every partition); its answer is not needed, its round trip is kept.
+    pub fn resume(&mut self, consumer: &Consumer, rang: bool) {
+        for bell in &mut self.bells {
+            bell.borrow_and_update();
+        }
         self.active();
+        self.expecting = rang;
         if consumer.is_lost() {
             return;
         }
@@ -159,7 +183,11 @@ impl Idleness {
         let Some(first) = assignment.elements().first().map(|p| (p.topic().to_string(), p.partition())) else {
             return;
         };
-        let inner = consumer.inner.clone();
-        drop(tokio::task::spawn_blocking(move || inner.fetch_watermarks(&first.0, first.1, Duration::from_secs(1))));
+        let (inner, round_trip_us) = (consumer.inner.clone(), self.round_trip_us.clone());
+        drop(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let _ = inner.fetch_watermarks(&first.0, first.1, Duration::from_secs(5));
+            round_trip_us.store(started.elapsed().as_micros().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+        }));
     }
 }

@@ -238,6 +238,7 @@ impl Broker {
             // Back within a second of the broker's return, not after ten.
             .set("reconnect.backoff.max.ms", "1000")
             .set("fetch.wait.max.ms", self.fetch_wait().as_millis().max(1).to_string())
+            .set("fetch.error.backoff.ms", self.fetch_wait().as_millis().max(1).to_string())
             .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
@@ -330,8 +331,8 @@ impl Broker {
                     idle.pause(&consumer);
                     continue;
                 }
-                _ = idle.woken(), if idle.is_paused() => {
-                    idle.resume(&consumer);
+                rang = idle.woken(), if idle.is_paused() => {
+                    idle.resume(&consumer, rang);
                     continue;
                 }
             };
