@@ -219,6 +219,36 @@ struct Figures {
     paced: Phase,
     rate: f64,
     peak_rss_mb: f64,
+    /// The paced run's hops: (hop, mean ms, how many), from the runner's own histograms.
+    hops: Vec<(String, f64, f64)>,
+}
+
+/// The per-hop histograms' sums and counts by series, as `/metrics` shows them now.
+async fn hop_totals(api: &str) -> anyhow::Result<std::collections::BTreeMap<String, (f64, f64)>> {
+    let text = reqwest::get(format!("{api}/metrics")).await?.text().await?;
+    let mut totals = std::collections::BTreeMap::new();
+    let metrics = [
+        ("relay_commit_to_ack_seconds", "outbox commit → broker ack (relay)"),
+        ("consumer_delivery_seconds", "broker hop, produced → taken"),
+        ("consumer_handle_seconds", "handling"),
+    ];
+    for line in text.lines() {
+        for (metric, what) in metrics {
+            for (suffix, is_count) in [("_sum", false), ("_count", true)] {
+                let Some(rest) = line.strip_prefix(metric).and_then(|r| r.strip_prefix(suffix)) else { continue };
+                let Some((labels, value)) = rest.rsplit_once(' ') else { continue };
+                let Ok(value) = value.parse::<f64>() else { continue };
+                let consumer = labels.split("consumer=\"").nth(1).and_then(|l| l.split('"').next()).unwrap_or("");
+                let entry: &mut (f64, f64) = totals.entry(format!("{what} {consumer}").trim().to_string()).or_default();
+                if is_count {
+                    entry.1 += value;
+                } else {
+                    entry.0 += value;
+                }
+            }
+        }
+    }
+    Ok(totals)
 }
 
 fn order(i: usize) -> serde_json::Value {
@@ -279,14 +309,24 @@ async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyh
     let idle_cpu_share = (cpu_seconds(pid).unwrap_or(0.0) - idle_from.0) / idle_from.1.elapsed().as_secs_f64();
 
     let burst = phase(&api, pid, Load { orders: args.orders, clients: args.clients, rate: None }).await?;
+    let before = hop_totals(&api).await?;
     let paced =
         phase(&api, pid, Load { orders: args.paced_orders, clients: args.clients, rate: Some(args.rate) }).await?;
+    let after = hop_totals(&api).await?;
+    let hops = after
+        .iter()
+        .filter_map(|(hop, (sum, count))| {
+            let (sum0, count0) = before.get(hop).copied().unwrap_or_default();
+            let n = count - count0;
+            (n > 0.0).then(|| (hop.clone(), 1000.0 * (sum - sum0) / n, n))
+        })
+        .collect();
     let peak_rss_mb = proc_status_kb(pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
     signal_term(pid);
     if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
         eprintln!("warning: runner up still running 30 s after SIGTERM; killed");
     }
-    Ok(Figures { idle_cpu_share, burst, paced, rate: args.rate, peak_rss_mb })
+    Ok(Figures { idle_cpu_share, burst, paced, rate: args.rate, peak_rss_mb, hops })
 }
 
 async fn wait_ready(api: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -343,5 +383,11 @@ impl Figures {
         }
         println!("| idle CPU of runner up | {:.1} % of a core | |", 100.0 * self.idle_cpu_share);
         println!("| peak RSS | {:.0} MB | |", self.peak_rss_mb);
+        println!();
+        println!("| hop, paced run | mean (ms) | messages |");
+        println!("| --- | --- | --- |");
+        for (hop, mean_ms, count) in &self.hops {
+            println!("| {hop} | {mean_ms:.2} | {count:.0} |");
+        }
     }
 }

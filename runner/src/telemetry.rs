@@ -77,6 +77,13 @@ pub const HTTP_REQUESTS: &str = "http_requests_total";
 /// HTTP request duration by service, route and method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 
+/// Time from a record's timestamp (taken when it was produced) to its consumer taking it,
+/// by consumer: the broker hop, fetch wait included.
+pub const CONSUMER_DELIVERY_SECONDS: &str = "consumer_delivery_seconds";
+/// Time from a consumer taking a message to finishing it (handler, retries, dead letter),
+/// by consumer.
+pub const CONSUMER_HANDLE_SECONDS: &str = "consumer_handle_seconds";
+
 /// Messages a consumer group has yet to handle, by group, topic and partition.
 pub const CONSUMER_LAG: &str = "consumer_lag";
 
@@ -114,6 +121,10 @@ pub fn process_started() -> std::time::Instant {
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// Bucket boundaries (seconds) of the per-hop histograms: a hop costs milliseconds.
+pub const HOP_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -126,6 +137,16 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(RELAY_COMMIT_TO_ACK_SECONDS.to_string()),
                 &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(CONSUMER_DELIVERY_SECONDS.to_string()),
+                HOP_BUCKETS,
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(CONSUMER_HANDLE_SECONDS.to_string()),
+                HOP_BUCKETS,
             )
             .expect("valid buckets")
             .set_buckets_for_metric(

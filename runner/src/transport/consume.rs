@@ -256,6 +256,11 @@ pub async fn consume_raw<F, Fut>(
                     Ok(message) => {
                         idle.active();
                         let raw = Arc::new(RawMessage::from_borrowed(&message));
+                        if let Some(produced_ms) = raw.timestamp_ms {
+                            let hop_ms = (crate::event::now_ms() - produced_ms).max(0);
+                            metrics::histogram!(telemetry::CONSUMER_DELIVERY_SECONDS, "consumer" => name.to_string())
+                                .record(hop_ms as f64 / 1000.0);
+                        }
                         if let Some(ready) = in_flight.take(raw) {
                             running.push(start(ready));
                         }
@@ -296,6 +301,7 @@ where
     Fut: Future<Output = Result<(), HandleError>>,
 {
     let taken = raw.clone();
+    let started = std::time::Instant::now();
     let mut deliveries = if policy.redeliver { 2 } else { 1 };
     let mut fail_first = None;
     if let Some(faults) = &policy.chaos {
@@ -355,6 +361,8 @@ where
             return (taken, false);
         }
     }
+    metrics::histogram!(telemetry::CONSUMER_HANDLE_SECONDS, "consumer" => name.to_string())
+        .record(started.elapsed().as_secs_f64());
     (taken, true)
 }
 
