@@ -159,7 +159,11 @@ pub async fn broker_faults(chaos: Chaos, broker: Arc<EmbeddedBroker>, shutdown: 
     }
 }
 
-/// Samples the lag of this process's consumer groups every few seconds (`consumer_lag`).
+/// How often consumer lag is sampled: as often as Prometheus scrapes by default. Each sample
+/// asks for every partition's watermarks (over 250 requests for `runner up`).
+const LAG_EVERY: Duration = Duration::from_secs(15);
+
+/// Samples the lag of this process's consumer groups every [`LAG_EVERY`] (`consumer_lag`).
 pub async fn consumer_lag(ctx: ServiceContext, groups: Vec<(String, Vec<String>)>) {
     loop {
         for (group, topics) in &groups {
@@ -180,7 +184,7 @@ pub async fn consumer_lag(ctx: ServiceContext, groups: Vec<(String, Vec<String>)
         }
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(LAG_EVERY) => {}
         }
     }
 }

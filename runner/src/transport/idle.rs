@@ -29,7 +29,7 @@ use super::Consumer;
 pub const IDLE_AFTER: Duration = Duration::from_millis(25);
 
 /// A paused consumer looks at its partitions this often even when nothing rang.
-pub const LOOK_ANYWAY: Duration = Duration::from_secs(3);
+pub const LOOK_ANYWAY: Duration = Duration::from_secs(5);
 
 /// The bells: one per topic and one per subscription pattern; a bell's value counts the
 /// records of its topics this process's producers had acknowledged.
@@ -189,5 +189,51 @@ impl Idleness {
             let _ = inner.fetch_watermarks(&first.0, first.1, Duration::from_secs(5));
             round_trip_us.store(started.elapsed().as_micros().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bell rung while the consumer was still fetching (before its pause) wakes it at once
+    /// after the pause: the record may not have been fetched.
+    #[tokio::test(start_paused = true)]
+    async fn a_ring_before_the_pause_wakes_at_once() {
+        let mut idle = Idleness::new(true, &["idle-test-early".to_string()]);
+        rung("idle-test-early");
+        let woken = tokio::time::timeout(Duration::from_millis(1), idle.woken()).await;
+        assert_eq!(woken, Ok(true));
+    }
+
+    /// Nothing rung: the consumer looks anyway after `LOOK_ANYWAY`, and says so.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_ring_it_looks_anyway_later() {
+        let mut idle = Idleness::new(true, &["idle-test-quiet".to_string()]);
+        let started = Instant::now();
+        assert!(!idle.woken().await);
+        assert!(started.elapsed() >= LOOK_ANYWAY);
+    }
+
+    /// Another topic's ring wakes nothing; a pattern's topic wakes the pattern's consumer.
+    #[tokio::test(start_paused = true)]
+    async fn bells_ring_for_their_topics_and_patterns_only() {
+        let mut named = Idleness::new(true, &["idle-test-a".to_string()]);
+        let mut pattern = Idleness::new(true, &["^idle-test-.*\\.dlq$".to_string()]);
+        rung("idle-test-b");
+        rung("idle-test-b.dlq");
+        assert_eq!(tokio::time::timeout(Duration::from_millis(1), named.woken()).await.ok(), None);
+        assert_eq!(tokio::time::timeout(Duration::from_millis(1), pattern.woken()).await, Ok(true));
+    }
+
+    /// Woken by a bell, it waits for the record instead of pausing after `IDLE_AFTER`; a
+    /// message ends the wait.
+    #[test]
+    fn a_bell_woken_consumer_waits_for_its_record() {
+        let mut idle = Idleness::new(true, &[]);
+        idle.expecting = true;
+        assert!(idle.idle_at() >= Instant::now() + EXPECT_AT_MOST - Duration::from_millis(50));
+        idle.active();
+        assert!(idle.idle_at() <= Instant::now() + IDLE_AFTER);
     }
 }
