@@ -29,7 +29,7 @@ use super::Consumer;
 pub const IDLE_AFTER: Duration = Duration::from_millis(25);
 
 /// A paused consumer looks at its partitions this often even when nothing rang.
-pub const LOOK_ANYWAY: Duration = Duration::from_secs(5);
+pub const LOOK_ANYWAY: Duration = Duration::from_secs(1);
 
 /// The bells: one per topic and one per subscription pattern; a bell's value counts the
 /// records of its topics this process's producers had acknowledged.
@@ -85,6 +85,8 @@ pub struct Idleness {
     paused: bool,
     /// Woken by a bell: a record is there, so no pause before it came (or [`EXPECT_AT_MOST`]).
     expecting: bool,
+    /// When a bell last woke it (see [`WAKE_GRACE`]).
+    woke_at: Instant,
     /// The last wake-up query's round trip, in microseconds: a slow broker (a latency fault)
     /// answers a fetch that late, and pausing sooner would drop the answer every time.
     round_trip_us: Arc<AtomicU64>,
@@ -92,6 +94,11 @@ pub struct Idleness {
 
 /// How long a consumer woken by a bell waits for the record before it may pause again.
 pub const EXPECT_AT_MOST: Duration = Duration::from_secs(10);
+
+/// How long a consumer woken by a bell keeps fetching at least, messages or not: records
+/// rung together arrive over a few fetches, and one that came first must not let the loop
+/// pause before the others.
+pub const WAKE_GRACE: Duration = Duration::from_millis(100);
 
 impl Idleness {
     /// For a consumer of `topics` (names or `^` patterns); `enabled` only on the embedded
@@ -104,6 +111,7 @@ impl Idleness {
             last_message: Instant::now(),
             paused: false,
             expecting: false,
+            woke_at: Instant::now().checked_sub(WAKE_GRACE).unwrap_or_else(Instant::now),
             round_trip_us: Arc::default(),
         }
     }
@@ -125,13 +133,14 @@ impl Idleness {
     }
 
     /// When it counts as idle, if nothing comes before: [`IDLE_AFTER`], or three round trips
-    /// to a slow broker, or [`EXPECT_AT_MOST`] when a bell said a record is there.
+    /// to a slow broker, not within [`WAKE_GRACE`] of a bell, or [`EXPECT_AT_MOST`] when a
+    /// bell said a record is there and none came yet.
     pub fn idle_at(&self) -> Instant {
         if self.expecting {
             return self.last_message + EXPECT_AT_MOST;
         }
         let round_trip = Duration::from_micros(self.round_trip_us.load(Ordering::Relaxed));
-        self.last_message + IDLE_AFTER.max(round_trip * 3)
+        (self.last_message + IDLE_AFTER.max(round_trip * 3)).max(self.woke_at + WAKE_GRACE)
     }
 
     /// Pauses every partition assigned now. Bells are not marked seen here: one rung since
@@ -175,6 +184,9 @@ impl Idleness {
         }
         self.active();
         self.expecting = rang;
+        if rang {
+            self.woke_at = Instant::now();
+        }
         if consumer.is_lost() {
             return;
         }
