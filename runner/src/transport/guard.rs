@@ -108,8 +108,6 @@ pub struct Consumer {
     /// directly, which starts again from the first record.
     group: Option<String>,
     compacted: bool,
-    /// Whether it pauses while idle (see `transport::idle`).
-    pausable: bool,
     _slot: Option<InstanceSlot>,
 }
 
@@ -123,21 +121,19 @@ impl Consumer {
     ) -> Self {
         let subscribed = topics.clone();
         let topics = topics.into_iter().filter(|t| !t.starts_with('^')).collect();
-        let pausable = broker.is_embedded();
         let group = Some(group.to_string());
-        Consumer { inner, broker, topics, subscribed, group, compacted: false, pausable, _slot: slot }
+        Consumer { inner, broker, topics, subscribed, group, compacted: false, _slot: slot }
     }
 
     /// A follower of a compacted topic, assigned from its first record.
     pub(super) fn follower(inner: Arc<StreamConsumer<Guard>>, broker: Broker, topic: &str) -> Self {
         let (topics, subscribed) = (vec![topic.to_string()], vec![topic.to_string()]);
-        let pausable = broker.is_embedded();
-        Consumer { inner, broker, topics, subscribed, group: None, compacted: true, pausable, _slot: None }
+        Consumer { inner, broker, topics, subscribed, group: None, compacted: true, _slot: None }
     }
 
     /// Its idleness: pausing when idle is on for the embedded broker.
     pub(super) fn idleness(&self) -> super::idle::Idleness {
-        super::idle::Idleness::new(self.pausable, &self.subscribed)
+        super::idle::Idleness::new(self.broker.is_embedded(), &self.subscribed)
     }
 
     /// The next message, or the error librdkafka reported instead (a lost broker is noted:
