@@ -84,6 +84,11 @@ pub const CONSUMER_DELIVERY_SECONDS: &str = "consumer_delivery_seconds";
 /// by consumer.
 pub const CONSUMER_HANDLE_SECONDS: &str = "consumer_handle_seconds";
 
+/// Messages handled in one database transaction (a group commit), by consumer.
+pub const TRANSACTION_MESSAGES: &str = "consumer_transaction_messages";
+/// Groups rolled back because one message failed (each was then handled alone), by consumer.
+pub const GROUP_COMMITS_SPLIT: &str = "consumer_group_commits_split_total";
+
 /// Messages a consumer group has yet to handle, by group, topic and partition.
 pub const CONSUMER_LAG: &str = "consumer_lag";
 
@@ -130,7 +135,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         // Every histogram is exported with buckets (aggregatable across instances, and
-        // `histogram_quantile` works in dashboards); two get boundaries of their own.
+        // `histogram_quantile` works in dashboards); some get boundaries of their own.
         let recorder = PrometheusBuilder::new()
             .set_buckets(DURATION_BUCKETS)
             .expect("valid buckets")
@@ -147,6 +152,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(CONSUMER_HANDLE_SECONDS.to_string()),
                 HOP_BUCKETS,
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(TRANSACTION_MESSAGES.to_string()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
             )
             .expect("valid buckets")
             .set_buckets_for_metric(

@@ -1,10 +1,14 @@
 //! The orchestrator: feeds trigger events, replies and timer ticks into the state machine,
-//! and persists each transition with its commands (as outbox rows) in one transaction.
+//! and persists each transition with its commands (as outbox rows) in one transaction (shared
+//! with the other arrivals ready at the same time: see [`super::group_commit`]).
 
 use std::sync::Arc;
 
+use futures::FutureExt as _;
+
 use serde_json::json;
 
+use super::group_commit::GroupCommit;
 use super::{delivery_policy, store_error, ServiceContext};
 use crate::event::{now_ms, Event};
 use crate::saga::canary::{Canary, Variant};
@@ -47,9 +51,11 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
     // Dead letters of the saga's requests (and of its canary's): each fails its step.
     let dead_letter_topics =
         crate::transport::topics_where(&config.topic_uses(), |u| u.consumes() && u.event_type.is_none());
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight);
+    let inbox_name: Arc<str> = name.as_str().into();
     consume_raw(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |raw: Arc<RawMessage>| {
         let from_dead_letters = dead_letter_topics.contains(&raw.topic);
-        on_message(&ctx, &orchestrator, &name, raw, from_dead_letters)
+        on_message(&ctx, &orchestrator, &committer, &inbox_name, raw, from_dead_letters)
     })
     .await;
     let _ = timer.await;
@@ -118,20 +124,57 @@ impl Arrival {
 
 async fn on_message(
     ctx: &ServiceContext,
-    orchestrator: &Orchestrator,
-    inbox_name: &str,
+    orchestrator: &Arc<Orchestrator>,
+    committer: &GroupCommit<Option<Committed>>,
+    inbox_name: &Arc<str>,
     raw: Arc<RawMessage>,
     from_dead_letters: bool,
 ) -> Result<(), HandleError> {
+    let event = Arc::new(Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?);
+    let (ctx, shared, inbox_name) = (ctx.clone(), orchestrator.clone(), inbox_name.clone());
+    let committed = committer
+        .run(move |tx| {
+            let (ctx, orchestrator, inbox_name, event) =
+                (ctx.clone(), shared.clone(), inbox_name.clone(), event.clone());
+            async move { transition_in(tx, &ctx, &orchestrator, &inbox_name, &event).await }.boxed()
+        })
+        .await?;
+    // Counted once committed: a group rolled back and handled again is counted once.
+    if let Some(committed) = committed {
+        if let Some(outcome) = &committed.outcome {
+            record_step(orchestrator, outcome);
+        }
+        let def = &orchestrator.config.definition;
+        observe(def, &committed.transition, &committed.finished, committed.started_ms, committed.now);
+    }
+    Ok(())
+}
+
+/// What a committed arrival did, counted after the commit.
+struct Committed {
+    transition: Transition,
+    finished: Vec<&'static str>,
+    outcome: Option<StepOutcome>,
+    started_ms: i64,
+    now: i64,
+}
+
+/// The saga's step for one arrival, written in `tx`: its state, history, outbox rows and
+/// inbox entry (`None`: the arrival was handled before).
+async fn transition_in(
+    tx: &mut Tx,
+    ctx: &ServiceContext,
+    orchestrator: &Orchestrator,
+    inbox_name: &str,
+    event: &Arrival,
+) -> Result<Option<Committed>, HandleError> {
     let def = &orchestrator.config.definition;
-    let event = Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?;
     let now = now_ms();
-    let mut tx = ctx.begin().await.map_err(store_error)?;
-    if inbox::find(&mut tx, inbox_name, &event.id).await.map_err(store_error)?.is_some() {
-        return Ok(());
+    if inbox::find(tx, inbox_name, &event.id).await.map_err(store_error)?.is_some() {
+        return Ok(None);
     }
     let saga_id = event.saga_id.as_str();
-    let stored = sagas::load(&mut tx, saga_id).await.map_err(store_error)?;
+    let stored = sagas::load(tx, saga_id).await.map_err(store_error)?;
     let started_ms = stored.as_ref().map_or(now, |s| s.created_at_ms);
     let mut finished = Vec::new();
     let input = if event.dead_letter {
@@ -148,27 +191,21 @@ async fn on_message(
             None => (event.payload.clone(), event.traceparent.clone()),
         };
         match &stored {
-            Some(saga) => sagas::update(&mut tx, saga_id, saga.version, state, now).await,
-            None => sagas::insert(&mut tx, saga_id, &def.name, state, &data, traceparent.as_deref(), now).await,
+            Some(saga) => sagas::update(tx, saga_id, saga.version, state, now).await,
+            None => sagas::insert(tx, saga_id, &def.name, state, &data, traceparent.as_deref(), now).await,
         }
         .map_err(store_error)?;
         let parent = event.traceparent.as_deref().or(traceparent.as_deref());
-        finished = apply(ctx, orchestrator, &mut tx, saga_id, &data, parent, &transition, now).await?;
+        finished = apply(ctx, orchestrator, tx, saga_id, &data, parent, &transition, now).await?;
     } else if stored.is_none() {
         tracing::debug!(saga = saga_id, event_type = event.event_type, "reply for an unknown saga ignored");
     }
     let outcome = match &transition.state {
-        Some(_) => step_outcome(&mut tx, def, &event, now).await?,
+        Some(_) => step_outcome(tx, def, event, now).await?,
         None => None,
     };
-    inbox::record(&mut tx, inbox_name, &event.id, None, now).await.map_err(store_error)?;
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
-    ctx.outbox_written.notify_one();
-    if let Some(outcome) = &outcome {
-        record_step(orchestrator, outcome);
-    }
-    observe(def, &transition, &finished, started_ms, now);
-    Ok(())
+    inbox::record(tx, inbox_name, &event.id, None, now).await.map_err(store_error)?;
+    Ok(Some(Committed { transition, finished, outcome, started_ms, now }))
 }
 
 /// Counts what a committed transition did: compensations started, sagas finished (with

@@ -1,13 +1,19 @@
 //! A handler consumer: takes a request, runs the compiled handler, and records the effect,
-//! the inbox entry and the reply (in the outbox) in one transaction.
+//! the inbox entry and the reply (in the outbox) in one transaction (shared with the other
+//! messages ready at the same time: see [`super::group_commit`]).
+
+use std::sync::Arc;
+
+use futures::FutureExt as _;
 
 use crate::diagnostic::KeyPath;
 use crate::event::{now_ms, Event};
 use crate::handlers::{Handler, HandlerError, Outcome};
-use crate::store::inbox;
+use crate::store::{inbox, Tx};
 use crate::telemetry;
 use crate::transport::{consume, DeliveryRetry, HandleError, Incoming, TopicRole, TopicUse, TransportError};
 
+use super::group_commit::GroupCommit;
 use super::{delivery_policy, store_error, ServiceContext};
 use crate::transport::dead_letter::ErrorKind;
 
@@ -54,9 +60,15 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
     policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight);
+    let config = Arc::new(config);
+    let inbox_name: Arc<str> = name.as_str().into();
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");
     let shutdown = ctx.shutdown.clone();
-    consume(consumer, &name, shutdown, policy, dead_letters, |incoming| measured(&ctx, &config, &name, incoming)).await;
+    consume(consumer, &name, shutdown, policy, dead_letters, |incoming| {
+        measured(&ctx, &config, &committer, &inbox_name, incoming)
+    })
+    .await;
     tracing::info!(consumer = name, "consumer stopped");
     Ok(())
 }
@@ -64,12 +76,13 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
 /// Handles one message and counts it by outcome and variant.
 async fn measured(
     ctx: &ServiceContext,
-    config: &ConsumerConfig,
-    inbox_name: &str,
+    config: &Arc<ConsumerConfig>,
+    committer: &GroupCommit<Option<bool>>,
+    inbox_name: &Arc<str>,
     incoming: Incoming,
 ) -> Result<(), HandleError> {
     let started = std::time::Instant::now();
-    let result = handle(ctx, config, inbox_name, incoming).await;
+    let result = handle(ctx, config, committer, inbox_name, incoming).await;
     let outcome = match &result {
         Ok(Some(true)) => "success",
         Ok(Some(false)) => "refused",
@@ -91,14 +104,31 @@ async fn measured(
 /// `Some(true)` handled with success, `Some(false)` refused, `None` a repeat answered from the inbox.
 async fn handle(
     ctx: &ServiceContext,
-    config: &ConsumerConfig,
-    inbox_name: &str,
+    config: &Arc<ConsumerConfig>,
+    committer: &GroupCommit<Option<bool>>,
+    inbox_name: &Arc<str>,
     incoming: Incoming,
 ) -> Result<Option<bool>, HandleError> {
-    let request = &incoming.event;
-    ctx.check_received(request)?;
+    ctx.check_received(&incoming.event)?;
+    let request = Arc::new(incoming.event);
+    let (ctx, config, inbox_name) = (ctx.clone(), config.clone(), inbox_name.clone());
+    committer
+        .run(move |tx| {
+            let (ctx, config, inbox_name, request) = (ctx.clone(), config.clone(), inbox_name.clone(), request.clone());
+            async move { handle_in(tx, &ctx, &config, &inbox_name, &request).await }.boxed()
+        })
+        .await
+}
+
+/// The message's effect, inbox entry and reply, written in `tx` (committed by the caller).
+async fn handle_in(
+    tx: &mut Tx,
+    ctx: &ServiceContext,
+    config: &ConsumerConfig,
+    inbox_name: &str,
+    request: &Event,
+) -> Result<Option<bool>, HandleError> {
     let now = now_ms();
-    let mut tx = ctx.begin().await.map_err(store_error)?;
     let reply = |event_type: &str, payload: serde_json::Value| {
         Event::new(
             event_type,
@@ -108,17 +138,15 @@ async fn handle(
             Some(crate::traces::outgoing(request.traceparent.as_deref())),
         )
     };
-    if let Some(recorded) = inbox::find(&mut tx, inbox_name, &request.id).await.map_err(store_error)? {
+    if let Some(recorded) = inbox::find(tx, inbox_name, &request.id).await.map_err(store_error)? {
         // Seen before: repeat the recorded reply, with no second effect.
         if let (Some(event_type), Some(payload)) = (recorded.reply_type, recorded.reply_payload) {
             let payload = serde_json::from_str(&payload).unwrap_or_default();
-            ctx.emit(&mut tx, &reply(&event_type, payload)).await?;
+            ctx.emit(tx, &reply(&event_type, payload)).await?;
         }
-        tx.commit().await.map_err(|e| store_error(e.into()))?;
-        ctx.outbox_written.notify_one();
         return Ok(None);
     }
-    let outcome = match config.handler.handle(&mut tx, &request.payload, now).await {
+    let outcome = match config.handler.handle(tx, &request.payload, now).await {
         Ok(outcome) => outcome,
         Err(HandlerError::Invalid(reason)) => return Err(HandleError::new(ErrorKind::Rejected, reason)),
         Err(HandlerError::Failed(reason)) => return Err(HandleError::new(ErrorKind::HandlerFailed, reason)),
@@ -130,18 +158,16 @@ async fn handle(
         Outcome::Failure(payload) => (config.on_failure.as_deref(), payload),
     };
     let payload_text = payload.to_string();
-    inbox::record(&mut tx, inbox_name, &request.id, event_type.map(|t| (t, payload_text.as_str())), now)
+    inbox::record(tx, inbox_name, &request.id, event_type.map(|t| (t, payload_text.as_str())), now)
         .await
         .map_err(store_error)?;
     match event_type {
-        Some(event_type) => ctx.emit(&mut tx, &reply(event_type, payload)).await?,
+        Some(event_type) => ctx.emit(tx, &reply(event_type, payload)).await?,
         None => tracing::warn!(
             consumer = inbox_name,
             id = request.id,
             "handler refused the request and the consumer has no on_failure reply"
         ),
     }
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
-    ctx.outbox_written.notify_one();
     Ok(Some(succeeded))
 }

@@ -18,6 +18,9 @@ use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::{now_rfc3339, Event};
 use crate::telemetry;
 
+/// How long a stopping consumer lets the messages it is running finish.
+const DRAIN_FOR: Duration = Duration::from_secs(5);
+
 /// A record as it came from the broker: key, payload and headers untouched.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
@@ -280,8 +283,20 @@ pub async fn consume_raw<F, Fut>(
             rang = idle.woken(), if idle.is_paused() => idle.resume(&consumer, rang),
         }
     }
-    // Unfinished messages are dropped here (a database transaction not committed rolls back)
-    // and come again after a restart: their offsets were never stored.
+    // A message running when the stop came may already be past its database commit: it is
+    // let finish (for a while) and its offset stored, so the consumer that follows (a reload's
+    // rebuild, a restart) does not handle it again. What is still unfinished after that is
+    // dropped (a transaction not committed rolls back) and comes again: its offset was never stored.
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        while let Some((raw, finished)) = running.next().await {
+            if let (true, (Some(done), _)) = (finished, in_flight.finish(&raw)) {
+                if let Err(e) = consumer.inner.store_offset(&done.topic, done.partition, done.offset) {
+                    tracing::warn!(consumer = name, error = %e, "cannot store offset");
+                }
+            }
+        }
+    })
+    .await;
     drop(running);
     commit(&consumer, name);
 }

@@ -406,4 +406,3 @@ impl Broker {
         tokio::task::spawn_blocking(move || publisher.broker_answers(timeout)).await.unwrap_or(false)
     }
 }
-

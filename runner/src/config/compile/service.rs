@@ -78,9 +78,10 @@ pub(super) fn compile_broker(c: &mut Compiler, spec: &BrokerSpec) -> BrokerConfi
             Bounds::WAIT,
         ),
         // Unset: chosen by the broker kind when connecting (see `BrokerConfig::fetch_wait`).
-        fetch_wait: spec.fetch_wait.as_deref().map(|text| {
-            c.duration_in(at.key("fetch_wait"), Some(text), Duration::from_millis(20), Bounds::INTERVAL)
-        }),
+        fetch_wait: spec
+            .fetch_wait
+            .as_deref()
+            .map(|text| c.duration_in(at.key("fetch_wait"), Some(text), Duration::from_millis(20), Bounds::INTERVAL)),
         redeliver_each_message: spec.redeliver_each_message.unwrap_or(false),
     }
 }
