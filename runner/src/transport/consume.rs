@@ -20,6 +20,8 @@ use crate::telemetry;
 
 /// How long a stopping consumer lets the messages it is running finish.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
+/// How often the offsets finished since the last commit are committed.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 /// A record as it came from the broker: key, payload and headers untouched.
 #[derive(Debug, Clone)]
@@ -167,8 +169,9 @@ struct Exhausted {
 }
 
 /// Runs until `shutdown`: each message is decoded into an [`Event`] and handled (retrying as
-/// the policy says), or sent to its dead-letter topic, before its offset is stored; stored
-/// offsets are committed in the background and once more on exit.
+/// the policy says), or sent to its dead-letter topic, before its offset counts as finished;
+/// finished offsets are committed every [`COMMIT_EVERY`] (never while the broker is away)
+/// and once more on exit.
 pub async fn consume<F, Fut>(
     consumer: Consumer,
     name: &str,
@@ -221,6 +224,9 @@ pub async fn consume_raw<F, Fut>(
     let mut in_flight = InFlight::new(policy.max_in_flight);
     let mut idle = consumer.idleness();
     let mut running: FuturesUnordered<_> = FuturesUnordered::new();
+    let mut finished_offsets = FinishedOffsets::default();
+    let mut commit_every = tokio::time::interval(COMMIT_EVERY);
+    commit_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = |raw: Arc<RawMessage>| process(raw, &handle, name, &policy, &dead_letters, &shutdown);
     loop {
         tokio::select! {
@@ -237,9 +243,7 @@ pub async fn consume_raw<F, Fut>(
                 idle.active();
                 let (done, next) = in_flight.finish(&raw);
                 if let Some(done) = done {
-                    if let Err(e) = consumer.inner.store_offset(&done.topic, done.partition, done.offset) {
-                        tracing::warn!(consumer = name, error = %e, "cannot store offset");
-                    }
+                    finished_offsets.add(&done.topic, done.partition, done.offset);
                 }
                 if let Some(next) = next {
                     running.push(start(next));
@@ -251,6 +255,9 @@ pub async fn consume_raw<F, Fut>(
                 if !consumer.recover(name, &shutdown).await {
                     break;
                 }
+                // Offsets of before the loss must not reach a broker that lost its state: they
+                // could point past records published since, which would then be skipped.
+                finished_offsets.clear();
                 in_flight.forget_progress();
                 idle.active();
             }
@@ -281,6 +288,10 @@ pub async fn consume_raw<F, Fut>(
                 idle.pause(&consumer);
             }
             rang = idle.woken(), if idle.is_paused() => idle.resume(&consumer, rang),
+            // Committed by this loop only, never while the broker is away (see `recover`).
+            _ = commit_every.tick(), if !finished_offsets.is_empty() && !consumer.needs_recovery() => {
+                finished_offsets.commit(&consumer, name, CommitMode::Async);
+            }
         }
     }
     // A message running when the stop came may already be past its database commit: it is
@@ -290,15 +301,50 @@ pub async fn consume_raw<F, Fut>(
     let _ = tokio::time::timeout(DRAIN_FOR, async {
         while let Some((raw, finished)) = running.next().await {
             if let (true, (Some(done), _)) = (finished, in_flight.finish(&raw)) {
-                if let Err(e) = consumer.inner.store_offset(&done.topic, done.partition, done.offset) {
-                    tracing::warn!(consumer = name, error = %e, "cannot store offset");
-                }
+                finished_offsets.add(&done.topic, done.partition, done.offset);
             }
         }
     })
     .await;
     drop(running);
-    commit(&consumer, name);
+    if !consumer.needs_recovery() {
+        finished_offsets.commit(&consumer, name, CommitMode::Sync);
+    }
+}
+
+/// The offsets finished since the last commit, per partition: the last finished offset
+/// (every message up to it is done); the commit position is one past it.
+#[derive(Default)]
+struct FinishedOffsets(std::collections::HashMap<(String, i32), i64>);
+
+impl FinishedOffsets {
+    fn add(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.0.insert((topic.to_string(), partition), offset);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Commits them (a failed commit is retried with the next finished offsets; what is
+    /// never committed comes again after a restart, and handlers are idempotent).
+    fn commit(&mut self, consumer: &Consumer, name: &str, mode: CommitMode) {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for ((topic, partition), offset) in self.0.drain() {
+            if let Err(e) = list.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset + 1)) {
+                tracing::warn!(consumer = name, topic, error = %e, "cannot list an offset to commit");
+            }
+        }
+        match consumer.inner.commit(&list, mode) {
+            Ok(()) => {}
+            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(consumer = name, error = %e, "offset commit failed"),
+        }
+    }
 }
 
 /// One message through chaos, the handler (with retries) and, failing that, its dead-letter
@@ -513,10 +559,3 @@ fn corrupted(raw: &RawMessage) -> RawMessage {
     copy
 }
 
-fn commit(consumer: &Consumer, name: &str) {
-    match consumer.inner.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {}
-        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(consumer = name, error = %e, "final offset commit failed"),
-    }
-}

@@ -151,6 +151,13 @@ impl Consumer {
         self.inner.context().is_lost()
     }
 
+    /// Whether the broker was found gone and the consumer has not recovered yet: nothing
+    /// is committed meanwhile.
+    pub fn needs_recovery(&self) -> bool {
+        let guard = self.inner.context();
+        guard.refused.load(Ordering::SeqCst) || guard.is_lost()
+    }
+
     /// Resolves when the consumer must stop and recover (the broker is gone) — never while
     /// all is well.
     pub async fn trouble(&self) {

@@ -228,8 +228,10 @@ impl Broker {
         }
         let consumer: StreamConsumer<guard::Guard> = config
             .set("group.id", group)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "200")
+            // The consume loop commits what it finished, and not while the broker is away:
+            // librdkafka's own timer would send offsets of before a loss to a broker that lost
+            // its state, skipping what was published since.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session.to_string())
