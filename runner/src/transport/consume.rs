@@ -307,8 +307,10 @@ pub async fn consume_raw<F, Fut>(
     })
     .await;
     drop(running);
+    // Sent without waiting (closing the consumer flushes it): a synchronous commit has no
+    // deadline and would hang a stop that races the group's join or the broker's own stop.
     if !consumer.needs_recovery() {
-        finished_offsets.commit(&consumer, name, CommitMode::Sync);
+        finished_offsets.commit(&consumer, name, CommitMode::Async);
     }
 }
 
