@@ -295,9 +295,10 @@ pub async fn consume_raw<F, Fut>(
         }
     }
     // A message running when the stop came may already be past its database commit: it is
-    // let finish (for a while) and its offset stored, so the consumer that follows (a reload's
-    // rebuild, a restart) does not handle it again. What is still unfinished after that is
-    // dropped (a transaction not committed rolls back) and comes again: its offset was never stored.
+    // let finish (for a while) and its offset committed, so the consumer that follows (a
+    // reload's rebuild, a restart) does not handle it again. What is still unfinished after
+    // that is dropped (a transaction not committed rolls back) and comes again: its offset
+    // was never committed.
     let _ = tokio::time::timeout(DRAIN_FOR, async {
         while let Some((raw, finished)) = running.next().await {
             if let (true, (Some(done), _)) = (finished, in_flight.finish(&raw)) {
@@ -332,8 +333,9 @@ impl FinishedOffsets {
         self.0.clear();
     }
 
-    /// Commits them (a failed commit is retried with the next finished offsets; what is
-    /// never committed comes again after a restart, and handlers are idempotent).
+    /// Commits them. A failed commit is not repeated: the partition's next finished offset
+    /// supersedes it, and what is never committed comes again after a restart (handlers
+    /// are idempotent).
     fn commit(&mut self, consumer: &Consumer, name: &str, mode: CommitMode) {
         let mut list = rdkafka::TopicPartitionList::new();
         for ((topic, partition), offset) in self.0.drain() {
