@@ -57,6 +57,11 @@ struct Args {
     /// a copy of the pipelines).
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     in_flight: Vec<u32>,
+    /// `max_group` of every consumer and of the saga, one run per value and `max_in_flight`
+    /// (values above that `max_in_flight` are skipped); unset, the default: groups of up to
+    /// `max_in_flight` messages. `1` is a transaction per message.
+    #[arg(long, value_delimiter = ',')]
+    max_group: Vec<u32>,
     /// Passed by `cargo bench`; nothing to do with the workload.
     #[arg(long, hide = true)]
     bench: bool,
@@ -73,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.in_flight.iter().any(|n| !(1..=1024).contains(n)) {
         bail!("--in-flight values must be 1 to 1024");
+    }
+    if args.max_group.iter().any(|n| !(1..=1024).contains(n)) {
+        bail!("--max-group values must be 1 to 1024");
     }
     if args.stores.iter().any(|s| s != "postgres" && s != "sqlite") {
         bail!("--stores takes postgres and/or sqlite");
@@ -162,15 +170,26 @@ async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()>
     );
     for store in &args.stores {
         for &in_flight in &args.in_flight {
-            let run = format!("{store}_{in_flight}");
-            let url = match store.as_str() {
-                "postgres" => scratch.create(&run).await?,
-                _ => format!("sqlite://{}/{run}.db?mode=rwc", dir.display()),
+            let groups: Vec<Option<u32>> = if args.max_group.is_empty() {
+                vec![None]
+            } else {
+                args.max_group.iter().filter(|&&g| g <= in_flight).map(|&g| Some(g)).collect()
             };
-            let pipelines = pipelines_with(in_flight, &dir.join(&run))?;
-            let figures = run_store(args, &url, &pipelines, dir).await.with_context(|| format!("{run} run"))?;
-            println!("\n## runner up, {store}, max_in_flight = {in_flight}\n");
-            figures.print(ceiling, store == "postgres");
+            for max_group in groups {
+                let run = match max_group {
+                    Some(g) => format!("{store}_{in_flight}_{g}"),
+                    None => format!("{store}_{in_flight}"),
+                };
+                let url = match store.as_str() {
+                    "postgres" => scratch.create(&run).await?,
+                    _ => format!("sqlite://{}/{run}.db?mode=rwc", dir.display()),
+                };
+                let pipelines = pipelines_with(in_flight, max_group, &dir.join(&run))?;
+                let figures = run_store(args, &url, &pipelines, dir).await.with_context(|| format!("{run} run"))?;
+                let group = max_group.map_or("max_in_flight".to_string(), |g| g.to_string());
+                println!("\n## runner up, {store}, max_in_flight = {in_flight}, max_group = {group}\n");
+                figures.print(ceiling, store == "postgres");
+            }
         }
     }
     Ok(())
@@ -221,6 +240,27 @@ struct Figures {
     peak_rss_mb: f64,
     /// The paced run's hops: (hop, mean ms, how many), from the runner's own histograms.
     hops: Vec<(String, f64, f64)>,
+    /// Messages per database transaction of the worker and saga consumers: burst, paced.
+    groups: (f64, f64),
+}
+
+/// The mean of every series named `what…` between two readings of [`hop_totals`].
+fn mean_between(
+    from: &std::collections::BTreeMap<String, (f64, f64)>,
+    to: &std::collections::BTreeMap<String, (f64, f64)>,
+    what: &str,
+) -> f64 {
+    let (mut sum, mut count) = (0.0, 0.0);
+    for (series, (s, n)) in to.iter().filter(|(series, _)| series.starts_with(what)) {
+        let (s0, n0) = from.get(series).copied().unwrap_or_default();
+        sum += s - s0;
+        count += n - n0;
+    }
+    if count > 0.0 {
+        sum / count
+    } else {
+        0.0
+    }
 }
 
 /// The per-hop histograms' sums and counts by series, as `/metrics` shows them now.
@@ -231,6 +271,7 @@ async fn hop_totals(api: &str) -> anyhow::Result<std::collections::BTreeMap<Stri
         ("relay_commit_to_ack_seconds", "outbox commit → broker ack (relay)"),
         ("consumer_delivery_seconds", "broker hop, produced → taken"),
         ("consumer_handle_seconds", "handling"),
+        ("consumer_transaction_messages", "messages per transaction"),
     ];
     for line in text.lines() {
         for (metric, what) in metrics {
@@ -257,9 +298,9 @@ fn order(i: usize) -> serde_json::Value {
         "shipTo": {"country": "DE"}})
 }
 
-/// A copy of the shipped pipelines with `max_in_flight = n` in every consumer and the saga,
-/// in `run/pipelines`, beside a link to the repository's `schemas`.
-fn pipelines_with(n: u32, run: &Path) -> anyhow::Result<PathBuf> {
+/// A copy of the shipped pipelines with `max_in_flight = n` (and `max_group` when given) in
+/// every consumer and the saga, in `run/pipelines`, beside a link to the repository's `schemas`.
+fn pipelines_with(n: u32, max_group: Option<u32>, run: &Path) -> anyhow::Result<PathBuf> {
     let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let into = run.join("pipelines");
     std::fs::create_dir_all(&into)?;
@@ -275,6 +316,9 @@ fn pipelines_with(n: u32, run: &Path) -> anyhow::Result<PathBuf> {
             text.push('\n');
             if line.trim() == "[[consumers]]" || line.trim() == "[saga]" {
                 text.push_str(&format!("max_in_flight = {n}\n"));
+                if let Some(g) = max_group {
+                    text.push_str(&format!("max_group = {g}\n"));
+                }
             }
         }
         std::fs::write(into.join(path.file_name().unwrap_or_default()), text)?;
@@ -308,25 +352,29 @@ async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyh
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_cpu_share = (cpu_seconds(pid).unwrap_or(0.0) - idle_from.0) / idle_from.1.elapsed().as_secs_f64();
 
+    let start = hop_totals(&api).await?;
     let burst = phase(&api, pid, Load { orders: args.orders, clients: args.clients, rate: None }).await?;
     let before = hop_totals(&api).await?;
+    let burst_groups = mean_between(&start, &before, "messages per transaction");
     let paced =
         phase(&api, pid, Load { orders: args.paced_orders, clients: args.clients, rate: Some(args.rate) }).await?;
     let after = hop_totals(&api).await?;
     let hops = after
         .iter()
+        .filter(|(hop, _)| !hop.starts_with("messages per transaction"))
         .filter_map(|(hop, (sum, count))| {
             let (sum0, count0) = before.get(hop).copied().unwrap_or_default();
             let n = count - count0;
             (n > 0.0).then(|| (hop.clone(), 1000.0 * (sum - sum0) / n, n))
         })
         .collect();
+    let paced_groups = mean_between(&before, &after, "messages per transaction");
     let peak_rss_mb = proc_status_kb(pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
     signal_term(pid);
     if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
         eprintln!("warning: runner up still running 30 s after SIGTERM; killed");
     }
-    Ok(Figures { idle_cpu_share, burst, paced, rate: args.rate, peak_rss_mb, hops })
+    Ok(Figures { idle_cpu_share, burst, paced, rate: args.rate, peak_rss_mb, hops, groups: (burst_groups, paced_groups) })
 }
 
 async fn wait_ready(api: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -381,6 +429,7 @@ impl Figures {
         if postgres {
             both("CPU per order, PostgreSQL (ms)", &|p| format!("{:.2}", 1000.0 * p.postgres_cpu / p.orders as f64));
         }
+        println!("| messages per transaction | {:.2} | {:.2} |", self.groups.0, self.groups.1);
         println!("| idle CPU of runner up | {:.1} % of a core | |", 100.0 * self.idle_cpu_share);
         println!("| peak RSS | {:.0} MB | |", self.peak_rss_mb);
         println!();

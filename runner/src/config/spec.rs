@@ -443,6 +443,11 @@ pub struct ConsumerSpec {
     /// At the limit nothing more is fetched until one finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Ready messages committed together in one database transaction at most (group
+    /// commit), 1 to `max_in_flight` (default `max_in_flight`); 1 gives every message a
+    /// transaction of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_group: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -487,6 +492,11 @@ pub struct SagaSpec {
     /// (default 16). At the limit nothing more is fetched until one finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Ready messages committed together in one database transaction at most (group
+    /// commit), 1 to `max_in_flight` (default `max_in_flight`); 1 gives every message a
+    /// transaction of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_group: Option<u32>,
     /// How often due timeouts and retries are looked for, e.g. `"200ms"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick: Option<String>,

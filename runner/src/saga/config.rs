@@ -14,6 +14,8 @@ pub struct SagaConfig {
     pub group: String,
     /// Messages handled at once, one per saga at a time.
     pub max_in_flight: usize,
+    /// Ready messages committed in one database transaction at most.
+    pub max_group: usize,
     pub tick: Duration,
     pub definition: SagaDefinition,
     pub canary: Option<CanaryConfig>,

@@ -32,6 +32,8 @@ pub struct ConsumerConfig {
     pub dead_letter_topic: String,
     /// Messages handled at once, one per key at a time.
     pub max_in_flight: usize,
+    /// Ready messages committed in one database transaction at most.
+    pub max_group: usize,
 }
 
 impl ConsumerConfig {
@@ -60,7 +62,7 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
     policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
-    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight);
+    let committer = GroupCommit::start(&ctx, &name, config.max_group);
     let config = Arc::new(config);
     let inbox_name: Arc<str> = name.as_str().into();
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");

@@ -72,9 +72,11 @@ fn compile_consumer(
         }
     };
     let max_in_flight = c.max_in_flight(at.key("max_in_flight"), consumer.max_in_flight);
+    let max_group = c.max_group(at.key("max_group"), consumer.max_group, max_in_flight);
     Some(ConsumerConfig {
         retry,
         max_in_flight,
+        max_group,
         dead_letter_topic: consumer
             .dead_letter_topic
             .clone()

@@ -145,6 +145,24 @@ impl Compiler {
         }
     }
 
+    /// A consumer's `max_group`: 1 to its `max_in_flight` (a group is made of messages in
+    /// flight), default `max_in_flight`.
+    pub(crate) fn max_group(&mut self, at: KeyPath, value: Option<u32>, max_in_flight: usize) -> usize {
+        match value {
+            None => max_in_flight,
+            Some(n) if n >= 1 && n as usize <= max_in_flight => n as usize,
+            Some(n) => {
+                self.problem(
+                    at,
+                    format!(
+                        "max_group = {n} is out of range: 1 (a transaction per message) to max_in_flight ({max_in_flight})"
+                    ),
+                );
+                max_in_flight
+            }
+        }
+    }
+
     /// The one reader of `attempts`, `backoff` and `max_backoff` under `at`.
     pub(crate) fn backoff(
         &mut self,

@@ -70,10 +70,12 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
         steps.push(compile_step(c, step, &at, &mut replies));
     }
     let canary = spec.canary.as_ref().and_then(|canary| compile_canary(c, canary, &steps));
+    let max_in_flight = c.max_in_flight(at.key("max_in_flight"), spec.max_in_flight);
     SagaConfig {
         canary,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
-        max_in_flight: c.max_in_flight(at.key("max_in_flight"), spec.max_in_flight),
+        max_in_flight,
+        max_group: c.max_group(at.key("max_group"), spec.max_group, max_in_flight),
         tick: c.duration_in(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200), Bounds::INTERVAL),
         definition: SagaDefinition {
             name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),
