@@ -162,6 +162,14 @@ async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()> {
+    if args.stores.iter().any(|s| s == "postgres") {
+        // Without logical decoding the relay polls: the figures would not be the WAL relay's.
+        let mut conn = sqlx::AnyConnection::connect(scratch.admin.as_str()).await?;
+        let (wal_level,): (String,) = sqlx::query_as("SHOW wal_level").fetch_one(&mut conn).await?;
+        if wal_level != "logical" {
+            bail!("PostgreSQL runs with wal_level={wal_level}, the WAL relay needs logical; run scripts/prepare-postgres");
+        }
+    }
     let ceiling =
         ceiling(&scratch.create("ceiling").await?, args.writers, Duration::from_secs(args.ceiling_seconds)).await?;
     println!(

@@ -379,7 +379,8 @@ pub struct RelaySpec {
     /// `"keep"` leaves them untouched (WAL mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_publish: Option<AfterPublish>,
-    /// WAL mode: replication slot name (default `relay_<database>`; slot names are cluster-wide).
+    /// WAL mode: replication slot name (default `relay_<database>`, past 63 bytes cut and ended
+    /// by a hash of the database name; slot names are cluster-wide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
     /// WAL mode: publication name, created on the outbox table(s) for inserts only.

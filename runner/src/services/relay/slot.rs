@@ -8,6 +8,8 @@ use crate::store::{Store, StoreError};
 /// Where the slot stands, as `pg_replication_slots` reports it.
 #[derive(Debug, Clone)]
 pub struct SlotStats {
+    /// The database the slot decodes (a logical slot belongs to one).
+    pub database: Option<String>,
     pub active: bool,
     pub active_pid: Option<i32>,
     /// `reserved`, `extended`, `unreserved` or `lost`.
@@ -31,12 +33,21 @@ pub async fn database_name(store: &Store) -> Result<String, StoreError> {
 }
 
 /// The slot name used when the pipeline names none: one per database, as slots are cluster-wide.
+/// A name past PostgreSQL's 63 bytes is cut and ends with a hash of the whole database name, so
+/// databases that differ only at the end (`…_run_1`, `…_run_16`) never share a slot.
 pub fn default_slot_name(database: &str) -> String {
+    const MAX: usize = 63;
     let clean: String =
         database.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    let mut name = format!("relay_{clean}");
-    name.truncate(63);
-    name
+    let name = format!("relay_{clean}");
+    if name.len() <= MAX {
+        return name;
+    }
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+    let hash = database.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let suffix = format!("_{hash:08x}");
+    // `clean` is ASCII, so any byte index is a character boundary.
+    format!("{}{suffix}", &name[..MAX - suffix.len()])
 }
 
 /// Creates the publication on the outbox table(s), inserts only, when it does not exist; true
@@ -93,7 +104,7 @@ pub async fn ensure_publication(
 
 pub async fn stats(store: &Store, slot: &str) -> Result<Option<SlotStats>, StoreError> {
     let row = sqlx::query(
-        "SELECT active, active_pid, CAST(wal_status AS text), CAST(confirmed_flush_lsn AS text), \
+        "SELECT CAST(database AS text), active, active_pid, CAST(wal_status AS text), CAST(confirmed_flush_lsn AS text), \
          CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) AS bigint), \
          CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS bigint) \
          FROM pg_replication_slots WHERE slot_name = $1",
@@ -103,12 +114,13 @@ pub async fn stats(store: &Store, slot: &str) -> Result<Option<SlotStats>, Store
     .await?;
     let Some(row) = row else { return Ok(None) };
     Ok(Some(SlotStats {
-        active: row.try_get(0)?,
-        active_pid: row.try_get(1)?,
-        wal_status: row.try_get(2)?,
-        confirmed_lsn: row.try_get(3)?,
-        lag_bytes: row.try_get(4)?,
-        retained_bytes: row.try_get(5)?,
+        database: row.try_get(0)?,
+        active: row.try_get(1)?,
+        active_pid: row.try_get(2)?,
+        wal_status: row.try_get(3)?,
+        confirmed_lsn: row.try_get(4)?,
+        lag_bytes: row.try_get(5)?,
+        retained_bytes: row.try_get(6)?,
     }))
 }
 
@@ -154,4 +166,21 @@ pub async fn heartbeat(store: &Store) -> Result<(), StoreError> {
         .execute(store.pool())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_slot_name;
+
+    #[test]
+    fn default_slot_names_fit_and_stay_apart() {
+        assert_eq!(default_slot_name("Orders-DB"), "relay_orders_db");
+        let base = format!("chaos_bench_{}", "0123456789abcdef".repeat(2));
+        let (a, b) = (default_slot_name(&format!("{base}_postgres_16_1")), default_slot_name(&format!("{base}_postgres_16_16")));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(a, default_slot_name(&format!("{base}_postgres_16_1")), "the same database, the same slot");
+        let long = "é".repeat(40);
+        assert!(default_slot_name(&long).len() <= 63);
+    }
 }

@@ -50,7 +50,14 @@ pub async fn run(ctx: ServiceContext, config: RelayConfig, status: RelayStatus) 
              rows written to them before now were not streamed: run `runner relay reconcile` to find them"
         );
     }
-    let created = if slot::stats(store, &slot_name).await?.is_none() {
+    let existing = slot::stats(store, &slot_name).await?;
+    if let Some(other) = existing.as_ref().and_then(|s| s.database.clone()).filter(|d| *d != database) {
+        return Err(RelayError::Setup(format!(
+            "replication slot {slot_name} decodes database {other}, not {database}: each database needs a slot of \
+             its own; name one with `slot = \"...\"` under [relay]"
+        )));
+    }
+    let created = if existing.is_none() {
         slot::create(store, &slot_name).await?;
         tracing::info!(slot = slot_name, "replication slot created");
         true
