@@ -106,7 +106,7 @@ bad_statuses = ["LOST"]
             "test.toml:9:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`",
             "test.toml:10:14: batch_size must be at least 1",
             "test.toml:14:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
+            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
             "test.toml:24:9: `payment requests` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)",
             r#"test.toml:27:28: invalid handler parameter: invalid type: string "a lot", expected i64"#,
             "test.toml:28:22: attempts must be at least 1 (the first attempt counts)",
@@ -179,7 +179,7 @@ on_sucess = "payment.refunded"
 "#,
         expected: &[
             "test.toml:1:1: `consumers[0]`: missing field `on_success`",
-            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
         ],
     },
     Case {
@@ -207,6 +207,27 @@ max_in_flight = -1
             "test.toml:5:17: max_in_flight = 0 is out of range: 1 (one message after the other) to 1024",
             "test.toml:11:17: max_in_flight = 5000 is out of range: 1 (one message after the other) to 1024",
             "test.toml:17:17: `consumers[2].max_in_flight`: invalid value: integer `-1`, expected u32",
+        ],
+    },
+    Case {
+        name: "max_group out of range: zero, above its consumer's max_in_flight",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.succeeded"
+max_group = 0
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+max_in_flight = 4
+max_group = 8
+"#,
+        expected: &[
+            "test.toml:5:13: max_group = 0 is out of range: 1 (a transaction per message) to max_in_flight (16)",
+            "test.toml:12:13: max_group = 8 is out of range: 1 (a transaction per message) to max_in_flight (4)",
         ],
     },
     Case {
@@ -909,7 +930,7 @@ retries = 3
         expected: &[
             "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`",
             "payment.toml:3:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`",
+            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
         ],
     },
     SystemCase {
