@@ -22,6 +22,9 @@ use crate::store::Tx;
 use crate::telemetry;
 use crate::transport::HandleError;
 
+/// How long a stopping consumer waits for its committer's last group.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One message's work inside a transaction. It may run twice (in a group that then fails,
 /// and alone), so it is `Fn` and must keep every effect inside `tx`.
 type Work<T> = Box<dyn for<'t> Fn(&'t mut Tx) -> BoxFuture<'t, Result<T, HandleError>> + Send + Sync>;
@@ -35,14 +38,13 @@ struct Job<T> {
 }
 
 /// The committer of one consumer: a task that takes the work of its running messages and
-/// commits it in groups. It ends when the consumer (every clone of this handle) is gone.
-#[derive(Clone)]
+/// commits it in groups, until [`GroupCommit::close`].
 pub struct GroupCommit<T> {
     name: Arc<str>,
     ctx: ServiceContext,
     /// `None` when groups hold one message: each then commits in its own task, at once,
     /// beside the consumer's other messages (no committer to queue behind).
-    jobs: Option<mpsc::Sender<Job<T>>>,
+    jobs: Option<(mpsc::Sender<Job<T>>, tokio::task::JoinHandle<()>)>,
 }
 
 impl<T: Send + 'static> GroupCommit<T> {
@@ -53,8 +55,22 @@ impl<T: Send + 'static> GroupCommit<T> {
             return GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: None };
         }
         let (jobs, queue) = mpsc::channel(max_in_flight.max(1));
-        tokio::spawn(commit_groups(ctx.clone(), name.to_string(), queue, max_group));
-        GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: Some(jobs) }
+        let task = tokio::spawn(commit_groups(ctx.clone(), name.to_string(), queue, max_group));
+        GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: Some((jobs, task)) }
+    }
+
+    /// Ends the committer once what it was handed has committed. Called when the consumer
+    /// stopped: a committer left to end on its own could outlive its service and be dropped
+    /// with the runtime, its context (broker clients included) with it.
+    pub async fn close(self) {
+        if let Some((jobs, mut task)) = self.jobs {
+            drop(jobs);
+            // Bounded: a database that stopped answering must not hold the stop up.
+            if tokio::time::timeout(CLOSE_WITHIN, &mut task).await.is_err() {
+                tracing::warn!(consumer = %self.name, "the committer did not finish within {CLOSE_WITHIN:?}; dropped");
+                task.abort();
+            }
+        }
     }
 
     /// Runs `work` in the next group and returns its result once that group committed (or
@@ -65,7 +81,7 @@ impl<T: Send + 'static> GroupCommit<T> {
     {
         let work: Work<T> = Box::new(work);
         let span = tracing::Span::current();
-        let Some(jobs) = &self.jobs else {
+        let Some((jobs, _)) = &self.jobs else {
             metrics::histogram!(telemetry::TRANSACTION_MESSAGES, "consumer" => self.name.to_string()).record(1.0);
             let result = alone(&self.ctx, &work, &span).await;
             if result.is_ok() {
@@ -188,7 +204,7 @@ mod tests {
     async fn a_failing_message_fails_alone_and_its_group_commits_without_it() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(&dir).await;
-        let committer = GroupCommit::<i64>::start(&ctx, "payment-svc/charge", 8, 8);
+        let committer = Arc::new(GroupCommit::<i64>::start(&ctx, "payment-svc/charge", 8, 8));
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
         let message = |id: i64| {

@@ -58,6 +58,7 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
         on_message(&ctx, &orchestrator, &committer, &inbox_name, raw, from_dead_letters)
     })
     .await;
+    committer.close().await;
     let _ = timer.await;
     if let Some(analysis) = analysis {
         let _ = analysis.await;

@@ -71,6 +71,7 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
         measured(&ctx, &config, &committer, &inbox_name, incoming)
     })
     .await;
+    committer.close().await;
     tracing::info!(consumer = name, "consumer stopped");
     Ok(())
 }

@@ -95,10 +95,43 @@ impl ConsumerContext for Guard {
     }
 }
 
+/// librdkafka's stream consumer, closed on a thread of its own when its last handle goes.
+///
+/// Closing leaves the group, and librdkafka's close serves the rebalance events still queued:
+/// an assignment that arrives while the group is still joining is applied with no deadline
+/// and can wait forever (seen in tests stopped a second after start). Closed off the async
+/// runtime, such a close never blocks a Tokio worker or the runtime's own shutdown; at worst
+/// it holds one parked thread.
+pub(crate) struct ConsumerClient(Option<StreamConsumer<Guard>>);
+
+impl ConsumerClient {
+    pub(super) fn new(consumer: StreamConsumer<Guard>) -> Self {
+        ConsumerClient(Some(consumer))
+    }
+}
+
+impl std::ops::Deref for ConsumerClient {
+    type Target = StreamConsumer<Guard>;
+
+    fn deref(&self) -> &Self::Target {
+        // Taken only by `drop`.
+        self.0.as_ref().expect("a consumer client is present until dropped")
+    }
+}
+
+impl Drop for ConsumerClient {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            // When no thread can be started, the closure (and the consumer) is dropped here.
+            let _ = std::thread::Builder::new().name("consumer-close".into()).spawn(move || drop(consumer));
+        }
+    }
+}
+
 /// A consumer of the transport: librdkafka's stream consumer with a [`Guard`], the topics it
 /// needs, and its `group.instance.id` slot.
 pub struct Consumer {
-    pub(super) inner: Arc<StreamConsumer<Guard>>,
+    pub(super) inner: Arc<ConsumerClient>,
     broker: Broker,
     /// Topics to recreate when the broker lost them (regex subscriptions are not).
     topics: Vec<String>,
@@ -113,7 +146,7 @@ pub struct Consumer {
 
 impl Consumer {
     pub(super) fn new(
-        inner: Arc<StreamConsumer<Guard>>,
+        inner: Arc<ConsumerClient>,
         broker: Broker,
         group: &str,
         topics: Vec<String>,
@@ -126,7 +159,7 @@ impl Consumer {
     }
 
     /// A follower of a compacted topic, assigned from its first record.
-    pub(super) fn follower(inner: Arc<StreamConsumer<Guard>>, broker: Broker, topic: &str) -> Self {
+    pub(super) fn follower(inner: Arc<ConsumerClient>, broker: Broker, topic: &str) -> Self {
         let (topics, subscribed) = (vec![topic.to_string()], vec![topic.to_string()]);
         Consumer { inner, broker, topics, subscribed, group: None, compacted: true, _slot: None }
     }

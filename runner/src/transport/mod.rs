@@ -248,8 +248,8 @@ impl Broker {
     }
 
     /// `consumer`, paused by the broker watch when the broker goes away.
-    fn watched(&self, consumer: StreamConsumer<guard::Guard>) -> Arc<StreamConsumer<guard::Guard>> {
-        let consumer = Arc::new(consumer);
+    fn watched(&self, consumer: StreamConsumer<guard::Guard>) -> Arc<guard::ConsumerClient> {
+        let consumer = Arc::new(guard::ConsumerClient::new(consumer));
         if let Some(watch) = &self.watch {
             watch.register(&consumer);
         }

@@ -18,9 +18,9 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::Consumer as _;
 
-use super::guard::Guard;
+use super::guard::ConsumerClient;
 
 /// How often the bootstrap addresses are probed while consumers are registered.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The consumers of one broker and the task probing it (started with the first consumer).
 pub(super) struct BrokerWatch {
     addresses: Vec<String>,
-    consumers: Mutex<Vec<Weak<StreamConsumer<Guard>>>>,
+    consumers: Mutex<Vec<Weak<ConsumerClient>>>,
     probing: OnceLock<()>,
 }
 
@@ -49,7 +49,7 @@ impl BrokerWatch {
 
     /// Watches `consumer` until it is dropped; starts probing on the first one (outside a
     /// Tokio runtime nothing is probed).
-    pub(super) fn register(self: &Arc<Self>, consumer: &Arc<StreamConsumer<Guard>>) {
+    pub(super) fn register(self: &Arc<Self>, consumer: &Arc<ConsumerClient>) {
         self.lock().push(Arc::downgrade(consumer));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.probing.get_or_init(|| {
@@ -58,13 +58,13 @@ impl BrokerWatch {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<StreamConsumer<Guard>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<ConsumerClient>>> {
         // Nothing panics while the lock is held; take the list back if that ever changes.
         self.consumers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The consumers still alive (the dropped ones are forgotten).
-    fn live(&self) -> Vec<Arc<StreamConsumer<Guard>>> {
+    fn live(&self) -> Vec<Arc<ConsumerClient>> {
         let mut consumers = self.lock();
         consumers.retain(|c| c.strong_count() > 0);
         consumers.iter().filter_map(Weak::upgrade).collect()
