@@ -147,7 +147,9 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     })
     .await;
     assert_eq!(control["canary"]["payment"]["by"], "analysis");
-    // After the rollback new orders all go to stable.
+    // After the rollback new orders all go to stable. Orders posted before it may still be
+    // routed in a transaction that decided before the rollback: they end first.
+    system.wait_all_terminal(posted, Duration::from_secs(60)).await;
     let before = scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await;
     let more = post_many(&system, posted, 40).await.len();
     system.wait_all_terminal(posted + more, Duration::from_secs(60)).await;
