@@ -83,22 +83,16 @@ impl<T: Send + 'static> GroupCommit<T> {
         let span = tracing::Span::current();
         let Some((jobs, _)) = &self.jobs else {
             metrics::histogram!(telemetry::TRANSACTION_MESSAGES, "consumer" => self.name.to_string()).record(1.0);
-            let result = alone(&self.ctx, &work, &span).await;
-            if result.is_ok() {
-                self.ctx.outbox_written.notify_one();
-            }
-            return result;
+            return alone(&self.ctx, &work, &span).await;
         };
         // The committer lives as long as this handle; it is gone only when a handler panicked
         // in it, and then the consumer fails the same way (its supervisor restarts it).
         let (done, result) = oneshot::channel();
-        if jobs.send(Job { work, span, done }).await.is_err() {
-            panic!("the committer of {} stopped: a handler panicked", self.name);
-        }
-        match result.await {
-            Ok(result) => result,
-            Err(_) => panic!("the committer of {} stopped: a handler panicked", self.name),
-        }
+        let answered = match jobs.send(Job { work, span, done }).await {
+            Ok(()) => result.await.ok(),
+            Err(_) => None,
+        };
+        answered.unwrap_or_else(|| panic!("the committer of {} stopped: a handler panicked", self.name))
     }
 }
 
@@ -129,11 +123,7 @@ async fn commit_group<T>(ctx: &ServiceContext, name: &str, group: &mut Vec<Job<T
         }
     }
     for job in group.drain(..) {
-        let result = alone(ctx, &job.work, &job.span).await;
-        if result.is_ok() {
-            ctx.outbox_written.notify_one();
-        }
-        let _ = job.done.send(result);
+        let _ = job.done.send(alone(ctx, &job.work, &job.span).await);
     }
 }
 
@@ -148,11 +138,13 @@ async fn together<T>(ctx: &ServiceContext, group: &[Job<T>]) -> Result<Vec<T>, H
     Ok(results)
 }
 
-/// One message in a transaction of its own (dropped uncommitted, it rolls back).
+/// One message in a transaction of its own (dropped uncommitted, it rolls back); a relay in
+/// this process is woken once it committed.
 async fn alone<T>(ctx: &ServiceContext, work: &Work<T>, span: &tracing::Span) -> Result<T, HandleError> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
     let result = work(&mut tx).instrument(span.clone()).await?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
+    ctx.outbox_written.notify_one();
     Ok(result)
 }
 
