@@ -167,7 +167,9 @@ async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()>
         let mut conn = sqlx::AnyConnection::connect(scratch.admin.as_str()).await?;
         let (wal_level,): (String,) = sqlx::query_as("SHOW wal_level").fetch_one(&mut conn).await?;
         if wal_level != "logical" {
-            bail!("PostgreSQL runs with wal_level={wal_level}, the WAL relay needs logical; run scripts/prepare-postgres");
+            bail!(
+                "PostgreSQL runs with wal_level={wal_level}, the WAL relay needs logical; run scripts/prepare-postgres"
+            );
         }
     }
     let ceiling =
@@ -382,7 +384,15 @@ async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyh
     if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
         eprintln!("warning: runner up still running 30 s after SIGTERM; killed");
     }
-    Ok(Figures { idle_cpu_share, burst, paced, rate: args.rate, peak_rss_mb, hops, groups: (burst_groups, paced_groups) })
+    Ok(Figures {
+        idle_cpu_share,
+        burst,
+        paced,
+        rate: args.rate,
+        peak_rss_mb,
+        hops,
+        groups: (burst_groups, paced_groups),
+    })
 }
 
 async fn wait_ready(api: &str, timeout: Duration) -> anyhow::Result<()> {

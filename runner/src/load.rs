@@ -87,6 +87,84 @@ pub async fn post_orders(
     Ok(Posted { ids: ids.into_iter().map(|(_, id)| id).collect(), elapsed: started.elapsed() })
 }
 
+/// What became of one order of [`post_following`].
+#[derive(Debug)]
+pub struct PostResult {
+    /// The order's place in the load (0, 1, …).
+    pub index: u64,
+    /// When it was sent.
+    pub sent_at: Instant,
+    /// The order id of a `202`, or why there was none.
+    pub outcome: Result<String, LoadError>,
+}
+
+/// Posts orders at a rate that follows `rate_at(elapsed)` (orders per second; 0 pauses) for
+/// `duration` or until `stop`, by `clients` keep-alive connections; order `i` is `next(i)`.
+/// Each result goes to `results` as it comes. Returns how many orders were sent.
+///
+/// Sends are scheduled by the clock, one every `1 / rate` seconds; when every client is busy
+/// the next send waits for one (the system under test is slower than the asked rate).
+pub async fn post_following(
+    api: &str,
+    clients: usize,
+    duration: Duration,
+    rate_at: impl Fn(Duration) -> f64,
+    mut next: impl FnMut(u64) -> Value,
+    results: tokio::sync::mpsc::UnboundedSender<PostResult>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<u64, LoadError> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| LoadError::Api { api: api.to_string(), message: format!("cannot build an HTTP client: {e}") })?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(clients.max(1)));
+    let started = Instant::now();
+    let mut due = started;
+    let mut sent = 0u64;
+    loop {
+        let elapsed = due.saturating_duration_since(started);
+        if elapsed >= duration || stop.is_cancelled() {
+            break;
+        }
+        let rate = rate_at(elapsed);
+        if !(rate.is_finite() && rate > 0.0) {
+            // A pause: look again in a tenth of a second.
+            due += Duration::from_millis(100);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = stop.cancelled() => break,
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = stop.cancelled() => break,
+        }
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(|_| LoadError::Api { api: api.to_string(), message: "the load stopped".into() })?,
+            _ = stop.cancelled() => break,
+        };
+        let (client, api, body, results, index) = (client.clone(), api.to_string(), next(sent), results.clone(), sent);
+        tokio::spawn(async move {
+            let sent_at = Instant::now();
+            let outcome = post_one(&client, &api, &body).await;
+            let _ = results.send(PostResult { index, sent_at, outcome });
+            drop(slot);
+        });
+        sent += 1;
+        due += Duration::from_secs_f64(1.0 / rate);
+        // Far behind (every client was busy): do not burst to catch up.
+        let now = Instant::now();
+        if now > due + Duration::from_secs(1) {
+            due = now;
+        }
+    }
+    // Wait for the posts in flight, so every sent order has its result.
+    let _ = slots.acquire_many(clients.max(1) as u32).await;
+    Ok(sent)
+}
+
 async fn post_one(client: &reqwest::Client, api: &str, order: &Value) -> Result<String, LoadError> {
     let failed = |message: String| LoadError::Api { api: api.to_string(), message };
     let mut delay = Duration::from_millis(50);

@@ -1,5 +1,7 @@
 //! The `runner` command line: run one pipeline, run them all (`up`), check, graph, schema,
-//! and check the relay (`relay reconcile`).
+//! check the relay (`relay reconcile`), and run game days (`gameday`, in `gameday_cli.rs`).
+
+mod gameday_cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,10 +64,13 @@ enum Command {
     },
     /// Print a pipeline's saga as a Mermaid diagram.
     Graph { file: PathBuf },
-    /// Print (or write) the JSON Schema of pipeline files.
+    /// Print (or write) the JSON Schema of pipeline files (or of game-day scenarios).
     Schema {
         #[arg(long, value_name = "PATH")]
         write: Option<PathBuf>,
+        /// The schema of game-day scenario files instead.
+        #[arg(long)]
+        gameday: bool,
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
@@ -78,6 +83,46 @@ enum Command {
     Relay {
         #[command(subcommand)]
         command: RelayCommand,
+    },
+    /// Game days: run a scenario, print a run's report.
+    Gameday {
+        #[command(subcommand)]
+        command: GamedayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GamedayCommand {
+    /// Run a scenario file and follow it. Exit code 0: the hypothesis held and the audit is
+    /// green; 1: it did not; 2: a stop condition (or Ctrl-C) aborted it; 3: it could not run.
+    Run {
+        /// The scenario, e.g. pipelines/gamedays/baseline.toml.
+        file: PathBuf,
+        /// The running system (where gameday-svc answers), e.g. http://127.0.0.1:8080.
+        /// Without it, the system of the pipelines beside the scenario folder is started
+        /// here on embedded defaults for the run.
+        #[arg(long)]
+        target: Option<String>,
+        /// Admin token for gameday-svc (default: the token of the gameday pipeline's [admin]).
+        #[arg(long, env = "RUNNER_GAMEDAY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Write the run's report here when it ends (`.html`, else Markdown).
+        #[arg(long, value_name = "PATH")]
+        report: Option<PathBuf>,
+    },
+    /// Print (or write) the report of a run.
+    Report {
+        /// The run's id.
+        run: String,
+        /// Where gameday-svc answers.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// `md`, `html` or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+        format: String,
+        /// Write it here instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -123,6 +168,10 @@ struct ReconcileArgs {
 fn main() -> ExitCode {
     runner::telemetry::process_started();
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Gameday { .. })) && std::env::var_os("RUST_LOG").is_none() {
+        // The progress line, not the log of a system started for the run, is what to see.
+        std::env::set_var("RUST_LOG", "warn,rdkafka=error");
+    }
     let export = spans_to_export(&cli);
     runner::traces::init_subscriber(cli.log_format == "json", export.as_ref());
     match run(cli) {
@@ -145,8 +194,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::graph::mermaid(&saga.definition));
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Schema { write }) => {
-            let schema = config::pipeline_schema();
+        Some(Command::Schema { write, gameday }) => {
+            let schema = if gameday { config::scenario::scenario_schema() } else { config::pipeline_schema() };
             match write {
                 Some(path) => {
                     std::fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?
@@ -194,6 +243,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
             }))
+        }
+        Some(Command::Gameday { command: GamedayCommand::Run { file, target, token, report } }) => {
+            Ok(gameday_cli::run(gameday_cli::RunArgs { file, target, token, report }))
+        }
+        Some(Command::Gameday { command: GamedayCommand::Report { run, target, format, output } }) => {
+            Ok(gameday_cli::report(&run, &target, &format, output.as_deref()))
         }
         Some(Command::Up { dir, data_dir, overrides }) => {
             let files = config::pipeline_files(&dir)
@@ -337,11 +392,13 @@ async fn wait_for_signal() {
     }
 }
 
-/// `runner check`: every problem of every file, as `file:line:column: message`.
+/// `runner check`: every problem of every file, as `file:line:column: message`. Game-day
+/// scenarios (the files of a `gamedays` folder) are checked as scenarios.
 fn check(paths: Vec<PathBuf>) -> ExitCode {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
     let mut files = Vec::new();
     let mut context = Vec::new();
+    let mut scenarios = Vec::new();
     for path in &paths {
         if path.is_dir() {
             match config::pipeline_files(path) {
@@ -351,6 +408,10 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+            let folder = path.join(config::scenario::SCENARIO_DIR);
+            scenarios.extend(config::scenario::scenario_files(&folder).unwrap_or_default());
+        } else if config::scenario::is_scenario_file(path) {
+            scenarios.push(path.clone());
         } else {
             files.push(path.clone());
             // The other pipelines beside a file are the rest of its system.
@@ -359,15 +420,35 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             }
         }
     }
-    match config::load_system(&files, &context, &LoadOptions::default()) {
-        Ok(loaded) => {
-            println!("{} pipeline file(s) OK", loaded.len());
-            ExitCode::SUCCESS
+    let mut problems = Vec::new();
+    let loaded = if files.is_empty() {
+        0
+    } else {
+        match config::load_system(&files, &context, &LoadOptions::default()) {
+            Ok(loaded) => loaded.len(),
+            Err(diagnostics) => {
+                problems.extend(diagnostics.0);
+                0
+            }
         }
-        Err(diagnostics) => {
-            println!("{diagnostics}");
-            eprintln!("{} problem(s) found", diagnostics.0.len());
-            ExitCode::FAILURE
+    };
+    let mut scenarios_ok = 0;
+    for file in &scenarios {
+        match config::scenario::load_scenario(file) {
+            Ok(_) => scenarios_ok += 1,
+            Err(diagnostics) => problems.extend(diagnostics.0),
         }
+    }
+    if problems.is_empty() {
+        println!("{loaded} pipeline file(s) OK");
+        if !scenarios.is_empty() {
+            println!("{scenarios_ok} game-day scenario(s) OK");
+        }
+        ExitCode::SUCCESS
+    } else {
+        let count = problems.len();
+        println!("{}", config::Diagnostics(problems));
+        eprintln!("{count} problem(s) found");
+        ExitCode::FAILURE
     }
 }

@@ -36,6 +36,13 @@ pub struct CanarySetting {
     pub by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Lease: at this time the percentage goes back to `then_percent` by itself (a game day
+    /// that dies leaves no canary shift behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// The percentage in force once the lease ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_percent: Option<f64>,
 }
 
 /// One record of the control topic, decoded.

@@ -214,7 +214,7 @@ pub const MAX_BROKER_OUTAGE: Duration = Duration::from_secs(600);
 /// The longest lease (`ttl`) a rule may have.
 pub const MAX_LEASE: Duration = Duration::from_secs(31_557_600);
 /// A value as quoted back in a message: at most 40 characters of it.
-fn shortened(text: &str) -> String {
+pub fn shortened(text: &str) -> String {
     match text.char_indices().nth(40) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),

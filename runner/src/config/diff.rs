@@ -102,6 +102,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
         admin,
         chaos,
         chaos_api,
+        gameday,
         analytics,
         slo,
         telemetry,
@@ -119,6 +120,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
         admin: old_admin,
         chaos: old_chaos,
         chaos_api: old_chaos_api,
+        gameday: old_gameday,
         analytics: old_analytics,
         slo: old_slo,
         telemetry: old_telemetry,
@@ -136,6 +138,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     fixed("[relay]", old_relay == relay);
     fixed("[dlq_admin]", old_dlq_admin == dlq_admin);
     fixed("[chaos_api]", old_chaos_api == chaos_api);
+    fixed("[gameday]", old_gameday == gameday);
     fixed("[schemas]", old_schemas == schemas);
     fixed("[admin]", old_admin == admin);
     fixed("[telemetry]", old_telemetry == telemetry);

@@ -67,6 +67,14 @@ pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Checks the TOML syntax (an error there stops everything), then the shape of every value
 /// (see [`shape`](super::shape)).
 pub fn parse_spec(source: &SourceMap, text: &str) -> Result<Shaped, Vec<Diagnostic>> {
+    parse_spec_as::<PipelineSpec>(source, text)
+}
+
+/// As [`parse_spec`], for a file of another shape `T` (a game-day scenario).
+pub fn parse_spec_as<T: serde::de::DeserializeOwned>(
+    source: &SourceMap,
+    text: &str,
+) -> Result<Shaped, Vec<Diagnostic>> {
     let table: toml::Table = match toml::from_str(text) {
         Ok(table) => table,
         Err(e) => {
@@ -75,7 +83,7 @@ pub fn parse_spec(source: &SourceMap, text: &str) -> Result<Shaped, Vec<Diagnost
             return Err(vec![source.at_offset(offset, format!("invalid TOML: {message}"))]);
         }
     };
-    Ok(shape::check(source, table))
+    Ok(shape::check_as::<T>(source, table))
 }
 
 /// Reads, layers and compiles one pipeline file.
@@ -134,6 +142,12 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
         }
     };
     attach_schemas(path, &spec, &source, &mut pipeline)?;
+    if let Some(gameday) = &mut pipeline.gameday {
+        // Scenario files and the system's objectives are found beside the pipeline file.
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        gameday.scenarios_dir = base.join(&gameday.scenarios_dir);
+        gameday.system_dir = base.to_path_buf();
+    }
     let hash = format!("{:016x}", crate::chaos::stable_hash("config", text));
     Ok(LoadedPipeline { path: path.to_path_buf(), pipeline, source, spec, hash })
 }

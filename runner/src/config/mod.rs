@@ -7,6 +7,7 @@ pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod scenario;
 mod shape;
 pub mod spec;
 

@@ -44,6 +44,7 @@ pub struct Pipeline {
     /// Whether chaos is on for this service, and the rules of its file.
     pub chaos: crate::chaos::ChaosSettings,
     pub chaos_api: Option<ChaosApiConfig>,
+    pub gameday: Option<crate::services::gameday::GamedayConfig>,
     /// Service-level objectives declared in this file.
     pub slo: Vec<crate::slo::Objective>,
     pub analytics: Option<AnalyticsConfig>,
@@ -72,6 +73,7 @@ impl Pipeline {
             variant: _,
             chaos: _, // its control topics belong to every runner, see `runtime`
             chaos_api: _,
+            gameday: _, // sends orders over HTTP and faults through chaos-svc
             slo: _,
             analytics,
             telemetry: _,

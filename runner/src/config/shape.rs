@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 /// this keeps a file full of mistakes (thousands of unknown tables) linear to check.
 pub const MAX_SHAPE_PROBLEMS: usize = 50;
 
-use super::spec::PipelineSpec;
 use crate::diagnostic::{Anchor, Diagnostic, KeyPath, Segment, SourceMap};
 
 /// The document with every ill-shaped value trimmed away, and what was wrong.
@@ -58,8 +57,9 @@ impl Shaped {
     }
 }
 
-/// Checks the shape of `table`, trimming what is wrong (see the module docs).
-pub fn check(source: &SourceMap, table: toml::Table) -> Shaped {
+/// Checks the shape of `table` as a `T` (a pipeline file, a game-day scenario), trimming what
+/// is wrong (see the module docs).
+pub fn check_as<T: serde::de::DeserializeOwned>(source: &SourceMap, table: toml::Table) -> Shaped {
     let mut document = toml::Value::Table(table);
     let mut shaped = Shaped { document: None, problems: Vec::new(), renumbered: BTreeMap::new(), removed: Vec::new() };
     // Tables a key was removed from: a "missing field" there is that key's, already reported.
@@ -68,7 +68,7 @@ pub fn check(source: &SourceMap, table: toml::Table) -> Shaped {
     // Each round removes at least one value, so this bounds the rounds.
     let mut rounds = (count_values(&document) + 1).min(MAX_SHAPE_PROBLEMS);
     loop {
-        let error = match serde_path_to_error::deserialize::<_, PipelineSpec>(document.clone()) {
+        let error = match serde_path_to_error::deserialize::<_, T>(document.clone()) {
             Ok(_) => break,
             Err(error) => error,
         };

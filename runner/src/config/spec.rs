@@ -90,6 +90,10 @@ pub struct PipelineSpec {
     /// Serve chaos-svc (`/api/chaos`): manage rules and the canary percentage at runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos_api: Option<ChaosApiSpec>,
+    /// Run gameday-svc (`/api/gamedays`): scripted experiments with load, timed faults,
+    /// stop conditions, an audit and a report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gameday: Option<GamedaySpec>,
     /// Run streams-analytics: windowed figures of the saga's events, and `GET /api/slo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytics: Option<AnalyticsSpec>,
@@ -214,6 +218,22 @@ pub struct ChaosApiSpec {
     /// Longest lease a rule may ask for (default `"24h"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GamedaySpec {
+    /// Folder of scenario files, relative to this pipeline file (default `gamedays`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenarios: Option<String>,
+    /// Where the system's APIs answer (order-api, chaos-svc, the runtime routes), e.g.
+    /// `http://127.0.0.1:8080`. Default: this process's own address, as under `runner up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_url: Option<String>,
+    /// What the relay does with published rows (`[relay] after_publish`, default `"mark"`):
+    /// the audit reconciles the outbox with the topics unless rows are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_after_publish: Option<AfterPublish>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

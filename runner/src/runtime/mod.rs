@@ -37,6 +37,7 @@ use crate::saga::SagaConfig;
 use crate::services::analytics::AnalyticsConfig;
 use crate::services::chaos_api::ChaosApiConfig;
 use crate::services::dlq_admin::DlqAdminConfig;
+use crate::services::gameday::{self, GamedayConfig};
 use crate::services::order_api::OrderApiConfig;
 use crate::services::{analytics, chaos_api, dlq_admin, orchestrator, order_api, relay, worker, ServiceContext};
 use crate::store::{Store, StoreError};
@@ -285,11 +286,13 @@ async fn start_units(
     admin_tokens.dedup();
     let admin = AdminConfig { tokens: admin_tokens };
     let own = control::OwnServices::default();
+    // This process's address, for parts that call the system through its own routes.
+    let own_url: Arc<std::sync::OnceLock<String>> = Arc::default();
     let mut app = Routes::new();
     let mut service_units = Vec::new();
     for (unit, ctx) in units.into_iter().zip(&contexts) {
         let set_at_ms = reload::modified_ms(unit.path.as_deref());
-        let started = start_sections(ctx, &unit.pipeline, set_at_ms)?;
+        let started = start_sections(ctx, &unit.pipeline, set_at_ms, &own_url)?;
         let (chaos, service) = (chaos.clone(), unit.pipeline.service.clone());
         app = app.merge(started.routes.map(|routes| crate::chaos::http::layer(routes, chaos, &service)));
         let groups = unit.pipeline.consumer_groups();
@@ -362,6 +365,8 @@ async fn start_units(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| RuntimeError::Listen { addr: listen, source })?;
+    let reachable = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+    let _ = own_url.set(format!("http://{reachable}"));
     let server_shutdown = shutdown.clone();
     tasks.spawn(crate::http::serve(listener, app, crate::http::ServerLimits::DEFAULT, server_shutdown));
     tasks.close();
@@ -385,7 +390,12 @@ struct Started {
 
 /// Starts every section of one pipeline that runs on its own (consumers, chaos settings and
 /// the canary percentage are applied by [`ServiceUnit::apply`], as on a reload).
-fn start_sections(ctx: &ServiceContext, pipeline: &Pipeline, set_at_ms: i64) -> Result<Started, RuntimeError> {
+fn start_sections(
+    ctx: &ServiceContext,
+    pipeline: &Pipeline,
+    set_at_ms: i64,
+    own_url: &Arc<std::sync::OnceLock<String>>,
+) -> Result<Started, RuntimeError> {
     // Destructured without `..`: a new section does not compile until it says how it starts.
     let Pipeline {
         service: _,
@@ -404,6 +414,7 @@ fn start_sections(ctx: &ServiceContext, pipeline: &Pipeline, set_at_ms: i64) -> 
         variant: _,
         chaos: _, // applied by `ServiceUnit::apply`
         chaos_api,
+        gameday,
         slo,
         analytics,
         telemetry: _, // set up once per process by the binary
@@ -421,6 +432,9 @@ fn start_sections(ctx: &ServiceContext, pipeline: &Pipeline, set_at_ms: i64) -> 
     }
     if let Some(config) = chaos_api {
         routes = routes.nest(chaos_api::PREFIX, start_chaos_api(ctx, config, admin)?);
+    }
+    if let Some(config) = gameday {
+        routes = routes.nest(gameday::PREFIX, start_gameday(ctx, config, admin, own_url));
     }
     let analytics = analytics.as_ref().map(|config| start_analytics(config, slo));
     if let Some(part) = &analytics {
@@ -464,6 +478,23 @@ fn start_chaos_api(ctx: &ServiceContext, config: &ChaosApiConfig, admin: &AdminC
     let routes = chaos_api::router(ctx.clone(), config.clone(), admin)?;
     supervise(ctx, "injections", control::follow_injections);
     Ok(routes)
+}
+
+/// gameday-svc: its routes; runs left live by a process that died are marked interrupted.
+fn start_gameday(
+    ctx: &ServiceContext,
+    config: &GamedayConfig,
+    admin: &AdminConfig,
+    own_url: &Arc<std::sync::OnceLock<String>>,
+) -> Routes {
+    let system_dir = config.system_dir.clone();
+    let compile: gameday::ScenarioCompiler = Arc::new(move |path, text| {
+        let objectives = crate::config::scenario::objectives_in(&system_dir);
+        crate::config::scenario::load_scenario_text(path, text, &objectives).map_err(|d| d.to_string())
+    });
+    let recovering = ctx.clone();
+    tokio::spawn(async move { gameday::recover(&recovering).await });
+    gameday::router(ctx.clone(), config.clone(), admin, compile, own_url.clone())
 }
 
 /// The figures and settings of streams-analytics; its consumer starts in `ServiceUnit::apply`.

@@ -155,10 +155,18 @@ impl Canary {
     pub fn percent(&self) -> f64 {
         let step = self.config().step;
         if let Some(setting) = self.chaos.canary_setting(&step) {
-            let newer = setting.at_ms > self.state.lock().expect("canary lock").set_at_ms;
-            if newer {
-                let reason = setting.reason.clone().unwrap_or_else(|| "set through chaos-svc".into());
-                self.set(setting.percent, setting.at_ms, &setting.by, &reason);
+            let set_at_ms = self.state.lock().expect("canary lock").set_at_ms;
+            match (setting.expires_at_ms, setting.then_percent) {
+                // A leased setting whose lease ended: its `then_percent` applies, once.
+                (Some(expiry), Some(then)) if expiry <= crate::event::now_ms() && expiry > set_at_ms => {
+                    self.set(then, expiry, &setting.by, "the lease of the canary percentage ended");
+                }
+                (Some(expiry), Some(_)) if expiry <= crate::event::now_ms() => {}
+                _ if setting.at_ms > set_at_ms => {
+                    let reason = setting.reason.clone().unwrap_or_else(|| "set through chaos-svc".into());
+                    self.set(setting.percent, setting.at_ms, &setting.by, &reason);
+                }
+                _ => {}
             }
         }
         self.state.lock().expect("canary lock").percent
@@ -340,7 +348,14 @@ impl Canary {
             // `set` recorded it; the phase says the analysis did it, so it stays at 0.
             self.state.lock().expect("canary lock").phase = Phase::RolledBack;
         }
-        Some(CanarySetting { percent: to, at_ms: now, by: "analysis".into(), reason: Some(reason.clone()) })
+        Some(CanarySetting {
+            percent: to,
+            at_ms: now,
+            by: "analysis".into(),
+            reason: Some(reason.clone()),
+            expires_at_ms: None,
+            then_percent: None,
+        })
     }
 
     /// The rollout as the admin endpoint shows it.

@@ -266,6 +266,12 @@ struct CanaryBody {
     percent: f64,
     #[serde(default)]
     reason: Option<String>,
+    /// Lease, e.g. `"90s"`: then the percentage goes back to `then_percent` by itself.
+    #[serde(default)]
+    ttl: Option<String>,
+    /// The percentage once the lease ends (required with `ttl`).
+    #[serde(default)]
+    then_percent: Option<f64>,
 }
 
 async fn set_canary(
@@ -278,6 +284,8 @@ async fn set_canary(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `percent`: {message}"))
             .with_fields(vec![("percent".into(), message)]));
     }
+    let now = now_ms();
+    let expires_at_ms = canary_lease(&state, &body, now)?;
     let step = body.step.unwrap_or_else(|| "payment".to_string());
     if let Err(problem) = state.ctx.chaos.catalog().check_canary_step(&step) {
         return Err(ApiError::new(
@@ -288,12 +296,46 @@ async fn set_canary(
     }
     let setting = CanarySetting {
         percent: body.percent,
-        at_ms: now_ms(),
+        at_ms: now,
         by: admin.actor.clone(),
         reason: Some(body.reason.unwrap_or_else(|| format!("set by {} through chaos-svc", admin.actor))),
+        expires_at_ms,
+        then_percent: body.then_percent.filter(|_| expires_at_ms.is_some()),
     };
     write(&state, &admin, "chaos.canary", &step, ControlRecord::Canary(step.clone(), Some(setting))).await?;
     Ok(Json(json!({ "step": step, "canary": state.ctx.chaos.canary_setting(&step) })))
+}
+
+/// The end of a canary setting's lease: `ttl` within `max_ttl`, with the percentage to go
+/// back to; `422` naming the field otherwise.
+fn canary_lease(state: &AppState, body: &CanaryBody, now: i64) -> Result<Option<i64>, ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `{field}`: {message}"))
+            .with_fields(vec![(field.to_string(), message)])
+    };
+    let Some(ttl) = &body.ttl else {
+        return match body.then_percent {
+            Some(_) => Err(invalid("then_percent", "only a leased setting goes back; add `ttl`".into())),
+            None => Ok(None),
+        };
+    };
+    let ttl = humantime::parse_duration(ttl).map_err(|e| {
+        invalid(
+            "ttl",
+            format!("`{}` is not a duration ({e}); write it like \"90s\"", crate::chaos::rule::shortened(ttl)),
+        )
+    })?;
+    if ttl.is_zero() || ttl > state.config.max_ttl {
+        return Err(invalid(
+            "ttl",
+            format!("use more than 0 and at most {}", humantime::format_duration(state.config.max_ttl)),
+        ));
+    }
+    match body.then_percent {
+        Some(p) if (0.0..=100.0).contains(&p) => Ok(Some(now + ttl.as_millis() as i64)),
+        Some(p) => Err(invalid("then_percent", format!("{p} is not a percentage; use 0 to 100"))),
+        None => Err(invalid("then_percent", "a leased setting needs the percentage to go back to".into())),
+    }
 }
 
 /// Publishes a control record, waits until this runner has it back from the topic (so the

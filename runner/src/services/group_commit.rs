@@ -210,7 +210,11 @@ mod tests {
                             if id == 0 {
                                 let _ = gate.acquire().await;
                             }
-                            sqlx::query("INSERT INTO handled (id) VALUES ($1)").bind(id).execute(&mut **tx).await.unwrap();
+                            sqlx::query("INSERT INTO handled (id) VALUES ($1)")
+                                .bind(id)
+                                .execute(&mut **tx)
+                                .await
+                                .unwrap();
                             if id == 3 {
                                 return Err(HandleError::new(ErrorKind::HandlerFailed, "message 3 fails"));
                             }
@@ -237,7 +241,8 @@ mod tests {
                 Err(e) => assert_eq!((id, e.kind), (3, ErrorKind::HandlerFailed), "{e:?}"),
             }
         }
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM handled ORDER BY id").fetch_all(ctx.store.pool()).await.unwrap();
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM handled ORDER BY id").fetch_all(ctx.store.pool()).await.unwrap();
         assert_eq!(ids, vec![0, 1, 2, 4, 5, 6, 7], "the failing message left nothing, its neighbours everything");
         // Message 3 ran twice (counted in thousands): in the group, whose messages after it
         // were not tried, and alone; the six others ran alone once more.

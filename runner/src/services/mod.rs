@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod chaos_api;
 pub mod dlq_admin;
+pub mod gameday;
 pub mod group_commit;
 pub mod orchestrator;
 pub mod order_api;

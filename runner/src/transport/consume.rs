@@ -562,4 +562,3 @@ fn corrupted(raw: &RawMessage) -> RawMessage {
     copy.payload = Some(super::publish::CORRUPTED_PAYLOAD.to_vec());
     copy
 }
-

@@ -13,6 +13,22 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Broker, TransportError};
 
+/// The reading client's context: reaching the end of a partition is what the reader waits
+/// for, reported by librdkafka as an error; it is logged at debug level, not as an error.
+struct Reading;
+
+impl rdkafka::ClientContext for Reading {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) || reason.contains("PartitionEOF") {
+            tracing::debug!(%error, "end of partition");
+        } else {
+            tracing::warn!(%error, %reason, "broker client error while reading a topic");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Reading {}
+
 /// How long the broker may stay silent (metadata, watermarks, or no record while some are due).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,14 +72,14 @@ fn read_blocking(mut config: ClientConfig, bootstrap: &str, topic: &str) -> Resu
     };
     // A group id is needed to fetch assigned partitions; with assign() the group is never
     // joined, and nothing is committed.
-    let consumer: BaseConsumer = config
+    let consumer: BaseConsumer<Reading> = config
         .set("group.id", format!("chaos-symphony-read-{}", uuid::Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
         .set("fetch.wait.max.ms", "100")
-        .create()?;
+        .create_with_context(Reading)?;
     let metadata = consumer.fetch_metadata(Some(topic), ANSWER_TIMEOUT).map_err(|e| no_answer("metadata", &e))?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(TopicContents::default());

@@ -1,14 +1,15 @@
-//! Passes for the HTTP APIs: `[order_api]`, `[dlq_admin]` and `[chaos_api]`.
+//! Passes for the HTTP APIs: `[order_api]`, `[dlq_admin]`, `[chaos_api]` and `[gameday]`.
 
 use std::time::Duration;
 
 use super::service::require_tokens;
 use super::{Bounds, Compiler};
 use crate::admin::AdminConfig;
-use crate::config::spec::{ChaosApiSpec, DlqAdminSpec, OrderApiSpec};
+use crate::config::spec::{ChaosApiSpec, DlqAdminSpec, GamedaySpec, OrderApiSpec};
 use crate::diagnostic::KeyPath;
 use crate::services::chaos_api::ChaosApiConfig;
 use crate::services::dlq_admin::DlqAdminConfig;
+use crate::services::gameday::GamedayConfig;
 use crate::services::order_api::OrderApiConfig;
 
 pub(super) fn compile_order_api(c: &mut Compiler, api: &OrderApiSpec) -> OrderApiConfig {
@@ -51,6 +52,31 @@ pub(super) fn compile_dlq_admin(
         max_replays: d.max_replays.unwrap_or(3),
         replay_rate: replay_rate.max(1),
         max_bulk: d.max_bulk.unwrap_or(10_000).max(1),
+    }
+}
+
+pub(super) fn compile_gameday(c: &mut Compiler, spec: &GamedaySpec, admin: &AdminConfig) -> GamedayConfig {
+    let at = KeyPath::section("gameday");
+    let scenarios = spec.scenarios.clone().unwrap_or_else(|| crate::config::scenario::SCENARIO_DIR.to_string());
+    if scenarios.is_empty() || scenarios.contains('\0') {
+        c.problem(at.key("scenarios"), "give the folder of scenario files, e.g. \"gamedays\"");
+    }
+    if let Some(url) = &spec.system_url {
+        let parsed = url::Url::parse(url);
+        if !parsed.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+            c.problem(
+                at.key("system_url"),
+                format!("`{url}` is not an http(s) URL; write it like \"http://127.0.0.1:8080\""),
+            );
+        }
+    }
+    // The game day calls chaos-svc with this service's token, and its own routes need one.
+    require_tokens(c, admin, "gameday", "gameday-svc");
+    GamedayConfig {
+        scenarios_dir: std::path::PathBuf::from(scenarios),
+        system_dir: std::path::PathBuf::from("."),
+        system_url: spec.system_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+        relay_after_publish: spec.relay_after_publish.unwrap_or(crate::services::relay::AfterPublish::Mark),
     }
 }
 

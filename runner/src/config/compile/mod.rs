@@ -68,6 +68,15 @@ pub(crate) struct Backoff {
 }
 
 impl Compiler {
+    pub(crate) fn new() -> Self {
+        Compiler { problems: Vec::new() }
+    }
+
+    /// Every problem found, in the order found.
+    pub(crate) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
     pub(crate) fn problem(&mut self, at: KeyPath, message: impl Into<String>) {
         self.problems.push(Problem::at_value(at, message));
     }
@@ -202,6 +211,7 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         admin,
         chaos,
         chaos_api,
+        gameday,
         analytics,
         slo,
         telemetry,
@@ -218,6 +228,7 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
     let saga = saga.as_ref().map(|s| saga::compile_saga(&mut c, s, name));
     let dlq_admin = dlq_admin.as_ref().map(|d| apis::compile_dlq_admin(&mut c, d, name, &admin));
     let chaos_api = chaos_api.as_ref().map(|api| apis::compile_chaos_api(&mut c, api, &admin));
+    let gameday = gameday.as_ref().map(|g| apis::compile_gameday(&mut c, g, &admin));
     let chaos = chaos::compile_chaos(&mut c, chaos.as_ref());
     let slo = slo.as_ref().map(|s| analytics::compile_slo(&mut c, s)).unwrap_or_default();
     let analytics = analytics.as_ref().map(|a| analytics::compile_analytics(&mut c, a, name));
@@ -228,11 +239,12 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         || saga.is_some()
         || dlq_admin.is_some()
         || chaos_api.is_some()
+        || gameday.is_some()
         || analytics.is_some();
     if !runs_something {
         c.problem(
             KeyPath::root(),
-            "this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section",
         );
     }
     if !c.problems.is_empty() {
@@ -255,6 +267,7 @@ pub fn compile(spec: &PipelineSpec, default_name: &str) -> Result<Pipeline, Vec<
         admin,
         chaos,
         chaos_api,
+        gameday,
         slo,
         analytics,
         telemetry,

@@ -176,7 +176,8 @@ mod tests {
     fn default_slot_names_fit_and_stay_apart() {
         assert_eq!(default_slot_name("Orders-DB"), "relay_orders_db");
         let base = format!("chaos_bench_{}", "0123456789abcdef".repeat(2));
-        let (a, b) = (default_slot_name(&format!("{base}_postgres_16_1")), default_slot_name(&format!("{base}_postgres_16_16")));
+        let (a, b) =
+            (default_slot_name(&format!("{base}_postgres_16_1")), default_slot_name(&format!("{base}_postgres_16_16")));
         assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
         assert_ne!(a, b);
         assert_eq!(a, default_slot_name(&format!("{base}_postgres_16_1")), "the same database, the same slot");
