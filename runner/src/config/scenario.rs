@@ -219,9 +219,9 @@ pub struct FaultSpec {
     pub name: String,
     /// When it starts, from the start of the load, e.g. `"10s"`.
     pub at: String,
-    /// How long it lasts, e.g. `"30s"`; it must end by the end of the load.
-    #[serde(rename = "for")]
-    pub length: String,
+    /// How long it lasts, e.g. `"30s"`; it must end by the end of the load (not for `replay`).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub length: Option<String>,
     /// A chaos rule as `POST /api/chaos/rules` takes it, without `id` and lease (`ttl`,
     /// `expires_at`, `start`, `end`): the game day names it and leases it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,6 +230,16 @@ pub struct FaultSpec {
     /// A canary percentage instead of a rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryFaultSpec>,
+    /// Instead of a fault: replay the run's dead letters of a topic through dlq-admin, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplaySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySpec {
+    /// The dead-letter topic, e.g. `"inventory.reserve.requested.dlq"`.
+    pub topic: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -693,29 +703,45 @@ fn compile_faults(c: &mut Compiler, specs: &[FaultSpec], duration: Duration) -> 
             c.problem(at.key("name"), format!("fault `{}` is declared twice", spec.name));
         }
         let start = c.duration(at.key("at"), Some(&spec.at), Duration::ZERO);
-        let length = c.duration_in(
-            at.key("for"),
-            Some(&spec.length),
-            Duration::from_secs(1),
-            Bounds {
-                min: Duration::from_secs(1),
-                max: MAX_DURATION,
-                why_min: "a fault shorter than a second cannot be applied and removed",
-            },
-        );
-        if start.saturating_add(length) > duration {
-            c.problem(
+        let is_replay = spec.replay.is_some();
+        let length = match (&spec.length, is_replay) {
+            (Some(_), true) => {
+                c.problem(at.key("for"), "a replay happens once; remove `for`");
+                Duration::ZERO
+            }
+            (None, true) => Duration::ZERO,
+            (None, false) => {
+                c.problem(at.clone(), "how long the fault lasts is needed, e.g. for = \"30s\"");
+                Duration::from_secs(1)
+            }
+            (Some(text), false) => c.duration_in(
                 at.key("for"),
+                Some(text),
+                Duration::from_secs(1),
+                Bounds {
+                    min: Duration::from_secs(1),
+                    max: MAX_DURATION,
+                    why_min: "a fault shorter than a second cannot be applied and removed",
+                },
+            ),
+        };
+        if start.saturating_add(length) > duration || (is_replay && start >= duration) {
+            c.problem(
+                at.key(if is_replay { "at" } else { "for" }),
                 format!(
-                    "the fault ends at {}, after the load ({}); every fault ends by the end of the load",
+                    "the entry ends at {}, after the load ({}); every entry of the timeline ends by the end of the load",
                     humantime::format_duration(start.saturating_add(length)),
                     humantime::format_duration(duration)
                 ),
             );
         }
-        let action = match (&spec.rule, &spec.canary) {
-            (Some(rule), None) => compile_fault_rule(c, at.key("rule"), &spec.name, rule),
-            (None, Some(canary)) => {
+        let action = match (&spec.rule, &spec.canary, &spec.replay) {
+            (None, None, Some(replay)) => {
+                c.event_type(at.key("replay").key("topic"), &replay.topic);
+                Some(FaultAction::Replay { topic: replay.topic.clone() })
+            }
+            (Some(rule), None, None) => compile_fault_rule(c, at.key("rule"), &spec.name, rule, length),
+            (None, Some(canary), None) => {
                 let percent = canary.percent;
                 if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
                     c.problem(at.key("canary").key("percent"), format!("{percent} is not a percentage; use 0 to 100"));
@@ -725,7 +751,10 @@ fn compile_faults(c: &mut Compiler, specs: &[FaultSpec], duration: Duration) -> 
                 Some(FaultAction::Canary { step, percent })
             }
             _ => {
-                c.problem(at.clone(), "a fault is either a chaos `rule = { … }` or a `canary = { percent = … }`");
+                c.problem(
+                    at.clone(),
+                    "an entry of the timeline is one of a chaos `rule = { … }`, a `canary = { percent = … }` or a `replay = { topic = … }`",
+                );
                 None
             }
         };
@@ -737,7 +766,13 @@ fn compile_faults(c: &mut Compiler, specs: &[FaultSpec], duration: Duration) -> 
 }
 
 /// A fault's chaos rule: chaos-svc's own shape and checks, with the id and lease left to the run.
-fn compile_fault_rule(c: &mut Compiler, at: KeyPath, name: &str, rule: &serde_json::Value) -> Option<FaultAction> {
+fn compile_fault_rule(
+    c: &mut Compiler,
+    at: KeyPath,
+    name: &str,
+    rule: &serde_json::Value,
+    length: Duration,
+) -> Option<FaultAction> {
     let Some(table) = rule.as_object() else {
         c.problem(at, "a rule is a table, e.g. rule = { target = { kind = \"service\", service = \"payment-svc\" }, fault = { kind = \"error\" } }");
         return None;
@@ -757,6 +792,8 @@ fn compile_fault_rule(c: &mut Compiler, at: KeyPath, name: &str, rule: &serde_js
         table.remove(key);
     }
     table.insert("id".into(), serde_json::Value::String(format!("gameday-{name}")));
+    // Checked with a lease as long as the fault (the run's lease adds its margin).
+    table.insert("ttl".into(), serde_json::Value::String(format!("{}ms", length.as_millis().max(1))));
     let spec: RuleSpec = match serde_path_to_error::deserialize(serde_json::Value::Object(table)) {
         Ok(spec) => spec,
         Err(e) => {

@@ -19,7 +19,8 @@ struct Reading;
 
 impl rdkafka::ClientContext for Reading {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) || reason.contains("PartitionEOF") {
+        let end = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
+        if end {
             tracing::debug!(%error, "end of partition");
         } else {
             tracing::warn!(%error, %reason, "broker client error while reading a topic");

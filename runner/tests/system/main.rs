@@ -17,6 +17,7 @@ mod config_layering;
 mod dead_letters;
 mod dlq_admin;
 mod event_schemas;
+mod gameday;
 mod hostile_requests;
 mod hot_reload;
 mod http_api;

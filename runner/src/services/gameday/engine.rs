@@ -195,7 +195,12 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
         if !aborted && !rolled_back && !load_done {
             for live in faults.iter_mut() {
                 let (at, end) = (live.fault.at, live.fault.at + live.fault.length);
-                if live.record.state == "planned" && elapsed >= at && elapsed < end {
+                if live.record.state == "planned"
+                    && matches!(live.fault.action, FaultAction::Replay { .. })
+                    && elapsed >= at
+                {
+                    replay(&ctx.system, live, started_at_ms, elapsed_ms).await;
+                } else if live.record.state == "planned" && elapsed >= at && elapsed < end {
                     apply(
                         &ctx.system,
                         live,
@@ -321,7 +326,8 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
         }
     };
     let dead_letters = audit::dead_letters(&ctx.store, started_at_ms).await.unwrap_or_default();
-    let phases = judge_phases(&orders, &scenario);
+    let stopped_at = ctx.record.lock().expect("run lock").stop.as_ref().map(|s| s.at_ms);
+    let phases = judge_phases(&orders, &scenario, stopped_at);
     let mut record = ctx.record.lock().expect("run lock").clone();
     record.audit = checks;
     record.dead_letters = dead_letters;
@@ -388,6 +394,7 @@ async fn apply(
             live.record.rule_id = Some(id.clone());
             system.create_rule(&id, rule, lease, run_id).await
         }
+        FaultAction::Replay { .. } => return,
         FaultAction::Canary { step, percent } => match system.canary_percent(step).await {
             Ok(before) => {
                 live.canary_before = Some(before);
@@ -411,6 +418,24 @@ async fn apply(
     }
 }
 
+/// A replay entry: the run's dead letters of its topic sent back through dlq-admin, once.
+async fn replay(system: &SystemClient, live: &mut LiveFault, started_at_ms: i64, now_ms: u64) {
+    let FaultAction::Replay { topic } = &live.fault.action else { return };
+    live.record.applied_ms = Some(now_ms);
+    match system.replay_dead_letters(topic, started_at_ms).await {
+        Ok(sent) => {
+            live.record.state = "done".into();
+            // For a replay, the figure is the dead letters sent back.
+            live.record.injections = sent;
+            tracing::info!(topic = %topic, sent, "game-day replay of dead letters");
+        }
+        Err(e) => {
+            live.record.state = "failed".into();
+            live.record.error = Some(e);
+        }
+    }
+}
+
 /// Removes one applied fault (deletes its rule, or puts the canary back).
 async fn remove(system: &SystemClient, live: &mut LiveFault, now_ms: u64) {
     let result = match &live.fault.action {
@@ -422,11 +447,19 @@ async fn remove(system: &SystemClient, live: &mut LiveFault, now_ms: u64) {
             let back = live.canary_before.unwrap_or(0.0);
             system.set_canary(step, back, None, "game-day fault ended").await
         }
+        FaultAction::Replay { .. } => Ok(()),
     };
     match result {
         Ok(()) => {
             live.record.state = "removed".into();
             live.record.removed_ms = Some(now_ms);
+            let struck_nothing = matches!(live.fault.action, FaultAction::Rule(_)) && live.record.injections == 0;
+            if struck_nothing && now_ms.saturating_sub(live.record.applied_ms.unwrap_or(now_ms)) >= 5_000 {
+                live.record.error = Some(
+                    "no injection counted: is chaos on in the services it targets ([chaos] enabled, on under `runner up`)?"
+                        .into(),
+                );
+            }
         }
         Err(e) => {
             // Its lease still ends it.
@@ -567,19 +600,29 @@ fn judge_stops(orders: &[Tracked], elapsed: Duration, scenario: &Scenario) -> Op
     None
 }
 
-/// The hypothesis over each phase: the orders sent in it, open ones counted as bad.
-fn judge_phases(orders: &[Tracked], scenario: &Scenario) -> Vec<PhaseVerdict> {
+/// The hypothesis over each phase: the orders sent in it, open ones counted as bad. A phase
+/// the run never reached (stopped at `stopped_at`) holds nothing.
+fn judge_phases(orders: &[Tracked], scenario: &Scenario, stopped_at: Option<u64>) -> Vec<PhaseVerdict> {
     scenario
         .phases
         .iter()
         .map(|phase| {
             let (from, to) = (phase.from.as_millis() as u64, phase.to.as_millis() as u64);
             let in_phase: Vec<&Tracked> = orders.iter().filter(|o| o.sent_ms >= from && o.sent_ms < to).collect();
+            let reached = stopped_at.is_none_or(|stop| stop > from);
             let checks: Vec<HypothesisCheck> = scenario
                 .hypothesis
                 .iter()
                 .filter(|t| t.phase.as_ref().is_none_or(|p| *p == phase.name))
-                .map(|t| judge_threshold(&t.kind, &t.name(), &in_phase))
+                .map(|t| match reached {
+                    true => judge_threshold(&t.kind, &t.name(), &in_phase),
+                    false => HypothesisCheck {
+                        name: t.name(),
+                        expected: String::new(),
+                        measured: "not reached: the run stopped before this phase".into(),
+                        held: false,
+                    },
+                })
                 .collect();
             PhaseVerdict {
                 name: phase.name.clone(),

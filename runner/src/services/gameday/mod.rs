@@ -196,6 +196,12 @@ async fn start_run(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request: `{field}`: {message}"))
             .with_fields(vec![(field.to_string(), message)])
     };
+    // Refused before any file is read: twenty starts at once must not compile twenty times.
+    if let Some(running) = state.current.lock().await.as_ref() {
+        if !running.record.lock().expect("run lock").state.is_over() {
+            return Err(busy(&running.id));
+        }
+    }
     let scenario = match (&body.scenario, &body.scenario_toml) {
         (Some(name), None) => {
             if name.is_empty() || name.len() > 100 || name.contains(['\0', '/', '\\']) {

@@ -236,6 +236,9 @@ pub enum FaultAction {
     Rule(Box<RuleSpec>),
     /// A canary percentage for a saga step, set through chaos-svc with a lease.
     Canary { step: String, percent: f64 },
+    /// Not a fault: the dead letters of `topic` written since the run started are replayed
+    /// through dlq-admin (a bulk replay), once, at the entry's time.
+    Replay { topic: String },
 }
 
 impl Fault {
@@ -255,6 +258,7 @@ impl Fault {
                 text
             }
             FaultAction::Canary { step, percent } => format!("canary of {step} at {percent}%"),
+            FaultAction::Replay { topic } => format!("bulk replay of the run's dead letters of {topic}"),
         }
     }
 
@@ -262,6 +266,7 @@ impl Fault {
         match self.action {
             FaultAction::Rule(_) => "rule",
             FaultAction::Canary { .. } => "canary",
+            FaultAction::Replay { .. } => "replay",
         }
     }
 }

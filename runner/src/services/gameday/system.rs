@@ -68,6 +68,16 @@ impl SystemClient {
         (rule.is_some() || heard > 0).then_some(own.max(heard))
     }
 
+    /// Replays the dead letters of `topic` written since `since_ms` (still `new`) through
+    /// dlq-admin; returns how many were sent. The replay is paced, so it may take a while.
+    pub async fn replay_dead_letters(&self, topic: &str, since_ms: i64) -> Result<u64, String> {
+        let url = format!("{}/api/dlq/replay", self.base);
+        let body = json!({ "topic": topic, "state": "new", "from": since_ms });
+        let request = self.http.post(url).json(&body).timeout(Duration::from_secs(120));
+        let answer = self.send(request, "POST /api/dlq/replay").await?;
+        Ok(answer["sent"].as_array().map_or_else(|| answer["sent"].as_u64().unwrap_or(0), |s| s.len() as u64))
+    }
+
     /// The canary percentage in force for `step` (the orchestrator's own figure).
     pub async fn canary_percent(&self, step: &str) -> Result<f64, String> {
         let body =
