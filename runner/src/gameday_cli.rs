@@ -268,7 +268,15 @@ fn print_summary(run: &RunRecord) {
         println!("  {} {}: {}", if check.passed { "ok  " } else { "FAIL" }, check.name, check.detail);
     }
     for fault in &run.faults {
-        println!("fault {} ({}): {}, {} injections", fault.name, fault.summary, fault.state, fault.injections);
+        let figure = match fault.kind.as_str() {
+            "replay" => format!("{} dead letters sent back", fault.injections),
+            "canary" => "percentage set and put back".to_string(),
+            _ => format!("{} injections", fault.injections),
+        };
+        println!("fault {} ({}): {}, {figure}", fault.name, fault.summary, fault.state);
+        if let Some(error) = &fault.error {
+            println!("  {error}");
+        }
     }
     if let Some(stop) = &run.stop {
         println!("stopped at {}s: {} ({})", stop.at_ms / 1000, stop.condition, stop.detail);

@@ -170,7 +170,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Gameday { .. })) && std::env::var_os("RUST_LOG").is_none() {
         // The progress line, not the log of a system started for the run, is what to see.
-        std::env::set_var("RUST_LOG", "warn,rdkafka=error");
+        std::env::set_var("RUST_LOG", "warn,rdkafka=off,librdkafka=off");
     }
     let export = spans_to_export(&cli);
     runner::traces::init_subscriber(cli.log_format == "json", export.as_ref());

@@ -30,6 +30,8 @@ pub const MAX_RATE: f64 = 5_000.0;
 pub const MAX_ORDERS: f64 = 1_000_000.0;
 /// The longest load.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The most phases, faults, stop conditions or hypothesis claims a scenario may have.
+const MAX_ENTRIES: usize = 50;
 /// The most keep-alive clients of a load.
 const MAX_CLIENTS: u32 = 256;
 
@@ -384,6 +386,17 @@ pub fn compile_scenario(
     c.label(KeyPath::section("scenario").key("name"), &name);
     if name.len() > 100 {
         c.problem(KeyPath::section("scenario").key("name"), "use at most 100 characters");
+    }
+    // Each entry costs the run work every second: a scenario is a page, not a database.
+    for (key, count) in [
+        ("phases", phases.len()),
+        ("faults", faults.len()),
+        ("stop_conditions", stop_conditions.len()),
+        ("hypothesis", hypothesis.objectives.len() + hypothesis.thresholds.len()),
+    ] {
+        if count > MAX_ENTRIES {
+            c.problem(KeyPath::section(key), format!("{count} entries; a scenario has at most {MAX_ENTRIES} of these"));
+        }
     }
     let load = compile_load(&mut c, load);
     let phases = compile_phases(&mut c, phases, load.duration);

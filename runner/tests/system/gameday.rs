@@ -150,6 +150,21 @@ async fn the_latency_scenario_is_aborted_by_its_burn_rate_and_leaves_no_rule_beh
     assert!(answer["error"].as_str().unwrap().contains("mine.toml:3:12:"), "{answer}");
     let (status, _) = system.call(Method::POST, runs, Some(ADMIN_TOKEN), Some(json!({ "scenario": "nope" }))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    for hostile in [
+        json!({ "scenario": "base\u{0}line" }),
+        json!({ "scenario": "../../etc/passwd" }),
+        json!({ "scenario": "baseline", "scenarioToml": "[load]" }),
+        json!({ "scenarioToml": "[load]\nrate = 1e308\nduration = \"9999999h\"\n" }),
+        json!({ "scenarioToml": 42 }),
+    ] {
+        let (status, answer) = system.call(Method::POST, runs, Some(ADMIN_TOKEN), Some(hostile.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{hostile} → {answer}");
+    }
+    let huge = json!({ "scenarioToml": "#".repeat(300 * 1024) });
+    let (status, _) = system.call(Method::POST, runs, Some(ADMIN_TOKEN), Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = system.call(Method::GET, &format!("{runs}/not-a-run"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, started) =
         system.call(Method::POST, runs, Some(ADMIN_TOKEN), Some(json!({ "scenario": "payment-latency" }))).await;

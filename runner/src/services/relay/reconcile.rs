@@ -1,7 +1,8 @@
 //! `runner relay reconcile`: checks the relay (the Debezium role) against what reached the topics.
 //!
-//! It reads the outbox rows (id, type, key, `seq`), then every topic named by one of their types
-//! from the beginning up to the end it has at that moment, and reports rows on no topic
+//! It reads the outbox rows (id, type, key, `seq`), then every topic they go to (a row's `topic`
+//! when set — a canary route —, else its type) from the beginning up to the end it has at that
+//! moment, and reports rows on no topic
 //! (`missing`), ids seen more than once (`duplicates`: at-least-once delivery allows them),
 //! records no outbox row explains (`unknown`), and rows of one key that reached a topic out of
 //! their `seq` order (`orderViolations`). The outbox is read before the topics, so a row already
@@ -165,6 +166,8 @@ impl Report {
 struct OutboxRow {
     id: String,
     event_type: String,
+    /// Where the relay sends it: the row's `topic` when set (a canary route), else its type.
+    topic: String,
     key: String,
     seq: i64,
     published: bool,
@@ -184,7 +187,7 @@ pub async fn reconcile(store: &Store, broker: &Broker, options: &ReconcileOption
     // ends are taken below, so it must be within them.
     let rows = outbox_rows(store, options.since_seq).await?;
     let by_id: HashMap<&str, usize> = rows.iter().enumerate().map(|(i, row)| (row.id.as_str(), i)).collect();
-    let types: BTreeSet<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+    let types: BTreeSet<&str> = rows.iter().map(|row| row.topic.as_str()).collect();
 
     let mut topics = Vec::new();
     let mut records_read = 0;
@@ -305,7 +308,7 @@ pub async fn reconcile(store: &Store, broker: &Broker, options: &ReconcileOption
 
 async fn outbox_rows(store: &Store, since_seq: Option<i64>) -> Result<Vec<OutboxRow>, StoreError> {
     let sql = format!(
-        "SELECT {}, type, aggregateid, seq, published_at_ms FROM outbox WHERE seq >= {} ORDER BY seq",
+        "SELECT {}, type, aggregateid, seq, published_at_ms, COALESCE(topic, type) FROM outbox WHERE seq >= {} ORDER BY seq",
         store.dialect().text("id"),
         since_seq.unwrap_or(i64::MIN)
     );
@@ -318,6 +321,7 @@ async fn outbox_rows(store: &Store, since_seq: Option<i64>) -> Result<Vec<Outbox
                 key: row.try_get(2)?,
                 seq: row.try_get(3)?,
                 published: row.try_get::<Option<i64>, _>(4)?.is_some(),
+                topic: row.try_get(5)?,
             })
         })
         .collect()
