@@ -5,7 +5,6 @@
 //! Used by the saga benchmark (`cargo bench -p runner --bench saga`); a game day drives its
 //! load with it too.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,46 +44,35 @@ pub enum LoadError {
     NotSettled { pending: usize, total: usize, waited: Duration },
 }
 
-/// Posts `load.orders` orders to `api` (`http://host:port`), order `i` being `order(i)`.
+/// Posts `load.orders` orders to `api` (`http://host:port`), order `i` being `order(i)`:
+/// [`post_following`] at `load.rate` (or as fast as the clients go), stopping at the count.
 pub async fn post_orders(
     api: &str,
     load: &Load,
     order: impl Fn(usize) -> Value + Send + Sync + 'static,
 ) -> Result<Posted, LoadError> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(load.clients.max(1))
-        .build()
-        .map_err(|e| LoadError::Api { api: api.to_string(), message: format!("cannot build an HTTP client: {e}") })?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let order = Arc::new(order);
+    let (results, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let rate = load.rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(f64::INFINITY);
+    let pace = Pace { clients: load.clients, duration: Duration::MAX, limit: Some(load.orders as u64) };
     let started = Instant::now();
-    let interval = load.rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..load.clients.max(1) {
-        let (client, next, order, api, total) =
-            (client.clone(), next.clone(), order.clone(), api.to_string(), load.orders);
-        workers.spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= total {
-                    return Ok::<_, LoadError>(ids);
-                }
-                if let Some(interval) = interval {
-                    tokio::time::sleep_until((started + interval.mul_f64(i as f64)).into()).await;
-                }
-                ids.push((i, post_one(&client, &api, &order(i)).await?));
-            }
-        });
-    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    post_following(api, &pace, |_| rate, |i| order(i as usize), results, stop).await?;
+    let elapsed = started.elapsed();
     let mut ids = Vec::with_capacity(load.orders);
-    while let Some(done) = workers.join_next().await {
-        let posted =
-            done.map_err(|e| LoadError::Api { api: api.to_string(), message: format!("a client failed: {e}") })??;
-        ids.extend(posted);
+    while let Ok(result) = received.try_recv() {
+        ids.push((result.index, result.outcome?));
     }
     ids.sort_by_key(|(i, _)| *i);
-    Ok(Posted { ids: ids.into_iter().map(|(_, id)| id).collect(), elapsed: started.elapsed() })
+    Ok(Posted { ids: ids.into_iter().map(|(_, id)| id).collect(), elapsed })
+}
+
+/// How [`post_following`] sends: by how many keep-alive connections, for how long, and at
+/// most how many orders.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    pub clients: usize,
+    pub duration: Duration,
+    pub limit: Option<u64>,
 }
 
 /// What became of one order of [`post_following`].
@@ -98,37 +86,38 @@ pub struct PostResult {
     pub outcome: Result<String, LoadError>,
 }
 
-/// Posts orders at a rate that follows `rate_at(elapsed)` (orders per second; 0 pauses) for
-/// `duration` or until `stop`, by `clients` keep-alive connections; order `i` is `next(i)`.
-/// Each result goes to `results` as it comes. Returns how many orders were sent.
+/// Posts orders at a rate that follows `rate_at(elapsed)` (orders per second; 0 pauses,
+/// infinity sends as fast as the clients go) for `pace.duration`, up to `pace.limit` orders,
+/// or until `stop`, by `pace.clients` keep-alive connections; order `i` is `next(i)`. Each
+/// result goes to `results` as it comes. Returns how many orders were sent.
 ///
-/// Sends are scheduled by the clock, one every `1 / rate` seconds; when every client is busy
-/// the next send waits for one (the system under test is slower than the asked rate).
+/// The one load generator: the saga benchmark and the game days both send through it. Sends
+/// are scheduled by the clock, one every `1 / rate` seconds; when every client is busy the
+/// next send waits for one (the system under test is slower than the asked rate).
 pub async fn post_following(
     api: &str,
-    clients: usize,
-    duration: Duration,
+    pace: &Pace,
     rate_at: impl Fn(Duration) -> f64,
     mut next: impl FnMut(u64) -> Value,
     results: tokio::sync::mpsc::UnboundedSender<PostResult>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<u64, LoadError> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients.max(1))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| LoadError::Api { api: api.to_string(), message: format!("cannot build an HTTP client: {e}") })?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(clients.max(1)));
+    let clients = pace.clients.max(1);
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(30)).build().map_err(
+            |e| LoadError::Api { api: api.to_string(), message: format!("cannot build an HTTP client: {e}") },
+        )?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(clients));
     let started = Instant::now();
     let mut due = started;
     let mut sent = 0u64;
     loop {
         let elapsed = due.saturating_duration_since(started);
-        if elapsed >= duration || stop.is_cancelled() {
+        if elapsed >= pace.duration || pace.limit.is_some_and(|limit| sent >= limit) || stop.is_cancelled() {
             break;
         }
         let rate = rate_at(elapsed);
-        if !(rate.is_finite() && rate > 0.0) {
+        if rate.is_nan() || rate <= 0.0 {
             // A pause: look again in a tenth of a second.
             due += Duration::from_millis(100);
             tokio::select! {
@@ -153,6 +142,7 @@ pub async fn post_following(
             drop(slot);
         });
         sent += 1;
+        // An infinite rate adds nothing: the next send waits only for a free client.
         due += Duration::from_secs_f64(1.0 / rate);
         // Far behind (every client was busy): do not burst to catch up.
         let now = Instant::now();
@@ -161,7 +151,7 @@ pub async fn post_following(
         }
     }
     // Wait for the posts in flight, so every sent order has its result.
-    let _ = slots.acquire_many(clients.max(1) as u32).await;
+    let _ = slots.acquire_many(clients as u32).await;
     Ok(sent)
 }
 

@@ -327,6 +327,39 @@ pub fn objectives_in(dir: &Path) -> Vec<Objective> {
         .collect()
 }
 
+/// The objectives of a folder's pipelines, read again only when one of its files changed
+/// (loading every pipeline is far dearer than compiling a scenario).
+pub struct ObjectivesOf {
+    dir: PathBuf,
+    cached: std::sync::Mutex<Option<(Vec<(PathBuf, std::time::SystemTime, u64)>, Vec<Objective>)>>,
+}
+
+impl ObjectivesOf {
+    pub fn new(dir: &Path) -> Self {
+        ObjectivesOf { dir: dir.to_path_buf(), cached: std::sync::Mutex::new(None) }
+    }
+
+    pub fn get(&self) -> Vec<Objective> {
+        let fingerprint: Vec<(PathBuf, std::time::SystemTime, u64)> = super::pipeline_files(&self.dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|file| {
+                let meta = std::fs::metadata(&file).ok()?;
+                Some((file, meta.modified().ok()?, meta.len()))
+            })
+            .collect();
+        let mut cached = self.cached.lock().expect("objectives lock");
+        match cached.as_ref() {
+            Some((seen, objectives)) if *seen == fingerprint => objectives.clone(),
+            _ => {
+                let objectives = objectives_in(&self.dir);
+                *cached = Some((fingerprint, objectives.clone()));
+                objectives
+            }
+        }
+    }
+}
+
 /// The folder whose pipelines a scenario file's objectives come from: the parent of its folder.
 pub fn system_dir_of(scenario: &Path) -> PathBuf {
     let folder = scenario.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -487,10 +487,9 @@ fn start_gameday(
     admin: &AdminConfig,
     own_url: &Arc<std::sync::OnceLock<String>>,
 ) -> Routes {
-    let system_dir = config.system_dir.clone();
+    let objectives = crate::config::scenario::ObjectivesOf::new(&config.system_dir);
     let compile: gameday::ScenarioCompiler = Arc::new(move |path, text| {
-        let objectives = crate::config::scenario::objectives_in(&system_dir);
-        crate::config::scenario::load_scenario_text(path, text, &objectives).map_err(|d| d.to_string())
+        crate::config::scenario::load_scenario_text(path, text, &objectives.get()).map_err(|d| d.to_string())
     });
     let recovering = ctx.clone();
     tokio::spawn(async move { gameday::recover(&recovering).await });

@@ -132,7 +132,7 @@ name "payment-svc"
 [servce]
 name = "svc"
 "#,
-        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`"],
+        expected: &["test.toml:3:2: `servce`: unknown field `servce`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `gameday`, `analytics`, `slo`, `telemetry`"],
     },
     Case {
         name: "unknown key inside [service]",
@@ -142,7 +142,7 @@ name = "svc"
 listen_addr = "0.0.0.0:8080"
 "#,
         expected: &[
-            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section",
             "test.toml:3:1: `service.listen_addr`: unknown field `listen_addr`, expected one of `name`, `listen`, `shutdown_grace`, `variant`"],
     },
     Case {
@@ -152,7 +152,7 @@ listen_addr = "0.0.0.0:8080"
 partitions = "four"
 "#,
         expected: &[
-            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section",
             r#"test.toml:2:14: `broker.partitions`: invalid type: string "four", expected i32"#],
     },
     Case {
@@ -240,7 +240,7 @@ nmae = "svc"
 partitions = "four"
 "#,
         expected: &[
-            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section",
             "test.toml:2:1: `service.nmae`: unknown field `nmae`, expected one of `name`, `listen`, `shutdown_grace`, `variant`",
             r#"test.toml:5:14: `broker.partitions`: invalid type: string "four", expected i32"#,
         ],
@@ -523,7 +523,7 @@ batch_size = 0
 [service]
 name = "idle"
 "#,
-        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section"],
+        expected: &["test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section"],
     },
     // ---- chaos ----
     Case {
@@ -604,7 +604,7 @@ kind = "availability"
 objective = 0.9
 "#,
         expected: &[
-            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api] or [analytics] section",
+            "test.toml:1:1: this pipeline runs nothing; add an [order_api], [relay], [[consumers]], [saga], [dlq_admin], [chaos_api], [gameday] or [analytics] section",
             "test.toml:7:13: 1.5 is not a target share; use e.g. 0.99 (above 0, below 1)",
             "test.toml:8:13: a latency threshold must be a histogram bucket: one of 0.1s, 0.25s, 0.5s, 1s, 2s, 5s, 10s, 30s, 60s, 300s",
             "test.toml:10:8: use letters, digits, `_` and `-` (it is a label value)",
@@ -928,7 +928,7 @@ retries = 3
         ],
         context: &[],
         expected: &[
-            "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `analytics`, `slo`, `telemetry`",
+            "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `gameday`, `analytics`, `slo`, `telemetry`",
             "payment.toml:3:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
             "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
         ],

@@ -165,6 +165,8 @@ async fn the_latency_scenario_is_aborted_by_its_burn_rate_and_leaves_no_rule_beh
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let (status, _) = system.call(Method::GET, &format!("{runs}/not-a-run"), None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = system.call(Method::POST, &format!("{runs}/0123abcd/abort"), Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "aborting a run nobody has");
 
     let (status, started) =
         system.call(Method::POST, runs, Some(ADMIN_TOKEN), Some(json!({ "scenario": "payment-latency" }))).await;

@@ -115,10 +115,10 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
         tokio::spawn(async move {
             let mut draw = MixDraw::new(&plan.mix, plan.seed);
             let profile = plan.profile.clone();
+            let pace = crate::load::Pace { clients: plan.clients, duration: plan.duration, limit: None };
             crate::load::post_following(
                 &api,
-                plan.clients,
-                plan.duration,
+                &pace,
                 |t| profile.rate_at(t, plan.duration),
                 |i| {
                     let (kind, body) = draw.next(&run, i);
@@ -243,7 +243,7 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
             if aborted && stop.is_none() {
                 let reason = ctx.abort_reason.lock().expect("abort lock").clone();
                 stop = Some(StopRecord {
-                    condition: reason.clone().unwrap_or_else(|| "aborted".into()),
+                    condition: reason.unwrap_or_else(|| "gameday-svc is stopping".into()),
                     at_ms: elapsed_ms,
                     detail: "the load stopped and every fault was removed".into(),
                 });
@@ -333,7 +333,8 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
     record.dead_letters = dead_letters;
     record.phases = phases;
     count_outcomes(&mut record, &orders);
-    let hypothesis_held = record.phases.iter().all(|p| p.held);
+    // A run that got no order accepted showed nothing, whatever its checks say.
+    let hypothesis_held = record.orders.accepted > 0 && record.phases.iter().all(|p| p.held);
     let audit_passed = !record.audit.is_empty() && record.audit.iter().all(|c| c.passed);
     let outcome = if record.stop.is_some() {
         RunState::Aborted
@@ -349,7 +350,12 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
         (None, held, _) => {
             let broken: Vec<&str> = record.phases.iter().filter(|p| !p.held).map(|p| p.name.as_str()).collect();
             let mut parts = Vec::new();
-            if !held {
+            if record.orders.accepted == 0 {
+                parts.push(format!(
+                    "no order was accepted ({} refused); is order-api reachable?",
+                    record.orders.refused
+                ));
+            } else if !held {
                 parts.push(format!("the hypothesis did not hold in {}", broken.join(", ")));
             }
             if !failed_checks.is_empty() {

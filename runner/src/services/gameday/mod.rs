@@ -379,23 +379,27 @@ async fn abort_run(
     admin: Admin,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let current = state.current.lock().await;
-    let Some(running) = current.as_ref().filter(|c| c.id == id) else {
+    // The lock is not held across `find`, which takes it too.
+    let running = {
+        let current = state.current.lock().await;
+        current.as_ref().filter(|c| c.id == id).map(|c| (c.record.clone(), c.abort.clone(), c.abort_reason.clone()))
+    };
+    let Some((record, abort, abort_reason)) = running else {
         let known = find(&state, &id).await?;
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("game day {id} is {}; only a running one can be aborted", known.state.as_str()),
         ));
     };
-    if running.record.lock().expect("run lock").state.is_over() {
+    if record.lock().expect("run lock").state.is_over() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("game day {id} has ended already")));
     }
-    let mut reason = running.abort_reason.lock().expect("abort lock");
+    let mut reason = abort_reason.lock().expect("abort lock");
     if reason.is_none() {
         *reason = Some(format!("aborted by {}", admin.actor));
     }
     drop(reason);
-    running.abort.cancel();
+    abort.cancel();
     tracing::warn!(run = %id, by = %admin.actor, "game day aborted");
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "aborting": true }))).into_response())
 }
