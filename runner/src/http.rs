@@ -1,8 +1,9 @@
 //! HTTP plumbing shared by every API: the one error type, which logs the cause and answers
 //! the client a clean JSON message (a database or broker failure becomes it through `?`),
-//! JSON request bodies ([`JsonBody`]), paging ([`Page`]), the route table ([`Routes`]) and the
-//! server loop ([`serve`]).
+//! JSON request bodies ([`JsonBody`]), paging ([`Page`]), the route table ([`Routes`]), the
+//! server loop ([`serve`]) and the web console for every other path ([`console`]).
 
+pub mod console;
 mod json;
 mod paging;
 mod routes;

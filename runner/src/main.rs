@@ -333,6 +333,15 @@ fn serve(loaded: Vec<config::LoadedPipeline>, listen: SocketAddr, options: LoadO
             eprintln!("embedded broker: {}", broker.bootstrap_servers());
         }
         eprintln!("listening on http://{}", running.addr);
+        let console = runner::http::console::console_dir();
+        if runner::http::console::is_built(&console) {
+            eprintln!("console: http://{}/", running.addr);
+        } else {
+            eprintln!(
+                "console: not built ({} has no index.html); build it with `npm --prefix ui ci && npm --prefix ui run build`",
+                console.display()
+            );
+        }
         let shutdown = running.shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;

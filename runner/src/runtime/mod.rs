@@ -360,7 +360,8 @@ async fn start_units(
         .merge(Routes::new().get("/routes", route_table).with_state(table.clone()));
     let (app, routes) = app.merge(health_routes).nest("/api/runtime", runtime_routes).into_parts();
     let _ = table.set(routes);
-    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = crate::http::console::with_console(app, crate::http::console::console_dir())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RuntimeError::Listen { addr: listen, source })?;

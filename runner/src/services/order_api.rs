@@ -117,7 +117,17 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    known_params(&query, &["status", "limit", "cursor"])?;
+    known_params(&query, &["status", "customer", "limit", "cursor"])?;
+    // Orders whose customer id starts with this.
+    let customer = query.get("customer").map(String::as_str).filter(|c| !c.is_empty());
+    if let Some(customer) = customer {
+        if customer.chars().count() > 128 || customer.contains('\0') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "`customer` is the start of a customer id: at most 128 characters, no NUL",
+            ));
+        }
+    }
     let status = match query.get("status") {
         Some(s) if STATUSES.contains(&s.as_str()) => Some(s.as_str()),
         Some(s) => {
@@ -129,7 +139,7 @@ async fn list(
         None => None,
     };
     let page = Page::from_query(&query, state.config.max_page_size)?;
-    let orders = orders::list(&state.ctx.store, status, page.cursor, page.limit).await?;
+    let orders = orders::list(&state.ctx.store, status, customer, page.cursor, page.limit).await?;
     let next = page.next_cursor(&orders, |o| o.seq);
     Ok(Json(json!({ "orders": orders, "nextCursor": next })).into_response())
 }

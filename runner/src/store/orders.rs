@@ -118,13 +118,21 @@ pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, Sto
 pub async fn list(
     store: &Store,
     status: Option<&str>,
+    customer_prefix: Option<&str>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<OrderView>, StoreError> {
+    // A prefix compared with `substr`, not `LIKE`: no wildcard in the text can widen it, and
+    // both databases read it the same way (case-sensitive).
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR status = $1) AND seq < $2 ORDER BY seq DESC LIMIT {limit}"
+        "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR status = $1) AND seq < $2 \
+         AND ($3 = '' OR substr(customer_id, 1, length($3)) = $3) ORDER BY seq DESC LIMIT {limit}"
     );
-    let rows =
-        sqlx::query(&sql).bind(status.unwrap_or("")).bind(before.unwrap_or(i64::MAX)).fetch_all(store.pool()).await?;
+    let rows = sqlx::query(&sql)
+        .bind(status.unwrap_or(""))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(customer_prefix.unwrap_or(""))
+        .fetch_all(store.pool())
+        .await?;
     rows.iter().map(view).collect()
 }

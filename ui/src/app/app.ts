@@ -1,0 +1,28 @@
+import { Component } from '@angular/core';
+import { RouterLink, RouterLinkActive, RouterOutlet } from '@angular/router';
+
+/** The console's shell: the navigation and the page the route names. */
+@Component({
+  selector: 'app-root',
+  imports: [RouterOutlet, RouterLink, RouterLinkActive],
+  template: `
+    <header>
+      <a class="brand" routerLink="/">Chaos Symphony</a>
+      <nav aria-label="Sections">
+        <a routerLink="/orders" routerLinkActive="active" ariaCurrentWhenActive="page">Orders</a>
+      </nav>
+    </header>
+    <main>
+      <router-outlet />
+    </main>
+  `,
+  styles: `
+    header { display: flex; align-items: center; gap: 2rem; padding: 0.6rem 1.2rem; background: #1b1f24; }
+    .brand { color: #fff; font-weight: 700; text-decoration: none; }
+    nav { display: flex; gap: 1rem; }
+    nav a { color: #d0d7de; text-decoration: none; padding: 0.2rem 0; border-bottom: 2px solid transparent; }
+    nav a.active { color: #fff; border-bottom-color: #fff; }
+    main { padding: 1.2rem; max-width: 1200px; }
+  `,
+})
+export class App {}
