@@ -210,3 +210,51 @@ async fn hostile_strings_get_4xx_on_postgres() {
     system.stop().await;
     db.drop_database().await;
 }
+
+/// The console: a folder without a build answers every page with how to build it (not a
+/// 404), a built one answers its files and its `index.html` for the app's own paths, and an
+/// unknown path under `/api/` stays a JSON 404. The customer filter of the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_or_says_how_to_build_it_and_orders_filter_by_customer() {
+    let console = tempfile::tempdir().unwrap();
+    // One process per test (nextest): this variable is this test's alone.
+    std::env::set_var("RUNNER_CONSOLE_DIR", console.path());
+    let (_dir, url) = temp_sqlite();
+    let system = System::start(shipped_pipelines(&url)).await;
+    let get = |path: &str| system.client.get(format!("{}{path}", system.base)).send();
+
+    let page = get("/orders/42").await.unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("npm --prefix ui ci &amp;&amp; npm --prefix ui run build"), "{text}");
+
+    std::fs::write(console.path().join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::create_dir(console.path().join("assets")).unwrap();
+    std::fs::write(console.path().join("assets/main-abc.js"), "console.log(1)").unwrap();
+    let script = get("/assets/main-abc.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    for app_path in ["/", "/orders", "/orders/42", "/assets/../../../etc/passwd", "/%00"] {
+        let page = get(app_path).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{app_path}");
+        assert_eq!(page.text().await.unwrap(), "<!doctype html><title>app</title>", "{app_path}");
+    }
+    let api = get("/api/no-such-route").await.unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    assert!(api.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("no route GET /api/no-such-route"));
+    let (status, _) = system.call(Method::POST, "/orders", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    for customer in ["alice-1", "alice-2", "bob-1"] {
+        let mut order = good_order();
+        order["customerId"] = json!(customer);
+        system.post_order(&order).await;
+    }
+    let alices = system.get("/api/orders?customer=alice-").await;
+    assert_eq!(alices["orders"].as_array().unwrap().len(), 2, "{alices}");
+    let percent = system.get("/api/orders?customer=%25").await;
+    assert_eq!(percent["orders"].as_array().unwrap().len(), 0, "no wildcard: {percent}");
+    let (status, _) = system.call(Method::GET, "/api/orders?customer=%00", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    system.running.stop().await;
+}
