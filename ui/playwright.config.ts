@@ -32,7 +32,7 @@ export default defineConfig({
     url: `http://127.0.0.1:${port}/readyz`,
     timeout: 120_000,
     reuseExistingServer: false,
-    env: { RUNNER_CONSOLE_DIR: 'dist/console/browser', RUST_LOG: 'warn,rdkafka=off,librdkafka=off' },
+    env: { RUNNER_CONSOLE_DIR: 'dist/console/browser', RUST_LOG: 'error,rdkafka=off,librdkafka=off' },
     stdout: 'ignore',
     stderr: 'pipe',
   },

@@ -57,3 +57,15 @@ test('a path the console does not know shows its not-found page, an unknown API 
   expect(api.status()).toBe(404);
   expect((await api.json()).error).toContain('no route');
 });
+
+test('the runtime page shows readiness, every service and the relay', async ({ page }) => {
+  await page.goto('/runtime');
+  await expect(page.getByTestId('readiness')).toHaveText('ready');
+  const services = page.getByRole('table', { name: 'Services' });
+  for (const service of ['order-api', 'orchestrator', 'payment-svc', 'gameday-svc']) {
+    await expect(services.getByRole('cell', { name: service, exact: true })).toBeVisible();
+  }
+  await expect(page.getByRole('heading', { name: 'Outbox relay' })).toBeVisible();
+  await expectAccessible(page);
+  await screenshot(page, 'runtime');
+});

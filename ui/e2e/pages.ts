@@ -12,3 +12,15 @@ export async function expectAccessible(page: Page): Promise<void> {
   const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
 }
+
+/** The development token of the shipped pipelines, entered once in the header. */
+export const ADMIN_TOKEN = 'local-dev-token-change-me';
+
+export async function useAdminToken(page: Page): Promise<void> {
+  const field = page.getByLabel('Admin token');
+  if (await field.isVisible()) {
+    await field.fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Use' }).click();
+  }
+  await expect(page.getByText('admin token set')).toBeVisible();
+}

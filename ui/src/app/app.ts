@@ -1,16 +1,22 @@
 import { Component } from '@angular/core';
 import { RouterLink, RouterLinkActive, RouterOutlet } from '@angular/router';
 
+import { TokenBox } from './shared/token-box';
+
 /** The console's shell: the navigation and the page the route names. */
 @Component({
   selector: 'app-root',
-  imports: [RouterOutlet, RouterLink, RouterLinkActive],
+  imports: [RouterOutlet, RouterLink, RouterLinkActive, TokenBox],
   template: `
     <header>
       <a class="brand" routerLink="/">Chaos Symphony</a>
       <nav aria-label="Sections">
         <a routerLink="/orders" routerLinkActive="active" ariaCurrentWhenActive="page">Orders</a>
+        <a routerLink="/chaos" routerLinkActive="active" ariaCurrentWhenActive="page">Chaos</a>
+        <a routerLink="/gamedays" routerLinkActive="active" ariaCurrentWhenActive="page">Game days</a>
+        <a routerLink="/runtime" routerLinkActive="active" ariaCurrentWhenActive="page">Runtime</a>
       </nav>
+      <app-token-box />
     </header>
     <main>
       <router-outlet />
