@@ -12,6 +12,7 @@ import { TokenBox } from './shared/token-box';
       <a class="brand" routerLink="/">Chaos Symphony</a>
       <nav aria-label="Sections">
         <a routerLink="/orders" routerLinkActive="active" ariaCurrentWhenActive="page">Orders</a>
+        <a routerLink="/dead-letters" routerLinkActive="active" ariaCurrentWhenActive="page">Dead letters</a>
         <a routerLink="/chaos" routerLinkActive="active" ariaCurrentWhenActive="page">Chaos</a>
         <a routerLink="/gamedays" routerLinkActive="active" ariaCurrentWhenActive="page">Game days</a>
         <a routerLink="/runtime" routerLinkActive="active" ariaCurrentWhenActive="page">Runtime</a>
