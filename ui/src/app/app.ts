@@ -14,6 +14,8 @@ import { TokenBox } from './shared/token-box';
         <a routerLink="/orders" routerLinkActive="active" ariaCurrentWhenActive="page">Orders</a>
         <a routerLink="/dead-letters" routerLinkActive="active" ariaCurrentWhenActive="page">Dead letters</a>
         <a routerLink="/chaos" routerLinkActive="active" ariaCurrentWhenActive="page">Chaos</a>
+        <a routerLink="/canary" routerLinkActive="active" ariaCurrentWhenActive="page">Canary</a>
+        <a routerLink="/slo" routerLinkActive="active" ariaCurrentWhenActive="page">SLOs</a>
         <a routerLink="/gamedays" routerLinkActive="active" ariaCurrentWhenActive="page">Game days</a>
         <a routerLink="/runtime" routerLinkActive="active" ariaCurrentWhenActive="page">Runtime</a>
       </nav>
