@@ -39,7 +39,11 @@ test('a chaos rule made in the console fails payments, shows in the feed, and is
   await placed.click();
   await expect(page.getByTestId('order-status')).toHaveText('CANCELLED', { timeout: 60_000 });
   const timeline = page.getByRole('list', { name: 'Saga timeline' });
-  await expect(timeline.getByRole('listitem').filter({ hasText: 'payment' }).first()).toBeVisible();
+  await expect(timeline.getByRole('listitem').filter({ hasText: 'undo payment' }).getByText('compensated', { exact: true })).toBeVisible();
+  // The fault and the dead letter that concern this order, on its page.
+  await expect(page.getByRole('table', { name: 'Injections into this order' }).getByText('ui-failing-payments').first()).toBeVisible();
+  await expect(page.getByRole('table', { name: 'Dead letters of this order' }).getByText('payment.requested.dlq')).toBeVisible();
+  await expect(page.getByRole('img', { name: /payment: bad/ })).toBeVisible();
   await screenshot(page, 'order-payment-failed');
 
   // The injection is in the feed, linked to the order; then the rule goes.

@@ -26,6 +26,9 @@ test('an order placed from the console reaches COMPLETED in the list and the tim
     await expect(timeline.getByRole('listitem').filter({ hasText: step }).getByText('succeeded', { exact: true })).toBeVisible();
   }
   await expect(timeline.getByText('completed', { exact: true })).toBeVisible();
+  // The saga graph with this order's path, and its trace.
+  await expect(page.getByRole('img', { name: /this order's path: payment: ok, inventory: ok, shipping: ok, completed: ok/ })).toBeVisible();
+  await expect(page.getByTestId('trace-id')).toHaveText(/^[0-9a-f]{32}$/);
   await expectAccessible(page);
   await screenshot(page, 'order-completed');
 });

@@ -252,6 +252,7 @@ pub(super) fn router(units: Units, chaos: Chaos, parts: Supervisor, admin: &Admi
     Routes::new()
         .get("/config", config_status)
         .get("/canary", canary_status)
+        .get("/sagas", saga_definitions)
         .with_state(units)
         .merge(Routes::new().get("/chaos", chaos_status).with_state(chaos))
         .merge(Routes::new().get("/parts", parts_status).admin_post("/parts/panic", panic_part).with_state(parts))
@@ -308,6 +309,41 @@ async fn canary_status(State(units): State<Units>) -> Json<serde_json::Value> {
         }
     }
     Json(json!({ "canaries": canaries }))
+}
+
+/// `GET /api/runtime/sagas`: each saga this process orchestrates — its steps with their
+/// messages and compensations (what the console draws an order's path on), and the Mermaid
+/// text of `runner graph`.
+async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value> {
+    let mut sagas = Vec::new();
+    for unit in units.0.iter() {
+        let unit = unit.lock().await;
+        if let Some(saga) = &unit.pipeline.saga {
+            let definition = &saga.definition;
+            let steps: Vec<serde_json::Value> = definition
+                .steps
+                .iter()
+                .map(|step| {
+                    json!({
+                        "name": step.name,
+                        "request": step.request,
+                        "success": step.success,
+                        "failure": step.failure,
+                        "irreversible": step.irreversible,
+                        "compensation": step.compensation.as_ref().map(|c| json!({ "request": c.request, "success": c.success })),
+                    })
+                })
+                .collect();
+            sagas.push(json!({
+                "service": unit.pipeline.service,
+                "name": definition.name,
+                "trigger": definition.trigger,
+                "steps": steps,
+                "mermaid": crate::config::graph::mermaid(definition),
+            }));
+        }
+    }
+    Json(json!({ "sagas": sagas }))
 }
 
 async fn chaos_status(State(chaos): State<Chaos>) -> Json<serde_json::Value> {

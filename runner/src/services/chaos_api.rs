@@ -237,6 +237,8 @@ struct InjectionFilter {
     limit: Option<usize>,
     rule: Option<String>,
     service: Option<String>,
+    /// The order (message key) concerned.
+    key: Option<String>,
 }
 
 async fn injections(State(state): State<AppState>, Query(filter): Query<InjectionFilter>) -> Json<Value> {
@@ -248,6 +250,7 @@ async fn injections(State(state): State<AppState>, Query(filter): Query<Injectio
         .into_iter()
         .filter(|i| filter.rule.as_ref().is_none_or(|r| &i.rule == r))
         .filter(|i| filter.service.as_ref().is_none_or(|s| &i.service == s))
+        .filter(|i| filter.key.as_ref().is_none_or(|k| i.key.as_ref() == Some(k)))
         .take(limit)
         .collect();
     Json(json!({ "injections": injections }))

@@ -56,6 +56,9 @@ pub struct OrderView {
     pub updated_at_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<HistoryView>>,
+    /// The W3C trace id of the order's trace (from the saga's `traceparent`; the detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(skip)]
     pub seq: i64,
 }
@@ -89,6 +92,7 @@ fn view(row: &sqlx::any::AnyRow) -> Result<OrderView, StoreError> {
         created_at_ms: row.try_get(9)?,
         updated_at_ms: row.try_get(10)?,
         history: None,
+        trace_id: None,
     })
 }
 
@@ -111,6 +115,14 @@ pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, Sto
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     order.history = Some(history);
+    let traceparent: Option<Option<String>> = sqlx::query("SELECT traceparent FROM sagas WHERE id = $1")
+        .bind(order_id)
+        .fetch_optional(store.pool())
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    // `00-<trace id>-<span id>-<flags>`
+    order.trace_id = traceparent.flatten().and_then(|t| t.split('-').nth(1).map(str::to_string));
     Ok(Some(order))
 }
 

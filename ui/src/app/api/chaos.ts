@@ -60,7 +60,9 @@ export class ChaosApi {
     return this.http.post<RuleView>(`/api/chaos/rules/${encodeURIComponent(id)}/${on ? 'enable' : 'disable'}`, null);
   }
 
-  injections(limit = 50): Observable<{ injections: Injection[] }> {
-    return this.http.get<{ injections: Injection[] }>(`/api/chaos/injections?limit=${limit}`);
+  /** The newest injections, optionally only those of one order. */
+  injections(limit = 50, order?: string): Observable<{ injections: Injection[] }> {
+    const key = order ? `&key=${encodeURIComponent(order)}` : '';
+    return this.http.get<{ injections: Injection[] }>(`/api/chaos/injections?limit=${limit}${key}`);
   }
 }

@@ -16,6 +16,8 @@ export interface Order {
   updatedAtMs: number;
   /** The saga's history, oldest first (the detail only). */
   history?: HistoryLine[];
+  /** The order's trace (the detail only, once its saga started). */
+  traceId?: string;
 }
 
 export type OrderStatus = 'PENDING' | 'COMPLETED' | 'CANCELLED' | 'FAILED';

@@ -1,16 +1,21 @@
 import { Component, computed, inject, input, signal } from '@angular/core';
 import { RouterLink } from '@angular/router';
 
+import { ChaosApi, Injection } from '../api/chaos';
+import { DeadLetterSummary, DeadLettersApi } from '../api/dead-letters';
 import { describeError } from '../api/errors';
 import { Order, OrdersApi } from '../api/orders';
+import { SagaDefinition, SagasApi } from '../api/sagas';
 import { clock, duration, money } from '../shared/format';
 import { live } from '../shared/live';
+import { ConsoleSettings } from '../shared/settings';
+import { SagaGraph } from './saga-graph';
 import { timeline } from './timeline';
 
 /** One order: status, items, total, and its saga as a timeline; refreshed until it ends. */
 @Component({
   selector: 'app-order-detail',
-  imports: [RouterLink],
+  imports: [RouterLink, SagaGraph],
   template: `
     <p><a routerLink="/orders">← Orders</a></p>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
@@ -22,6 +27,7 @@ import { timeline } from './timeline';
         <dt>Total</dt><dd>{{ money(o.total, o.currency) }}</dd>
         <dt>Ship to</dt><dd>{{ o.shipTo.country }}</dd>
         <dt>Placed</dt><dd>{{ clock(o.createdAtMs) }} <span class="muted">(last change {{ duration(o.updatedAtMs - o.createdAtMs) }} later)</span></dd>
+        <dt>Trace</dt><dd>@if (o.traceId) { @if (settings.traceLink(o.traceId); as link) { <a class="mono" [href]="link" target="_blank" rel="noopener">{{ o.traceId }}</a> } @else { <span class="mono" data-testid="trace-id">{{ o.traceId }}</span> } } @else { <span class="muted">none yet</span> }</dd>
       </dl>
       <h2>Items</h2>
       <table aria-label="Items">
@@ -33,6 +39,7 @@ import { timeline } from './timeline';
         </tbody>
       </table>
       <h2>Saga</h2>
+      @if (saga(); as definition) { <app-saga-graph [saga]="definition" [rows]="rows()" [status]="o.status" /> }
       <ol class="timeline" aria-label="Saga timeline">
         @for (row of rows(); track row.phase + row.step) {
           <li [class]="row.phase">
@@ -45,6 +52,24 @@ import { timeline } from './timeline';
           <li class="muted">Nothing happened yet: the saga has not started.</li>
         }
       </ol>
+      <h2>Faults injected into this order</h2>
+      <table aria-label="Injections into this order">
+        <thead><tr><th scope="col">When</th><th scope="col">Rule</th><th scope="col">Fault</th><th scope="col">Where</th></tr></thead>
+        <tbody>
+          @for (i of injections(); track $index) {
+            <tr><td>{{ clock(i.atMs) }}</td><td class="mono">{{ i.rule }}</td><td>{{ i.fault }}</td><td>{{ i.service }} · {{ i.target }}</td></tr>
+          } @empty { <tr><td colspan="4" class="muted">None.</td></tr> }
+        </tbody>
+      </table>
+      <h2>Dead letters of this order</h2>
+      <table aria-label="Dead letters of this order">
+        <thead><tr><th scope="col">Entry</th><th scope="col">Topic</th><th scope="col">Kind</th><th scope="col">State</th></tr></thead>
+        <tbody>
+          @for (d of deadLetters(); track d.id) {
+            <tr><td><a [routerLink]="['/dead-letters', d.id]">#{{ d.id }}</a></td><td class="mono">{{ d.topic }}</td><td>{{ d.errorKind }}</td><td>{{ d.state }}</td></tr>
+          } @empty { <tr><td colspan="4" class="muted">None.</td></tr> }
+        </tbody>
+      </table>
     } @else if (!error()) {
       <p class="muted">Loading…</p>
     }
@@ -64,6 +89,12 @@ import { timeline } from './timeline';
 })
 export class OrderDetail {
   private readonly api = inject(OrdersApi);
+  private readonly chaos = inject(ChaosApi);
+  private readonly dlq = inject(DeadLettersApi);
+  readonly settings = inject(ConsoleSettings);
+  readonly saga = signal<SagaDefinition | null>(null);
+  readonly injections = signal<Injection[]>([]);
+  readonly deadLetters = signal<DeadLetterSummary[]>([]);
   /** The route's `:id`. */
   readonly id = input.required<string>();
   readonly order = signal<Order | null>(null);
@@ -77,7 +108,12 @@ export class OrderDetail {
   readonly duration = duration;
 
   constructor() {
+    inject(SagasApi)
+      .list()
+      .subscribe({ next: (s) => this.saga.set(s.sagas[0] ?? null), error: () => {} });
     live(() => {
+      this.chaos.injections(200, this.id()).subscribe({ next: (r) => this.injections.set(r.injections), error: () => {} });
+      this.dlq.entries({ q: this.id() }).subscribe({ next: (r) => this.deadLetters.set(r.entries), error: () => {} });
       const current = this.order();
       // An order that ended changes no more.
       if (current && current.status !== 'PENDING' && current.orderId === this.id()) return;

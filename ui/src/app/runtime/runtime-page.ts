@@ -4,15 +4,18 @@ import { Component, inject, signal } from '@angular/core';
 import { describeError } from '../api/errors';
 import { Readiness, RelayStatus, RuntimeApi, ServiceConfig } from '../api/runtime';
 import { live } from '../shared/live';
+import { ConsoleSettings } from '../shared/settings';
+import { FormsModule } from '@angular/forms';
 
 /** The runtime: each service's config and last reload, readiness part by part, the relay. */
 @Component({
   selector: 'app-runtime-page',
+  imports: [FormsModule],
   template: `
     <h1>Runtime</h1>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
     @if (ready(); as r) {
-      <p>
+      <p class="ready">
         <span [class]="'status ' + (r.ready ? 'succeeded' : 'failed')" data-testid="readiness">{{ r.ready ? 'ready' : 'not ready' }}</span>
         database {{ r.database ? 'up' : 'down' }} · broker {{ r.broker ? 'up' : 'down' }}
         @if (r.partsDown.length) { · <span class="error">down: {{ r.partsDown.join(', ') }}</span> }
@@ -32,6 +35,12 @@ import { live } from '../shared/live';
       <p>mode {{ r.mode }} · lag {{ r.lagSeconds.toFixed(1) }} s · {{ r.publishedTotal }} published · {{ r.inFlightRows }} in flight · {{ r.reconnects }} reconnects@if (r.slot?.retainedWalBytes !== undefined) { · retained WAL {{ r.slot?.retainedWalBytes }} bytes}</p>
       @if (r.lastError) { <p class="error">{{ r.lastError }}</p> }
     }
+    <h2>Links of this console</h2>
+    <form class="links" (ngSubmit)="settings.save(traceUrl, grafanaUrl)">
+      <label>Trace UI, with {{ '{' }}traceId{{ '}' }}<input name="traceUrl" [(ngModel)]="traceUrl" placeholder="http://jaeger:16686/trace/{traceId}" size="40" /></label>
+      <label>Grafana<input name="grafanaUrl" [(ngModel)]="grafanaUrl" placeholder="http://grafana:3000" size="30" /></label>
+      <button type="submit">Save</button>
+    </form>
     @if (ready(); as r) {
       <h2>Parts</h2>
       <table aria-label="Parts">
@@ -44,6 +53,7 @@ import { live } from '../shared/live';
       </table>
     }
   `,
+  styles: `.links { display: flex; flex-wrap: wrap; gap: 0.6rem; align-items: flex-end; }`,
 })
 export class RuntimePage {
   private readonly api = inject(RuntimeApi);
@@ -52,6 +62,9 @@ export class RuntimePage {
   readonly ready = signal<Readiness | null>(null);
   readonly parts = signal<[string, Readiness['parts'][string]][]>([]);
   readonly error = signal('');
+  readonly settings = inject(ConsoleSettings);
+  traceUrl = this.settings.traceUrl();
+  grafanaUrl = this.settings.grafanaUrl();
 
   constructor() {
     live(() => {

@@ -6,17 +6,10 @@ import { Objective, SloApi } from '../api/slo';
 import { ChartView } from '../shared/chart';
 import { clock } from '../shared/format';
 import { live } from '../shared/live';
+import { ConsoleSettings } from '../shared/settings';
 
 /** How many readings the charts keep (one every 2 s: ten minutes). */
 const KEEP = 300;
-
-/** Where the Grafana dashboards are, when one is configured (`?grafana=` or `window.chaosSymphonyGrafana`). */
-function grafanaUrl(): string | null {
-  const fromQuery = new URLSearchParams(location.search).get('grafana');
-  const fromWindow = (window as unknown as { chaosSymphonyGrafana?: string }).chaosSymphonyGrafana;
-  const url = fromQuery ?? fromWindow ?? null;
-  return url && /^https?:\/\//.test(url) ? url.replace(/\/$/, '') : null;
-}
 
 /** The SLOs, sorted by remaining error budget (least first), with burn rates and charts of what this page has seen. */
 @Component({
@@ -25,7 +18,7 @@ function grafanaUrl(): string | null {
   template: `
     <h1>SLOs</h1>
     <p class="muted">Figures from {{ source() }}; charts since this page opened.
-      @if (grafana) { <a [href]="grafana + '/dashboards'" target="_blank" rel="noopener">Grafana dashboards</a> }
+      @if (settings.grafanaUrl()) { <a [href]="settings.grafanaUrl() + '/dashboards'" target="_blank" rel="noopener">Grafana dashboards</a> } @else { <span>(set a Grafana address on the runtime page to link its dashboards)</span> }
     </p>
     @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
     @for (o of sorted(); track o.name) {
@@ -53,7 +46,7 @@ function grafanaUrl(): string | null {
 })
 export class SloPage {
   private readonly api = inject(SloApi);
-  readonly grafana = grafanaUrl();
+  readonly settings = inject(ConsoleSettings);
   readonly objectives = signal<Objective[]>([]);
   readonly source = signal('');
   readonly error = signal('');
