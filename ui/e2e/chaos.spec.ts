@@ -28,6 +28,12 @@ test('a chaos rule made in the console fails payments, shows in the feed, and is
   const rules = page.getByRole('table', { name: 'Chaos rules' });
   const rule = rules.getByRole('row').filter({ hasText: 'ui-failing-payments' });
   await expect(rule.getByText('active', { exact: true })).toBeVisible();
+  // Edited: the form takes the rule, and saves it with PUT.
+  await rule.getByRole('button', { name: 'Edit ui-failing-payments' }).click();
+  await expect(page.getByRole('heading', { name: 'Edit rule ui-failing-payments' })).toBeVisible();
+  await page.getByRole('textbox', { name: 'Message', exact: true }).fill('card gateway down (edited in the console)');
+  await page.getByRole('button', { name: 'Save rule' }).click();
+  await expect(rule).toContainText('edited in the console');
   await expectAccessible(page);
 
   // An order meets the fault: its payment fails, the order is cancelled.

@@ -21,6 +21,11 @@ test('a dead letter is replayed from the console with an edited payload and leav
   const entries = page.getByRole('table', { name: 'Dead-letter entries' });
   const mine = entries.getByRole('row').filter({ has: page.getByRole('link', { name: placed.orderId.slice(0, 8) }) });
   await expect(mine.first().getByText('handler_failed')).toBeVisible();
+  // A time window after it hides it; cleared, it is back.
+  await page.getByLabel('From').fill('2999-01-01T00:00');
+  await expect(mine).toHaveCount(0);
+  await page.getByLabel('From').fill('');
+  await expect(mine.first()).toBeVisible();
   await expectAccessible(page);
   await screenshot(page, 'dead-letters');
   await mine.first().getByRole('link', { name: /^#\d+$/ }).click();

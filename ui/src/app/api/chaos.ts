@@ -52,6 +52,10 @@ export class ChaosApi {
     return this.http.post<RuleView>('/api/chaos/rules', rule);
   }
 
+  update(rule: RuleSpec): Observable<RuleView> {
+    return this.http.put<RuleView>(`/api/chaos/rules/${encodeURIComponent(rule.id)}`, rule);
+  }
+
   remove(id: string): Observable<unknown> {
     return this.http.delete(`/api/chaos/rules/${encodeURIComponent(id)}`);
   }

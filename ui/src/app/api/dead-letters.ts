@@ -43,6 +43,9 @@ export interface DeadLetterFilter {
   kind?: string;
   state?: string;
   q?: string;
+  /** Dead-lettered at or after / before, Unix ms. */
+  from?: number | null;
+  to?: number | null;
   cursor?: string | null;
 }
 
@@ -70,6 +73,8 @@ export class DeadLettersApi {
       const value = filter[key];
       if (value) params = params.set(key, value);
     }
+    if (filter.from) params = params.set('from', String(filter.from));
+    if (filter.to) params = params.set('to', String(filter.to));
     return this.http.get<{ entries: DeadLetterSummary[]; nextCursor: string | null }>('/api/dlq/entries', { params });
   }
 
@@ -89,7 +94,7 @@ export class DeadLettersApi {
   /** Bulk replay or discard of what a filter selects; `dryRun` only says what would happen. */
   bulk(action: 'replay' | 'discard', filter: DeadLetterFilter, dryRun: boolean, reason?: string): Observable<Record<string, unknown>> {
     const body: Record<string, unknown> = { dryRun };
-    for (const key of ['topic', 'kind', 'state', 'q'] as const) if (filter[key]) body[key] = filter[key];
+    for (const key of ['topic', 'kind', 'state', 'q', 'from', 'to'] as const) if (filter[key]) body[key] = filter[key];
     if (action === 'discard') body['reason'] = reason || 'discarded from the console';
     return this.http.post<Record<string, unknown>>(`/api/dlq/${action}`, body);
   }

@@ -1,4 +1,4 @@
-import { Component, inject, signal } from '@angular/core';
+import { Component, inject, signal, viewChild } from '@angular/core';
 import { RouterLink } from '@angular/router';
 
 import { ChaosApi, Injection, RuleView } from '../api/chaos';
@@ -34,6 +34,7 @@ import { RuleForm } from './rule-form';
                 } @else {
                   <button type="button" (click)="turn(r, false)">Disable</button>
                 }
+                <button type="button" (click)="form().edit(r.rule)" [attr.aria-label]="'Edit ' + r.id">Edit</button>
                 <button type="button" (click)="remove(r)" [attr.aria-label]="'Delete ' + r.id">Delete</button>
               }
             </td>
@@ -69,6 +70,7 @@ import { RuleForm } from './rule-form';
 })
 export class ChaosPage {
   private readonly api = inject(ChaosApi);
+  readonly form = viewChild.required(RuleForm);
   readonly rules = signal<RuleView[]>([]);
   readonly injections = signal<Injection[]>([]);
   readonly error = signal('');

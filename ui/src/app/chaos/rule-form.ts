@@ -50,15 +50,42 @@ export function ruleOf(d: RuleDraft): RuleSpec {
   return rule;
 }
 
+/** The form's fields from a rule (to edit it). */
+export function draftOf(rule: RuleSpec): RuleDraft {
+  const t = rule.target as Record<string, unknown>;
+  const f = rule.fault as Record<string, unknown>;
+  const text = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  return {
+    id: rule.id,
+    targetKind: rule.target.kind as RuleDraft['targetKind'],
+    service: text(t['service']),
+    handler: text(t['handler']),
+    topic: text(t['topic']),
+    side: (text(t['side']) || 'consume') as RuleDraft['side'],
+    route: text(t['route']),
+    faultKind: rule.fault.kind as RuleDraft['faultKind'],
+    fixed: text(f['fixed']),
+    min: text(f['min']),
+    max: text(f['max']),
+    jitter: text(f['jitter']),
+    message: text(f['message']),
+    status: Number(f['status'] ?? 503),
+    probability: text(rule.probability),
+    keySample: text(rule.key_sample),
+    ttl: text(rule.ttl),
+    allowDrop: rule.allow_drop ?? false,
+  };
+}
+
 /** Creates a chaos rule through chaos-svc, every target and fault kind, the API's field errors shown. */
 @Component({
   selector: 'app-rule-form',
   imports: [FormsModule],
   template: `
     <form (ngSubmit)="create()" aria-labelledby="rule-heading">
-      <h2 id="rule-heading">New rule</h2>
+      <h2 id="rule-heading">{{ editing() ? 'Edit rule ' + d.id : 'New rule' }}</h2>
       <div class="fields">
-        <label>Rule id<input name="id" [(ngModel)]="d.id" required maxlength="100" /></label>
+        <label>Rule id<input name="id" [(ngModel)]="d.id" required maxlength="100" [readonly]="editing()" /></label>
         <label>Target
           <select name="targetKind" [(ngModel)]="d.targetKind">
             @for (k of targetKinds; track k) { <option [value]="k">{{ k }}</option> }
@@ -92,7 +119,8 @@ export function ruleOf(d: RuleDraft): RuleSpec {
         <label>Probability (0–1)<input name="probability" [(ngModel)]="d.probability" size="5" /></label>
         <label>Blast radius, share of orders (0–1)<input name="keySample" [(ngModel)]="d.keySample" size="5" /></label>
         <label>Lease<input name="ttl" [(ngModel)]="d.ttl" placeholder="10m" size="6" /></label>
-        <button class="primary" type="submit" [disabled]="sending()">Create rule</button>
+        <button class="primary" type="submit" [disabled]="sending()">{{ editing() ? 'Save rule' : 'Create rule' }}</button>
+        @if (editing()) { <button type="button" (click)="editing.set(false)">Cancel</button> }
       </div>
       @if (error()) {
         <div class="error" role="alert">
@@ -118,6 +146,15 @@ export class RuleForm {
   readonly sending = signal(false);
   readonly error = signal('');
   readonly fields = signal<[string, string][]>([]);
+  /** Editing an existing rule (saved with PUT) rather than creating one. */
+  readonly editing = signal(false);
+
+  edit(rule: RuleSpec): void {
+    this.d = draftOf(rule);
+    this.editing.set(true);
+    this.error.set('');
+    this.fields.set([]);
+  }
 
   d: RuleDraft = {
     id: 'flaky-payments',
@@ -144,10 +181,12 @@ export class RuleForm {
     this.sending.set(true);
     this.error.set('');
     this.fields.set([]);
-    this.api.create(ruleOf(this.d)).subscribe({
-      next: (rule) => {
+    const rule = ruleOf(this.d);
+    (this.editing() ? this.api.update(rule) : this.api.create(rule)).subscribe({
+      next: (saved) => {
         this.sending.set(false);
-        this.created.emit(rule.id);
+        this.editing.set(false);
+        this.created.emit(saved.id);
       },
       error: (e: unknown) => {
         this.sending.set(false);

@@ -31,6 +31,8 @@ const STATES = ['new', 'replayed', 'discarded'];
       <label>Kind<select name="kind" [(ngModel)]="filter.kind" (ngModelChange)="firstPage()"><option value="">any</option>@for (k of kinds; track k) { <option [value]="k">{{ k }}</option> }</select></label>
       <label>State<select name="state" [(ngModel)]="filter.state" (ngModelChange)="firstPage()"><option value="">any</option>@for (s of states; track s) { <option [value]="s">{{ s }}</option> }</select></label>
       <label>Text in key or payload<input name="q" type="search" [(ngModel)]="filter.q" (ngModelChange)="firstPage()" maxlength="200" /></label>
+      <label>From<input name="from" type="datetime-local" [(ngModel)]="from" (ngModelChange)="times()" /></label>
+      <label>To<input name="to" type="datetime-local" [(ngModel)]="to" (ngModelChange)="times()" /></label>
     </div>
     <table aria-label="Dead-letter entries">
       <thead><tr><th scope="col">Entry</th><th scope="col">Topic</th><th scope="col">Kind</th><th scope="col">State</th><th scope="col">Order</th><th scope="col">When</th><th scope="col">Error</th></tr></thead>
@@ -92,6 +94,16 @@ export class DeadLettersPage {
   readonly planned = signal<{ action: 'replay' | 'discard'; count: number; matched: number } | null>(null);
   readonly done = signal('');
   filter: DeadLetterFilter = { topic: '', kind: '', state: '', q: '' };
+  /** The time filter as the inputs hold it (local time). */
+  from = '';
+  to = '';
+
+  times(): void {
+    const ms = (text: string) => (text ? new Date(text).getTime() : null);
+    this.filter.from = ms(this.from);
+    this.filter.to = ms(this.to);
+    this.firstPage();
+  }
 
   constructor() {
     live(() => this.refresh());
