@@ -15,6 +15,9 @@ export interface RuleSpec {
   enabled?: boolean;
   allow_drop?: boolean;
   description?: string;
+  start?: string;
+  end?: string;
+  expires_at?: string;
 }
 
 /** A rule as chaos-svc lists it. */

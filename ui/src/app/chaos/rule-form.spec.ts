@@ -1,4 +1,4 @@
-import { FAULT_KINDS, RuleDraft, TARGET_KINDS, draftOf, ruleOf } from './rule-form';
+import { FAULT_KINDS, RuleDraft, TARGET_KINDS, draftOf, keepUnformed, ruleOf } from './rule-form';
 
 function draft(overrides: Partial<RuleDraft>): RuleDraft {
   return {
@@ -41,5 +41,17 @@ describe('ruleOf', () => {
         expect(ruleOf(draftOf(rule))).toEqual(rule);
       }
     }
+  });
+});
+
+describe('keepUnformed', () => {
+  it('keeps what the form does not edit and takes the rest from the form', () => {
+    const original = { ...ruleOf(draft({})), max_count: 5, rate: 2, description: 'keep me', end: '2030-01-01T00:00:00Z' };
+    const edited = ruleOf(draft({ faultKind: 'error', message: 'new' }));
+    const saved = keepUnformed(original, edited);
+    expect(saved.fault).toEqual({ kind: 'error', message: 'new' });
+    expect(saved.max_count).toBe(5);
+    expect(saved.rate).toBe(2);
+    expect(saved.description).toBe('keep me');
   });
 });

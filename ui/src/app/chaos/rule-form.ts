@@ -77,6 +77,15 @@ export function draftOf(rule: RuleSpec): RuleDraft {
   };
 }
 
+/** The fields the form edits; the others of a rule pass through an edit unchanged. */
+const FORMED = ['id', 'target', 'fault', 'probability', 'key_sample', 'ttl', 'expires_at', 'allow_drop'];
+
+/** `edited` with every field of `original` the form has no input for. */
+export function keepUnformed(original: RuleSpec, edited: RuleSpec): RuleSpec {
+  const kept = Object.fromEntries(Object.entries(original).filter(([key]) => !FORMED.includes(key)));
+  return { ...kept, ...edited } as RuleSpec;
+}
+
 /** Creates a chaos rule through chaos-svc, every target and fault kind, the API's field errors shown. */
 @Component({
   selector: 'app-rule-form',
@@ -149,7 +158,11 @@ export class RuleForm {
   /** Editing an existing rule (saved with PUT) rather than creating one. */
   readonly editing = signal(false);
 
+  /** The rule being edited: what the form has no field for (`rate`, `max_count`, a window, …) is kept from it. */
+  private original: RuleSpec | null = null;
+
   edit(rule: RuleSpec): void {
+    this.original = rule;
     this.d = draftOf(rule);
     this.editing.set(true);
     this.error.set('');
@@ -181,7 +194,7 @@ export class RuleForm {
     this.sending.set(true);
     this.error.set('');
     this.fields.set([]);
-    const rule = ruleOf(this.d);
+    const rule = this.editing() && this.original ? keepUnformed(this.original, ruleOf(this.d)) : ruleOf(this.d);
     (this.editing() ? this.api.update(rule) : this.api.create(rule)).subscribe({
       next: (saved) => {
         this.sending.set(false);
