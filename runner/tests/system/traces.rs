@@ -168,7 +168,12 @@ async fn one_order_is_one_connected_trace_across_every_service() {
         let trace = of_trace(&spans, client_trace);
         let consumed: BTreeSet<&str> = trace.iter().filter(|s| s.kind == CONSUMER).map(|s| s.name.as_str()).collect();
         let services: BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
-        if services.is_superset(&expected) && consumed.contains("shipping.scheduled process")
+        // Every parent arrived too: each process exports in its own batches, so a consumer's
+        // span can come before the relay's producer span it continues.
+        let ids: HashSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+        let parents_in =
+            trace.iter().all(|s| s.parent_span_id == client_span || ids.contains(s.parent_span_id.as_str()));
+        if services.is_superset(&expected) && consumed.contains("shipping.scheduled process") && parents_in
             || Instant::now() > deadline
         {
             break trace;
@@ -222,7 +227,18 @@ async fn one_order_is_one_connected_trace_across_every_service() {
             .map(|s| s.trace_id.clone())
             .expect("the second order's server span")
     };
-    let other = of_trace(&spans, &other_trace);
+    // Its spans too come in batches: wait until every parent of it arrived.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let other = loop {
+        let other = of_trace(&spans, &other_trace);
+        let ids: HashSet<&str> = other.iter().map(|s| s.span_id.as_str()).collect();
+        let roots = other.iter().filter(|s| !ids.contains(s.parent_span_id.as_str())).count();
+        let reached_shipping = other.iter().any(|s| s.service == "shipping-svc" && s.kind == CONSUMER);
+        if roots == 1 && reached_shipping || Instant::now() > deadline {
+            break other;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_connected(&other, "");
     assert!(other.iter().any(|s| s.service == "shipping-svc"), "the second trace reaches shipping too");
     assert!(other.iter().all(|s| s.span_id != server.span_id));
