@@ -230,3 +230,51 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     system.stop().await;
     db.drop_database().await;
 }
+
+/// A leased canary percentage (what a game day sets): bad leases are refused by field, and a
+/// good one goes back to its `then_percent` by itself when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_canary_percentage_goes_back_by_itself_and_bad_leases_are_refused() {
+    let (_dir, url) = crate::support::temp_sqlite();
+    let system = System::start(system_with(&url, None, None, 0.0)).await;
+    system.wait_announced("orchestrator").await;
+    for (body, field) in [
+        (json!({ "percent": 50, "ttl": "2s" }), "then_percent"),
+        (json!({ "percent": 50, "then_percent": 0 }), "then_percent"),
+        (json!({ "percent": 50, "ttl": "0s", "then_percent": 0 }), "ttl"),
+        (json!({ "percent": 50, "ttl": "9999d", "then_percent": 0 }), "ttl"),
+        (json!({ "percent": 50, "ttl": "soon\u{0}", "then_percent": 0 }), "ttl"),
+        (json!({ "percent": 50, "ttl": "2s", "then_percent": 150 }), "then_percent"),
+        (json!({ "percent": 50, "ttl": "2s", "then_percent": -1 }), "then_percent"),
+    ] {
+        let (status, answer) =
+            system.call(Method::PUT, "/api/chaos/canary", Some(ADMIN_TOKEN), Some(body.clone())).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(answer["fields"][0]["field"], field, "{body} → {answer}");
+    }
+    // Twenty at once: each is answered, none with a 5xx.
+    let calls = (0..20).map(|_| {
+        let body = json!({ "percent": 20, "ttl": "1m", "then_percent": 0, "reason": "many" });
+        system.call(Method::PUT, "/api/chaos/canary", Some(ADMIN_TOKEN), Some(body))
+    });
+    for (status, answer) in futures::future::join_all(calls).await {
+        assert!(status.is_success(), "{status}: {answer}");
+    }
+    // The newest setting wins: 40% for three seconds, then 0% again.
+    let body = json!({ "percent": 40, "ttl": "3s", "then_percent": 0, "reason": "leased" });
+    let (status, answer) = system.call(Method::PUT, "/api/chaos/canary", Some(ADMIN_TOKEN), Some(body)).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    assert_eq!(canary_view(&system).await["percent"], 40.0);
+    // Nobody puts it back: the lease does.
+    let back = eventually(Duration::from_secs(6), Duration::from_millis(100), async || {
+        let view = canary_view(&system).await;
+        match view["percent"].as_f64() {
+            Some(p) if p == 0.0 => Ok(view),
+            other => Err(format!("still {other:?} after the lease")),
+        }
+    })
+    .await;
+    let last = &back["events"][0];
+    assert!(last["reason"].as_str().unwrap().contains("lease"), "{back}");
+    system.stop().await;
+}

@@ -197,11 +197,7 @@ async fn start_run(
             .with_fields(vec![(field.to_string(), message)])
     };
     // Refused before any file is read: twenty starts at once must not compile twenty times.
-    if let Some(running) = state.current.lock().await.as_ref() {
-        if !running.record.lock().expect("run lock").state.is_over() {
-            return Err(busy(&running.id));
-        }
-    }
+    refuse_if_running(state.current.lock().await.as_ref())?;
     let scenario = match (&body.scenario, &body.scenario_toml) {
         (Some(name), None) => {
             if name.is_empty() || name.len() > 100 || name.contains(['\0', '/', '\\']) {
@@ -245,11 +241,7 @@ async fn start_run(
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gameday-svc is still starting; retry in a second"));
     };
     let mut current = state.current.lock().await;
-    if let Some(running) = current.as_ref() {
-        if !running.record.lock().expect("run lock").state.is_over() {
-            return Err(busy(&running.id));
-        }
-    }
+    refuse_if_running(current.as_ref())?;
     let record = new_record(&scenario, &admin.actor);
     match runs::claim(&state.ctx.store, &record).await {
         Ok(()) => {}
@@ -288,6 +280,14 @@ async fn start_run(
         tracing::info_span!("gameday", name = %name),
     ));
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `409` while this process's run goes on.
+fn refuse_if_running(current: Option<&Current>) -> Result<(), ApiError> {
+    match current {
+        Some(running) if !running.record.lock().expect("run lock").state.is_over() => Err(busy(&running.id)),
+        _ => Ok(()),
+    }
 }
 
 fn busy(id: &str) -> ApiError {

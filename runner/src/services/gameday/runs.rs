@@ -63,21 +63,13 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<RunRecord>, StoreErro
 
 /// The newest runs first, at most `limit`, optionally of one scenario.
 pub async fn list(store: &Store, scenario: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-    let rows = match scenario {
-        Some(name) => {
-            sqlx::query("SELECT record FROM gameday_runs WHERE scenario = $1 ORDER BY started_at_ms DESC LIMIT $2")
-                .bind(name)
-                .bind(i64::from(limit))
-                .fetch_all(store.pool())
-                .await?
-        }
-        None => {
-            sqlx::query("SELECT record FROM gameday_runs ORDER BY started_at_ms DESC LIMIT $1")
-                .bind(i64::from(limit))
-                .fetch_all(store.pool())
-                .await?
-        }
-    };
+    let rows = sqlx::query(
+        "SELECT record FROM gameday_runs WHERE ($1 = '' OR scenario = $1) ORDER BY started_at_ms DESC LIMIT $2",
+    )
+    .bind(scenario.unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(store.pool())
+    .await?;
     rows.iter().map(decode).collect()
 }
 
