@@ -27,24 +27,64 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start_prometheus(dir: &Path, target: &str, rules: &Path, port: u16) -> Prometheus {
+/// Prometheus's config: the rules, and the runner as its one target once there is one.
+fn write_prometheus_config(dir: &Path, rules: &Path, target: Option<&str>) {
+    let scrape = match target {
+        Some(target) => format!(
+            "scrape_configs:\n  - job_name: chaos-symphony\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+        None => "scrape_configs: []\n".to_owned(),
+    };
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-         scrape_configs:\n  - job_name: chaos-symphony\n    static_configs:\n      - targets: [\"{target}\"]\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n{scrape}",
         rules.display()
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start prometheus ({e}); install Debian's `prometheus` package (scripts/test does)")
-        });
-    Prometheus { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+/// Starts Prometheus with no target yet and waits until it answers `/-/ready`. A port picked
+/// free can be taken by a parallel test before Prometheus binds it; then Prometheus exits and
+/// the next attempt takes another port.
+async fn start_prometheus(dir: &Path, rules: &Path) -> Prometheus {
+    write_prometheus_config(dir, rules, None);
+    let client = reqwest::Client::new();
+    for _attempt in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start prometheus ({e}); install Debian's `prometheus` package (scripts/test does)")
+            });
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if client.get(format!("{base}/-/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Prometheus { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("prometheus did not become ready on any of five ports")
+}
+
+impl Prometheus {
+    /// Points Prometheus at the runner and reloads its config.
+    async fn scrape(&self, dir: &Path, rules: &Path, target: &str) {
+        write_prometheus_config(dir, rules, Some(target));
+        let response = reqwest::Client::new().post(format!("{}/-/reload", self.base)).send().await.unwrap();
+        assert!(response.status().is_success(), "prometheus refused the reload: {}", response.status());
+    }
 }
 
 /// Every panel query of every dashboard, with Grafana's interval variable filled in.
@@ -94,13 +134,12 @@ async fn prometheus_scrapes_the_system_and_every_dashboard_query_has_data() {
          allow_drop = true\nmax_count = 1\n",
     );
     // streams-analytics reads the SLO figures from this Prometheus.
-    let prometheus_port = free_port();
-    let url = format!("prometheus_url = \"http://127.0.0.1:{prometheus_port}\"");
+    let rules = repository().join("dashboards/rules/slo.rules.yml").canonicalize().unwrap();
+    let prometheus = start_prometheus(root.path(), &rules).await;
+    let url = format!("prometheus_url = \"{}\"", prometheus.base);
     edit(&dir.join("streams-analytics.toml"), "# prometheus_url = \"http://prometheus:9090\"", &url);
     let system = System::start_watched(&dir, &db.url).await;
-    let target = system.running.addr.to_string();
-    let rules = repository().join("dashboards/rules/slo.rules.yml").canonicalize().unwrap();
-    let prometheus = start_prometheus(root.path(), &target, &rules, prometheus_port);
+    prometheus.scrape(root.path(), &rules, &system.running.addr.to_string()).await;
 
     // Load: 150 orders at about 10 a second; a reload of payment.toml on the way.
     for i in 0..150 {
