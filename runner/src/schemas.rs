@@ -95,28 +95,38 @@ impl SchemaRegistry {
     /// Checks a payload against its type's schema. With no schema directory configured
     /// everything passes; with one, a type without a schema fails.
     pub fn validate(&self, event_type: &str, payload: &Value) -> Result<(), String> {
-        if !self.enabled() {
+        let problems = self.problems(event_type, payload)?;
+        if problems.is_empty() {
             return Ok(());
+        }
+        let listed: Vec<String> = problems
+            .iter()
+            .map(|p| if p.pointer.is_empty() { p.message.clone() } else { format!("{}: {}", p.pointer, p.message) })
+            .collect();
+        Err(format!("`{event_type}` payload does not match its schema: {}", listed.join("; ")))
+    }
+
+    /// The payload's schema problems (at most ten), each at the JSON pointer of the value it
+    /// concerns, for an editor to show at the field. `Err` when the type has no schema.
+    pub fn problems(&self, event_type: &str, payload: &Value) -> Result<Vec<SchemaProblem>, String> {
+        if !self.enabled() {
+            return Ok(Vec::new());
         }
         let Some(validator) = self.validators.get(event_type) else {
             return Err(format!("no schema for event type `{event_type}`; add {}", file_name(event_type)));
         };
-        let problems: Vec<String> = validator
+        Ok(validator
             .iter_errors(payload)
             .take(10)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("`{event_type}` payload does not match its schema: {}", problems.join("; ")))
-        }
+            .map(|e| SchemaProblem { pointer: e.instance_path().to_string(), message: e.to_string() })
+            .collect())
     }
+}
+
+/// One way a payload misses its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaProblem {
+    /// Where, as a JSON pointer into the payload (`/items/0/sku`; empty for the whole payload).
+    pub pointer: String,
+    pub message: String,
 }

@@ -7,6 +7,10 @@
 //! folder beside the binary. The folder is `RUNNER_CONSOLE_DIR`, else
 //! `ui/dist/console/browser` under the working directory (`scripts/up` runs from the
 //! repository's root). A console that was never built answers a page saying how to build it.
+//!
+//! Where the console links out — a trace UI and Grafana — is the deployment's to say:
+//! `RUNNER_CONSOLE_TRACE_URL` (with `{traceId}`) and `RUNNER_CONSOLE_GRAFANA_URL`, served at
+//! `GET /api/console/settings`; a browser may override both for itself.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -14,6 +18,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use serde::Serialize;
 
 use super::ApiError;
 
@@ -28,6 +33,67 @@ pub fn console_dir() -> PathBuf {
 /// Whether a built console is there.
 pub fn is_built(dir: &Path) -> bool {
     dir.join("index.html").is_file()
+}
+
+/// The environment variables of the console's links.
+pub const TRACE_URL_VAR: &str = "RUNNER_CONSOLE_TRACE_URL";
+pub const GRAFANA_URL_VAR: &str = "RUNNER_CONSOLE_GRAFANA_URL";
+/// The longest link address taken.
+const MAX_URL_LEN: usize = 2048;
+
+/// Where the console links out to, as `GET /api/console/settings` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleLinks {
+    /// A trace UI's page of one trace, `{traceId}` standing for its id.
+    pub trace_url: Option<String>,
+    pub grafana_url: Option<String>,
+}
+
+impl ConsoleLinks {
+    /// The links the environment sets; an unusable one is an error that names the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let read = |var: &str| match std::env::var(var) {
+            Ok(value) if value.trim().is_empty() => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!("{var} is not UTF-8 text")),
+        };
+        Self::checked(read(TRACE_URL_VAR)?, read(GRAFANA_URL_VAR)?)
+    }
+
+    /// Both links checked: http(s) addresses without spaces or control characters (a link
+    /// must never become `javascript:`), the trace one holding `{traceId}`.
+    pub fn checked(trace_url: Option<String>, grafana_url: Option<String>) -> Result<Self, String> {
+        let web = |var: &str, value: Option<String>| -> Result<Option<String>, String> {
+            let Some(value) = value.map(|v| v.trim().to_owned()) else { return Ok(None) };
+            let shown = crate::chaos::rule::shortened(&value);
+            let scheme_ok = value.starts_with("http://") || value.starts_with("https://");
+            if value.len() > MAX_URL_LEN || !scheme_ok || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "{var} is `{shown}`; give an http:// or https:// address without spaces, at most {MAX_URL_LEN} characters"
+                ));
+            }
+            Ok(Some(value.trim_end_matches('/').to_owned()))
+        };
+        let trace_url = web(TRACE_URL_VAR, trace_url)?;
+        if let Some(url) = trace_url.as_deref().filter(|url| !url.contains("{traceId}")) {
+            let shown = crate::chaos::rule::shortened(url);
+            return Err(format!(
+                "{TRACE_URL_VAR} is `{shown}` without `{{traceId}}`; say where the trace id goes, e.g. http://jaeger:16686/trace/{{traceId}}"
+            ));
+        }
+        Ok(ConsoleLinks { trace_url, grafana_url: web(GRAFANA_URL_VAR, grafana_url)? })
+    }
+}
+
+/// `GET /api/console/settings`: where the console links out to.
+pub fn settings_routes(links: ConsoleLinks) -> super::Routes {
+    super::Routes::new().get("/api/console/settings", settings).with_state(links)
+}
+
+async fn settings(axum::extract::State(links): axum::extract::State<ConsoleLinks>) -> axum::Json<ConsoleLinks> {
+    axum::Json(links)
 }
 
 /// `router` with the console as its fallback for every path no route takes.
@@ -133,6 +199,29 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_http_addresses_and_the_trace_link_says_where_the_id_goes() {
+        let links = ConsoleLinks::checked(
+            Some("http://jaeger:16686/trace/{traceId}".into()),
+            Some(" https://grafana.example/ ".into()),
+        )
+        .unwrap();
+        assert_eq!(links.trace_url.as_deref(), Some("http://jaeger:16686/trace/{traceId}"));
+        assert_eq!(links.grafana_url.as_deref(), Some("https://grafana.example"));
+        assert_eq!(ConsoleLinks::checked(None, None).unwrap(), ConsoleLinks::default());
+        for (trace, grafana, says) in [
+            (Some("javascript:alert(1)//{traceId}"), None, "RUNNER_CONSOLE_TRACE_URL is `javascript:"),
+            (Some("http://jaeger/trace/"), None, "without `{traceId}`"),
+            (None, Some("http://grafana\u{0}x"), "RUNNER_CONSOLE_GRAFANA_URL"),
+            (None, Some("http://a b"), "without spaces"),
+        ] {
+            let error = ConsoleLinks::checked(trace.map(String::from), grafana.map(String::from)).unwrap_err();
+            assert!(error.contains(says), "{error}");
+        }
+        let long = format!("http://grafana/{}", "x".repeat(3000));
+        assert!(ConsoleLinks::checked(None, Some(long)).unwrap_err().contains("at most 2048"));
+    }
 
     #[test]
     fn only_plain_files_inside_the_folder_are_served() {

@@ -54,6 +54,8 @@ pub enum RuntimeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot watch the pipeline files: {0}")]
     Watch(String),
+    #[error("the console's links: {0}")]
+    Console(String),
 }
 
 /// A running system: its address and the handle to stop it.
@@ -222,6 +224,8 @@ async fn start_units(
     watch: Option<LoadOptions>,
 ) -> Result<Running, RuntimeError> {
     crate::telemetry::prometheus();
+    // Checked before anything starts: a bad link stops the start with the variable named.
+    let links = crate::http::console::ConsoleLinks::from_env().map_err(RuntimeError::Console)?;
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let outbox_written = Arc::new(Notify::new());
@@ -358,7 +362,8 @@ async fn start_units(
     let table = Arc::new(std::sync::OnceLock::new());
     let runtime_routes = reload::router(units.clone(), chaos.clone(), supervisor.clone(), &admin)
         .merge(Routes::new().get("/routes", route_table).with_state(table.clone()));
-    let (app, routes) = app.merge(health_routes).nest("/api/runtime", runtime_routes).into_parts();
+    let console_routes = crate::http::console::settings_routes(links);
+    let (app, routes) = app.merge(health_routes).merge(console_routes).nest("/api/runtime", runtime_routes).into_parts();
     let _ = table.set(routes);
     let app = crate::http::console::with_console(app, crate::http::console::console_dir())
         .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -130,6 +130,31 @@ async fn the_slo_view_moves_when_payments_fail() {
     assert_eq!(shipping["failureRatio"], 0.0, "{shipping}");
     assert_eq!(shipping["latencyMs"]["count"], 40, "{shipping}");
 
+    // The SLO view over time: a reading every 10 s, the burning one among them.
+    let history = eventually(Duration::from_secs(30), Duration::from_millis(500), async || {
+        let history = system.get("/api/slo/history?minutes=15").await;
+        let samples = history["objectives"].as_array().unwrap().iter().find(|o| o["name"] == "order-success").unwrap()
+            ["samples"]
+            .clone();
+        match samples.as_array().unwrap().last() {
+            Some(last) if last["current"].as_f64().is_some_and(|c| c < 0.6) => Ok(history),
+            _ => Err(format!("no burning reading yet: {history}")),
+        }
+    })
+    .await;
+    assert_eq!(history["intervalSeconds"], 10);
+    assert_eq!(history["burnWindows"], json!(["1h", "6h", "3d"]));
+    let success = history["objectives"].as_array().unwrap().iter().find(|o| o["name"] == "order-success").unwrap();
+    let last = success["samples"].as_array().unwrap().last().unwrap();
+    assert!(last["burnRates"][0].as_f64().unwrap() > 9.0, "{last}");
+    assert!(last["atMs"].as_i64().unwrap() > 0, "{last}");
+    for bad in ["0", "1441", "x", "%00"] {
+        let (status, answer) =
+            system.call(reqwest::Method::GET, &format!("/api/slo/history?minutes={bad}"), None, None).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("whole minutes from 1 to 1440"), "{answer}");
+    }
+
     let metrics = system.metrics().await;
     assert!(
         metrics.contains(r#"analytics_step_results_total{step="shipping",variant="stable",outcome="success"} 40"#),

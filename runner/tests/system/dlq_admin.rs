@@ -457,7 +457,8 @@ async fn replay_discard_auth_and_audit_on_postgres() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let error = answer["error"].as_str().unwrap();
     assert!(error.contains("/total"), "the message names the field: {error}");
-    assert_eq!(answer["fields"][0]["field"], "payload");
+    assert_eq!(answer["fields"][0]["field"], "payload/total", "each problem at its field: {answer}");
+    assert!(answer["fields"][0]["message"].as_str().unwrap().contains("\"lots\""), "{answer}");
     audit.push(("dlq.replay", format!("dead-letter {good_id}"), "refused: ".into()));
     let (status, answer) = dlq.post(&format!("/entries/{good_id}/replay"), Some(&json!({ "paylod": {} }))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");

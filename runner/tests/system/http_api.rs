@@ -219,9 +219,18 @@ async fn the_console_is_served_or_says_how_to_build_it_and_orders_filter_by_cust
     let console = tempfile::tempdir().unwrap();
     // One process per test (nextest): this variable is this test's alone.
     std::env::set_var("RUNNER_CONSOLE_DIR", console.path());
+    // A link that could run script is refused before anything starts, naming the variable.
+    std::env::set_var("RUNNER_CONSOLE_TRACE_URL", "javascript:alert(1)//{traceId}");
     let (_dir, url) = temp_sqlite();
+    let refused = runner::runtime::start(shipped_pipelines(&url), "127.0.0.1:0".parse().unwrap()).await;
+    let error = refused.err().expect("a bad trace link is refused").to_string();
+    assert!(error.contains("RUNNER_CONSOLE_TRACE_URL is `javascript:alert(1)//{traceId}`"), "{error}");
+    std::env::set_var("RUNNER_CONSOLE_TRACE_URL", "http://jaeger:16686/trace/{traceId}");
+    std::env::set_var("RUNNER_CONSOLE_GRAFANA_URL", "http://grafana:3000/");
     let system = System::start(shipped_pipelines(&url)).await;
     let get = |path: &str| system.client.get(format!("{}{path}", system.base)).send();
+    let links = system.get("/api/console/settings").await;
+    assert_eq!(links, json!({ "traceUrl": "http://jaeger:16686/trace/{traceId}", "grafanaUrl": "http://grafana:3000" }));
 
     let page = get("/orders/42").await.unwrap();
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);

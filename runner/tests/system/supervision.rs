@@ -58,6 +58,7 @@ async fn every_part_panics_and_comes_back_while_orders_flow() {
         "dlq-admin/dead-letter ingest",
         "streams-analytics/analytics",
         "streams-analytics/analytics export",
+        "streams-analytics/analytics history",
         "chaos-svc/injections",
         "chaos control",
         "injection reporter",
@@ -68,8 +69,9 @@ async fn every_part_panics_and_comes_back_while_orders_flow() {
     assert!(before.values().all(|&(up, restarts)| up && restarts == 0), "{before:?}");
 
     // Parts an attempt of another part starts (the saga timer, the slot monitor, the
-    // analytics export) are started anew with their parent: panic them before their parent.
-    let children = ["saga timer", "slot monitor", "analytics export", "canary analysis"];
+    // analytics export and history) are started anew with their parent: panic them before
+    // their parent.
+    let children = ["saga timer", "slot monitor", "analytics export", "analytics history", "canary analysis"];
     let mut names: Vec<&String> = before.keys().collect();
     names.sort_by_key(|name| !children.iter().any(|c| name.ends_with(c)));
     let mut panicked = 0;

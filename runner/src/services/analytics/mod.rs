@@ -10,6 +10,7 @@
 
 mod config;
 mod export;
+mod history;
 mod slo;
 mod windows;
 
@@ -61,14 +62,18 @@ impl AnalyticsSettings {
     }
 }
 
-/// The figures, shared by the consumer, the exporter and the routes. They outlive a consumer:
-/// a consumer started again on the same state goes on counting, each event id once.
+/// The figures, shared by the consumer, the exporter and the routes, and the SLO view's
+/// history. They outlive a consumer: a consumer started again on the same state goes on
+/// counting, each event id once.
 #[derive(Clone, Default)]
-pub struct AnalyticsState(Arc<Mutex<Windows>>);
+pub struct AnalyticsState {
+    windows: Arc<Mutex<Windows>>,
+    history: history::SharedHistory,
+}
 
 impl AnalyticsState {
     fn windows(&self) -> MutexGuard<'_, Windows> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Settles the steps left unanswered (counting them) and returns every window's figures.
@@ -106,12 +111,18 @@ pub async fn run(
         let state = state.clone();
         move |stop| supervise::infallible(export::refresh(state.clone(), stop))
     });
+    let sampler = ctx.parts.spawn(format!("{}/analytics history", ctx.service), ctx.shutdown.clone(), {
+        let (settings, state) = (settings.clone(), state.clone());
+        let client = reqwest::Client::new();
+        move |stop| supervise::infallible(history::sample(settings.clone(), state.clone(), client.clone(), stop))
+    });
     consume(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |incoming| {
         observe(&state, &settings.snapshot().config, &incoming);
         async { Ok(()) }
     })
     .await;
     let _ = exporter.await;
+    let _ = sampler.await;
     tracing::info!(consumer = name, "streams-analytics stopped");
     Ok(())
 }
@@ -171,10 +182,12 @@ struct AppState {
     client: reqwest::Client,
 }
 
-/// `GET /api/slo` and `GET /api/analytics/windows`, by the settings in force at each request.
+/// `GET /api/slo`, `GET /api/slo/history` and `GET /api/analytics/windows`, by the settings
+/// in force at each request.
 pub fn router(state: AnalyticsState, settings: AnalyticsSettings) -> Routes {
+    let history = Routes::new().get("/api/slo/history", history::history_view).with_state(state.clone());
     let app = AppState { state, settings, client: reqwest::Client::new() };
-    Routes::new().get("/api/slo", slo_view).get("/api/analytics/windows", windows_view).with_state(app)
+    Routes::new().get("/api/slo", slo_view).get("/api/analytics/windows", windows_view).with_state(app).merge(history)
 }
 
 async fn windows_view(State(app): State<AppState>) -> Json<WindowsView> {

@@ -123,11 +123,18 @@ pub async fn replay_one(
             let event_type = entry.event_type().unwrap_or_default();
             if let Err(problem) = state.schemas.validate(event_type, payload) {
                 audit_refusal(&state.ctx.store, &admin.actor, "dlq.replay", &target, details.as_ref(), &problem).await;
+                // Each problem at its field (`payload/items/0/sku`), for the console's editor.
+                let fields = match state.schemas.problems(event_type, payload) {
+                    Ok(problems) if !problems.is_empty() => {
+                        problems.into_iter().map(|p| (format!("payload{}", p.pointer), p.message)).collect()
+                    }
+                    _ => vec![("payload".to_string(), problem.clone())],
+                };
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!("the edited payload is refused: {problem}; fix it and replay again"),
                 )
-                .with_fields(vec![("payload".to_string(), problem)]));
+                .with_fields(fields));
             }
             edited
         }
