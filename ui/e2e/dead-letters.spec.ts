@@ -32,13 +32,19 @@ test('a dead letter is replayed from the console with an edited payload and leav
   await expect(page.getByTestId('entry-state')).toHaveText('new');
   await expect(page.getByRole('table', { name: 'Headers' }).getByRole('cell', { name: 'dlq_error_kind', exact: true })).toBeVisible();
 
-  // An edit the schema refuses is refused with the reason, and nothing is sent.
+  // An edit the schema refuses is refused with the reason at its line, and nothing is sent.
   const editor = page.getByRole('textbox', { name: /Payload/ });
   const original = await editor.inputValue();
-  await editor.fill('{"orderId": 42}');
+  const broken = original.replace(/"total": \d+/, '"total": "lots"');
+  expect(broken).not.toBe(original);
+  await editor.fill(broken);
   await page.getByRole('button', { name: 'Replay' }).click();
   await expect(page.getByRole('alert')).toContainText('422');
+  const line = broken.split('\n').findIndex((l) => l.includes('"total"')) + 1;
+  await expect(page.getByRole('button', { name: new RegExp(`^line ${line} · /total: `) })).toBeVisible();
+  await expect(editor).toHaveAttribute('aria-invalid', 'true');
   await expect(page.getByTestId('entry-state')).toHaveText('new');
+  await expectAccessible(page);
 
   // A valid edit goes.
   await editor.fill(original.replace('dlq-customer', 'dlq-customer-edited'));

@@ -12,9 +12,23 @@ export function describeError(error: unknown): string {
   return String(error);
 }
 
-/** The API's per-field problems (`fields: [{field, message}]`) by field. */
+/** One of the API's per-field problems. */
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+/** The API's per-field problems (`fields: [{field, message}]`) in its order, several per field kept. */
+export function fieldProblems(error: unknown): FieldProblem[] {
+  if (!(error instanceof HttpErrorResponse)) return [];
+  const fields = (error.error as { fields?: unknown } | null)?.fields;
+  if (!Array.isArray(fields)) return [];
+  return fields
+    .filter((f): f is FieldProblem => typeof f?.field === 'string' && typeof f?.message === 'string')
+    .map((f) => ({ field: f.field, message: f.message }));
+}
+
+/** The API's per-field problems by field (the last one of a field when it has several). */
 export function fieldErrors(error: unknown): Record<string, string> {
-  if (!(error instanceof HttpErrorResponse)) return {};
-  const fields = (error.error as { fields?: { field: string; message: string }[] } | null)?.fields ?? [];
-  return Object.fromEntries(fields.map((f) => [f.field, f.message]));
+  return Object.fromEntries(fieldProblems(error).map((f) => [f.field, f.message]));
 }

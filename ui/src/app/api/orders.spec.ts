@@ -1,17 +1,16 @@
-import { provideHttpClient } from '@angular/common/http';
-import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
+import { HttpTestingController } from '@angular/common/http/testing';
 import { TestBed } from '@angular/core/testing';
 
-import { OrdersApi } from './orders';
+import { TEST_TOKEN, apiTesting, bearer } from '../testing.spec';
+import { NewOrder, OrdersApi } from './orders';
 
 describe('OrdersApi', () => {
   let api: OrdersApi;
   let http: HttpTestingController;
 
   beforeEach(() => {
-    TestBed.configureTestingModule({ providers: [provideHttpClient(), provideHttpClientTesting()] });
+    http = apiTesting();
     api = TestBed.inject(OrdersApi);
-    http = TestBed.inject(HttpTestingController);
   });
 
   afterEach(() => http.verify());
@@ -34,5 +33,16 @@ describe('OrdersApi', () => {
   it('escapes an order id in the path', () => {
     api.get('a/b?c').subscribe();
     http.expectOne('/api/orders/a%2Fb%3Fc').flush({});
+  });
+
+  it('places an order with POST (anyone may: the token goes along when set)', () => {
+    const order: NewOrder = { customerId: 'c-1', currency: 'EUR', items: [{ sku: 'SKU-1', quantity: 2, unitPrice: 500 }], shipTo: { country: 'DE' } };
+    let placed = '';
+    api.place(order).subscribe((answer) => (placed = answer.orderId));
+    const request = http.expectOne({ method: 'POST', url: '/api/orders' });
+    expect(request.request.body).toEqual(order);
+    expect(bearer(request)).toBe(`Bearer ${TEST_TOKEN}`);
+    request.flush({ orderId: 'o-1', status: 'PENDING' }, { status: 202, statusText: 'Accepted' });
+    expect(placed).toBe('o-1');
   });
 });

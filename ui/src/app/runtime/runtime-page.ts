@@ -1,13 +1,13 @@
 import { HttpErrorResponse } from '@angular/common/http';
 import { Component, inject, signal } from '@angular/core';
+import { FormsModule } from '@angular/forms';
 
 import { describeError } from '../api/errors';
 import { Readiness, RelayStatus, RuntimeApi, ServiceConfig } from '../api/runtime';
 import { live } from '../shared/live';
-import { ConsoleSettings } from '../shared/settings';
-import { FormsModule } from '@angular/forms';
+import { ConsoleSettings, LinkName, web } from '../shared/settings';
 
-/** The runtime: each service's config and last reload, readiness part by part, the relay. */
+/** The runtime: each service's config and last reload, readiness part by part, the relay, the console's links. */
 @Component({
   selector: 'app-runtime-page',
   imports: [FormsModule],
@@ -32,15 +32,31 @@ import { FormsModule } from '@angular/forms';
     </table>
     @if (relay(); as r) {
       <h2>Outbox relay</h2>
-      <p>mode {{ r.mode }} · lag {{ r.lagSeconds.toFixed(1) }} s · {{ r.publishedTotal }} published · {{ r.inFlightRows }} in flight · {{ r.reconnects }} reconnects@if (r.slot?.retainedWalBytes !== undefined) { · retained WAL {{ r.slot?.retainedWalBytes }} bytes}</p>
+      <p>mode {{ r.mode }} · lag {{ r.lagSeconds.toFixed(1) }} s · {{ r.publishedTotal }} published · {{ r.inFlightRows }} in flight · {{ r.reconnects }} reconnects@if (r.slot?.retainedWalBytes != null) { · retained WAL {{ r.slot?.retainedWalBytes }} bytes}</p>
       @if (r.lastError) { <p class="error">{{ r.lastError }}</p> }
     }
     <h2>Links of this console</h2>
-    <form class="links" (ngSubmit)="settings.save(traceUrl, grafanaUrl)">
-      <label>Trace UI, with {{ '{' }}traceId{{ '}' }}<input name="traceUrl" [(ngModel)]="traceUrl" placeholder="http://jaeger:16686/trace/{traceId}" size="40" /></label>
-      <label>Grafana<input name="grafanaUrl" [(ngModel)]="grafanaUrl" placeholder="http://grafana:3000" size="30" /></label>
+    <p class="muted">The runner may set them for every browser (RUNNER_CONSOLE_TRACE_URL, RUNNER_CONSOLE_GRAFANA_URL); an address saved here wins in this browser.</p>
+    @if (settings.serverError()) { <p class="error" data-testid="server-links-error">The runner's links could not be read: {{ settings.serverError() }}</p> }
+    <form class="links" (ngSubmit)="save()">
+      @for (l of links; track l.name) {
+        <div class="link">
+          <label>{{ l.title }} for this browser{{ l.hint }}<input [name]="l.name" [(ngModel)]="drafts[l.name]" [placeholder]="settings.server[l.name]() || l.example" size="40" /></label>
+          <p class="source" [attr.data-testid]="l.name + '-source'">
+            @switch (settings.sourceOf(l.name)) {
+              @case ('browser') { In force: <span class="mono">{{ inForce(l.name) }}</span>, from this browser. }
+              @case ('server') { In force: <span class="mono">{{ inForce(l.name) }}</span>, from the server. }
+              @default { None: neither this browser nor the server sets one. }
+            }
+          </p>
+          @if (settings.browser[l.name]()) {
+            <button type="button" (click)="clear(l.name)">Clear this browser's {{ l.title }}</button>
+          }
+        </div>
+      }
       <button type="submit">Save</button>
     </form>
+    @if (notice()) { <p role="status">{{ notice() }}</p> }
     @if (ready(); as r) {
       <h2>Parts</h2>
       <table aria-label="Parts">
@@ -53,7 +69,11 @@ import { FormsModule } from '@angular/forms';
       </table>
     }
   `,
-  styles: `.links { display: flex; flex-wrap: wrap; gap: 0.6rem; align-items: flex-end; }`,
+  styles: `
+    .links { display: flex; flex-wrap: wrap; gap: 1.2rem; align-items: flex-end; }
+    .link { display: flex; flex-direction: column; gap: 0.3rem; align-items: flex-start; }
+    .source { margin: 0; font-size: 0.85rem; }
+  `,
 })
 export class RuntimePage {
   private readonly api = inject(RuntimeApi);
@@ -63,8 +83,13 @@ export class RuntimePage {
   readonly parts = signal<[string, Readiness['parts'][string]][]>([]);
   readonly error = signal('');
   readonly settings = inject(ConsoleSettings);
-  traceUrl = this.settings.traceUrl();
-  grafanaUrl = this.settings.grafanaUrl();
+  readonly links: { name: LinkName; title: string; hint: string; example: string }[] = [
+    { name: 'trace', title: 'Trace UI', hint: ', a URL with {traceId}', example: 'http://jaeger:16686/trace/{traceId}' },
+    { name: 'grafana', title: 'Grafana', hint: '', example: 'http://grafana:3000' },
+  ];
+  /** What the form holds: this browser's own values. */
+  readonly drafts: Record<LinkName, string> = { trace: this.settings.browser.trace(), grafana: this.settings.browser.grafana() };
+  readonly notice = signal('');
 
   constructor() {
     live(() => {
@@ -79,6 +104,25 @@ export class RuntimePage {
         },
       });
     });
+  }
+
+  /** The address in force of a link. */
+  inForce(link: LinkName): string {
+    return link === 'trace' ? this.settings.traceUrl() : this.settings.grafanaUrl();
+  }
+
+  save(): void {
+    const refused = this.links.filter((l) => this.drafts[l.name].trim() && !web(this.drafts[l.name])).map((l) => this.drafts[l.name].trim());
+    this.settings.save(this.drafts.trace, this.drafts.grafana);
+    this.drafts.trace = this.settings.browser.trace();
+    this.drafts.grafana = this.settings.browser.grafana();
+    this.notice.set(refused.length ? `Saved; not kept, as it is not an http(s) address: ${refused.join(', ')}` : 'Saved.');
+  }
+
+  clear(link: LinkName): void {
+    this.settings.clear(link);
+    this.drafts[link] = '';
+    this.notice.set('Cleared: the server\'s address is in force, if it sets one.');
   }
 
   private showReadiness(r: Readiness): void {

@@ -4,8 +4,9 @@ import { Chart, ChartConfiguration, registerables } from 'chart.js';
 Chart.register(...registerables);
 
 /**
- * A chart.js chart of `config`, redrawn when it changes. The canvas carries `label` for
- * screen readers, and `summary` is shown as text beside it (the figures a chart cannot say).
+ * A chart.js chart of `config`, redrawn (data and options) when it changes. The canvas carries
+ * `label` for screen readers, and `summary` is shown as text beside it (the figures a chart
+ * cannot say).
  */
 @Component({
   selector: 'app-chart',
@@ -31,14 +32,13 @@ export class ChartView implements OnDestroy {
   constructor() {
     effect(() => {
       const config = this.config();
+      const options = { animation: false, maintainAspectRatio: false, ...config.options } as const;
       if (this.chart) {
         this.chart.data = config.data;
+        this.chart.options = options;
         this.chart.update('none');
       } else {
-        this.chart = new Chart(this.canvas().nativeElement, {
-          ...config,
-          options: { animation: false, maintainAspectRatio: false, ...config.options },
-        });
+        this.chart = new Chart(this.canvas().nativeElement, { ...config, options });
       }
     });
   }

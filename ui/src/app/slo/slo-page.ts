@@ -1,26 +1,53 @@
 import { Component, computed, inject, signal } from '@angular/core';
-import { ChartConfiguration } from 'chart.js';
+import { FormsModule } from '@angular/forms';
 
 import { describeError } from '../api/errors';
-import { Objective, SloApi } from '../api/slo';
+import { Objective, SloApi, SloHistory, SloSample } from '../api/slo';
 import { ChartView } from '../shared/chart';
-import { clock } from '../shared/format';
 import { live } from '../shared/live';
 import { ConsoleSettings } from '../shared/settings';
+import { ObjectiveCharts, objectiveCharts } from './slo-charts';
 
-/** How many readings the charts keep (one every 2 s: ten minutes). */
-const KEEP = 300;
+/** The ranges the charts offer, in minutes. */
+export const RANGES = [
+  { minutes: 15, label: '15 min' },
+  { minutes: 60, label: '1 h' },
+  { minutes: 360, label: '6 h' },
+  { minutes: 1440, label: '24 h' },
+] as const;
 
-/** The SLOs, sorted by remaining error budget (least first), with burn rates and charts of what this page has seen. */
+/** The history is sampled every 10 s; asking more often shows nothing new. */
+const HISTORY_EVERY_MS = 10_000;
+
+/** What an objective's charts depend on besides its samples: its target and alert thresholds. */
+function chartedPart(objectives: Objective[]): string {
+  return JSON.stringify(objectives.map((o) => [o.name, o.objective, o.burnRates.map((b) => [b.long, b.threshold])]));
+}
+
+/**
+ * The SLOs, sorted by remaining error budget (least first), with burn rates, and charts of the
+ * history streams-analytics keeps (value against objective, budget left, burn rates against
+ * their alert thresholds) over a chosen range.
+ */
 @Component({
   selector: 'app-slo-page',
-  imports: [ChartView],
+  imports: [ChartView, FormsModule],
   template: `
     <h1>SLOs</h1>
-    <p class="muted">Figures from {{ source() }}; charts since this page opened.
+    <p class="muted">Figures from {{ source() }}; charts of the history streams-analytics keeps in memory (24 h at most, from its last start).
       @if (settings.grafanaUrl()) { <a [href]="settings.grafanaUrl() + '/dashboards'" target="_blank" rel="noopener">Grafana dashboards</a> } @else { <span>(set a Grafana address on the runtime page to link its dashboards)</span> }
     </p>
-    @if (error()) { <p class="error" role="alert">{{ error() }}</p> }
+    <label class="range">Range of the charts
+      <select name="range" [ngModel]="minutes()" (ngModelChange)="setRange($event)">
+        @for (r of ranges; track r.minutes) { <option [ngValue]="r.minutes">last {{ r.label }}</option> }
+      </select>
+    </label>
+    @if (error() || historyError()) {
+      <div class="error" role="alert">
+        @if (error()) { <p>{{ error() }}</p> }
+        @if (historyError()) { <p>history: {{ historyError() }}</p> }
+      </div>
+    }
     @for (o of sorted(); track o.name) {
       <section [attr.aria-labelledby]="'slo-' + o.name" class="objective">
         <h2 [id]="'slo-' + o.name">{{ o.name }}
@@ -38,23 +65,61 @@ const KEEP = 300;
             }
           </tbody>
         </table>
-        <app-chart [config]="chartOf(o.name)" [label]="'History of ' + o.name + ' on this page'" [summary]="summaryOf(o.name)" />
+        @if (charts()[o.name]; as c) {
+          <div class="charts">
+            <app-chart [config]="c.value" [label]="o.name + ': value against the objective, ' + rangeLabel()" [summary]="c.valueSummary" />
+            <app-chart [config]="c.budget" [label]="o.name + ': error budget left, ' + rangeLabel()" [summary]="c.budgetSummary" />
+            <app-chart [config]="c.burn" [label]="o.name + ': burn rates against their alert thresholds, ' + rangeLabel()" [summary]="c.burnSummary" />
+          </div>
+        } @else if (history()) {
+          <p class="muted" [attr.data-testid]="'slo-history-' + o.name">No samples yet in the {{ rangeLabel() }}.</p>
+        }
       </section>
     } @empty { <p class="muted">No objective is declared ([[slo.objectives]] in streams-analytics.toml).</p> }
   `,
-  styles: `.objective { border-top: 1px solid var(--line); padding-top: 0.4rem; }`,
+  styles: `
+    .objective { border-top: 1px solid var(--line); padding-top: 0.4rem; }
+    .range { margin-bottom: 0.6rem; }
+    .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 1rem; margin-top: 0.8rem; }
+  `,
 })
 export class SloPage {
   private readonly api = inject(SloApi);
   readonly settings = inject(ConsoleSettings);
+  readonly ranges = RANGES;
   readonly objectives = signal<Objective[]>([]);
   readonly source = signal('');
   readonly error = signal('');
-  /** Readings by objective: time, value, budget left, short burn rate of the fast alert. */
-  readonly history = signal<Record<string, { at: number; current: number | null; budget: number | null; burn: number | null }[]>>({});
+  readonly historyError = signal('');
+  /** The range of the charts, in minutes. */
+  readonly minutes = signal(60);
+  /** The last history read, with the range it was asked for and when it came. */
+  readonly history = signal<(SloHistory & { minutes: number; atMs: number }) | null>(null);
   readonly sorted = computed(() =>
     [...this.objectives()].sort((a, b) => (a.errorBudgetRemaining ?? 1) - (b.errorBudgetRemaining ?? 1)),
   );
+  readonly rangeLabel = computed(() => {
+    const minutes = this.history()?.minutes ?? this.minutes();
+    return `last ${RANGES.find((r) => r.minutes === minutes)?.label ?? `${minutes} min`}`;
+  });
+
+  /** The objectives as charted: the live view repeats them every round, redrawn only when they change. */
+  private readonly charted = computed(() => this.objectives(), { equal: (a, b) => chartedPart(a) === chartedPart(b) });
+
+  /** The charts of each objective that has samples in the range. */
+  readonly charts = computed<Record<string, ObjectiveCharts>>(() => {
+    const history = this.history();
+    if (!history) return {};
+    const range = { fromMs: history.atMs - history.minutes * 60_000, toMs: history.atMs };
+    const charts: Record<string, ObjectiveCharts> = {};
+    for (const objective of this.charted()) {
+      const samples = (history.objectives.find((h) => h.name === objective.name)?.samples ?? []).filter(
+        (s): s is SloSample => typeof s?.atMs === 'number',
+      );
+      if (samples.length) charts[objective.name] = objectiveCharts(objective, samples, history.burnWindows ?? [], range);
+    }
+    return charts;
+  });
 
   constructor() {
     live(() =>
@@ -63,19 +128,31 @@ export class SloPage {
           this.objectives.set(view.objectives);
           this.source.set(view.source);
           this.error.set('');
-          const at = Date.now();
-          this.history.update((h) => {
-            const next = { ...h };
-            for (const o of view.objectives) {
-              const reading = { at, current: o.current, budget: o.errorBudgetRemaining, burn: o.burnRates[0]?.shortBurnRate ?? null };
-              next[o.name] = [...(next[o.name] ?? []), reading].slice(-KEEP);
-            }
-            return next;
-          });
         },
         error: (e: unknown) => this.error.set(describeError(e)),
       }),
     );
+    live(() => this.loadHistory(), HISTORY_EVERY_MS);
+  }
+
+  setRange(minutes: number): void {
+    this.minutes.set(Number(minutes));
+    this.loadHistory();
+  }
+
+  /** Reads the history of the range chosen; an answer for a range no longer chosen is dropped. */
+  loadHistory(): void {
+    const minutes = this.minutes();
+    this.api.history(minutes).subscribe({
+      next: (history) => {
+        if (minutes !== this.minutes()) return;
+        this.history.set({ ...history, minutes, atMs: Date.now() });
+        this.historyError.set('');
+      },
+      error: (e: unknown) => {
+        if (minutes === this.minutes()) this.historyError.set(describeError(e));
+      },
+    });
   }
 
   pct(ratio: number): string {
@@ -84,26 +161,5 @@ export class SloPage {
 
   num(value: number | null): string {
     return value === null ? '–' : value.toFixed(2);
-  }
-
-  chartOf(name: string): ChartConfiguration {
-    const readings = this.history()[name] ?? [];
-    return {
-      type: 'line',
-      data: {
-        labels: readings.map((r) => clock(r.at)),
-        datasets: [
-          { label: 'value (%)', data: readings.map((r) => (r.current === null ? null : r.current * 100)), borderColor: '#0969da', yAxisID: 'y' },
-          { label: 'budget left (%)', data: readings.map((r) => (r.budget === null ? null : r.budget * 100)), borderColor: '#2da44e', yAxisID: 'y' },
-          { label: 'burn rate (5m)', data: readings.map((r) => r.burn), borderColor: '#cf222e', yAxisID: 'burn' },
-        ],
-      },
-      options: { scales: { y: { position: 'left' }, burn: { position: 'right', beginAtZero: true } } },
-    };
-  }
-
-  summaryOf(name: string): string {
-    const last = (this.history()[name] ?? []).at(-1);
-    return last ? `last reading ${clock(last.at)}: value ${last.current === null ? 'no data' : this.pct(last.current)}, burn rate ${this.num(last.burn)}` : 'no reading yet';
   }
 }
