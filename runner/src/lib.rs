@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod chaos;
 pub mod config;
+pub mod deploy;
 pub mod diagnostic;
 pub mod event;
 pub mod handlers;

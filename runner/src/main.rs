@@ -74,6 +74,23 @@ enum Command {
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
+    /// List every topic the pipelines need on the broker, or write them as Strimzi KafkaTopics.
+    Topics {
+        /// Pipeline files or directories (default `pipelines`).
+        paths: Vec<PathBuf>,
+        /// `text` (one topic per line, `compacted` marked) or `strimzi` (KafkaTopic objects).
+        #[arg(long, default_value = "text", value_parser = ["text", "strimzi"])]
+        format: String,
+        /// Partitions of each topic (strimzi; compacted topics keep one).
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        partitions: u32,
+        /// Replicas of each topic (strimzi).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+        replicas: u32,
+        /// Write the output here instead of printing it (e.g. kubernetes/kafka/topics.yaml).
+        #[arg(long, value_name = "PATH")]
+        write: Option<PathBuf>,
+    },
     /// Service-level objectives: generate Prometheus rules.
     Slo {
         #[command(subcommand)]
@@ -135,6 +152,9 @@ enum SloCommand {
         /// Write the rules here instead of printing them (e.g. dashboards/rules/slo.rules.yml).
         #[arg(long, value_name = "PATH")]
         write: Option<PathBuf>,
+        /// As a Prometheus Operator PrometheusRule (e.g. kubernetes/monitoring/slo-rules.yaml).
+        #[arg(long)]
+        prometheus_rule: bool,
     },
 }
 
@@ -210,32 +230,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Slo { command: SloCommand::Rules { paths, write } }) => {
-            let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
-            let mut files = Vec::new();
-            for path in paths {
-                if path.is_dir() {
-                    files.extend(
-                        config::pipeline_files(&path).with_context(|| format!("cannot read {}", path.display()))?,
-                    );
-                } else {
-                    files.push(path);
-                }
-            }
-            let loaded =
-                config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))?;
-            let objectives: Vec<_> = loaded.into_iter().flat_map(|l| l.pipeline.slo).collect();
+        Some(Command::Topics { paths, format, partitions, replicas, write }) => {
+            let pipelines: Vec<_> = load_files(&paths)?.into_iter().map(|l| l.pipeline).collect();
+            let topics = runner::deploy::system_topics(&pipelines);
+            let text = match format.as_str() {
+                "strimzi" => runner::deploy::strimzi_topics(&topics, runner::deploy::TopicLayout { partitions, replicas }),
+                _ => topics
+                    .iter()
+                    .map(|t| if t.compacted { format!("{} compacted\n", t.name) } else { format!("{}\n", t.name) })
+                    .collect(),
+            };
+            write_or_print(write.as_deref(), &text)
+        }
+        Some(Command::Slo { command: SloCommand::Rules { paths, write, prometheus_rule } }) => {
+            let objectives: Vec<_> = load_files(&paths)?.into_iter().flat_map(|l| l.pipeline.slo).collect();
             if objectives.is_empty() {
                 bail!("no [[slo.objectives]] in the pipeline files; declare some (see pipelines/orchestrator.toml)");
             }
             let rules = runner::slo::prometheus_rules(&objectives);
-            match write {
-                Some(path) => {
-                    std::fs::write(&path, rules).with_context(|| format!("cannot write {}", path.display()))?
-                }
-                None => print!("{rules}"),
-            }
-            Ok(ExitCode::SUCCESS)
+            let text = if prometheus_rule { runner::deploy::prometheus_rule(&rules) } else { rules };
+            write_or_print(write.as_deref(), &text)
         }
         // Errors exit with 2 here: 1 means the check ran and found rows missing.
         Some(Command::Relay { command: RelayCommand::Reconcile(args) }) => {
@@ -277,6 +291,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(vec![loaded], listen, options)
         }
     }
+}
+
+/// The pipelines of `paths` (files or directories; default `pipelines`), loaded as a system
+/// without the environment: what generated files are made from.
+fn load_files(paths: &[PathBuf]) -> anyhow::Result<Vec<config::LoadedPipeline>> {
+    let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths.to_vec() };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(config::pipeline_files(&path).with_context(|| format!("cannot read {}", path.display()))?);
+        } else {
+            files.push(path);
+        }
+    }
+    config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+/// Writes `text` to `path`, or prints it.
+fn write_or_print(path: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
+    match path {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How `runner up` loads its files: embedded broker, SQLite under `data_dir`, chaos on.

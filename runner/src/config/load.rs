@@ -238,9 +238,10 @@ fn layered(file: &toml::Table, options: &LoadOptions) -> Result<PipelineSpec, St
                 return Some(target.to_string().into());
             }
             // RUNNER_BROKER__PARTITIONS=8 sets broker.partitions; RUNNER_ADMIN__TOKENS__OPERATOR
-            // sets an admin token. Only these shared sections.
+            // sets an admin token; RUNNER_GAMEDAY__CHAOS_URL where a deployment's chaos-svc
+            // answers. Only these sections.
             let nested = key.replace("__", ".");
-            ["broker.", "store.", "service.", "admin.", "chaos."]
+            ["broker.", "store.", "service.", "admin.", "chaos.", "gameday."]
                 .iter()
                 .any(|p| nested.starts_with(p))
                 .then(|| nested.into())

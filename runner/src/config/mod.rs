@@ -16,7 +16,7 @@ pub use load::{
     load, load_system, load_text, pipeline_files, read_pipeline_file, Defaults, LoadOptions, LoadedPipeline, Overrides,
     MAX_FILE_BYTES,
 };
-pub use model::Pipeline;
+pub use model::{BrokerTopic, Pipeline};
 
 /// The JSON Schema of pipeline files, as written to `schemas/pipeline.schema.json`.
 pub fn pipeline_schema() -> String {

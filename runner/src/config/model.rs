@@ -20,6 +20,14 @@ use crate::store::StoreConfig;
 use crate::traces::TelemetryConfig;
 use crate::transport::{topics_where, BrokerConfig, Brokers, TopicRole, TopicUse};
 
+/// A topic a pipeline needs on the broker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BrokerTopic {
+    pub name: String,
+    /// Compacted (the latest record per key is kept), not deleted by age.
+    pub compacted: bool,
+}
+
 /// A service, ready to run.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -110,6 +118,16 @@ impl Pipeline {
             canary_steps: self.saga.iter().filter_map(|s| s.canary.as_ref()).map(|c| c.step.clone()).collect(),
             hosts_broker: self.broker.brokers == Brokers::Embedded,
         }
+    }
+
+    /// Every topic this pipeline needs on the broker, as it creates them at start: what it
+    /// produces and consumes, the chaos injections feed, and the compacted chaos control topic.
+    pub fn broker_topics(&self) -> Vec<BrokerTopic> {
+        let mut names: BTreeSet<String> = self.produced_topics().into_iter().chain(self.consumed_topics()).collect();
+        names.insert(crate::chaos::INJECTIONS_TOPIC.to_string());
+        let mut topics: Vec<BrokerTopic> = names.into_iter().map(|name| BrokerTopic { name, compacted: false }).collect();
+        topics.push(BrokerTopic { name: crate::chaos::CONTROL_TOPIC.to_string(), compacted: true });
+        topics
     }
 
     /// Every topic this pipeline produces to.

@@ -230,6 +230,20 @@ pub struct GamedaySpec {
     /// `http://127.0.0.1:8080`. Default: this process's own address, as under `runner up`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_url: Option<String>,
+    /// Where order-api answers, when not at `system_url` (services deployed apart, e.g.
+    /// `http://order-api:8080`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_url: Option<String>,
+    /// Where chaos-svc answers, when not at `system_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos_url: Option<String>,
+    /// Where dlq-admin answers, when not at `system_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlq_url: Option<String>,
+    /// Where the orchestrator's runtime routes answer (the canary in force), when not at
+    /// `system_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_url: Option<String>,
     /// What the relay does with published rows (`[relay] after_publish`, default `"mark"`):
     /// the audit reconciles the outbox with the topics unless rows are deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

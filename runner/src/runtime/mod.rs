@@ -263,11 +263,11 @@ async fn start_units(
             (Brokers::Embedded, Some(embedded)) => Broker::on_embedded(embedded.clone(), &pipeline.broker),
             _ => Broker::connect(&pipeline.broker)?,
         };
-        let mut topics: BTreeSet<String> =
-            pipeline.produced_topics().into_iter().chain(pipeline.consumed_topics()).collect();
-        topics.insert(crate::chaos::INJECTIONS_TOPIC.to_string());
-        broker.ensure_topics(&topics.into_iter().collect::<Vec<_>>()).await?;
-        broker.ensure_compacted_topic(crate::chaos::CONTROL_TOPIC).await?;
+        let (compacted, plain): (Vec<_>, Vec<_>) = pipeline.broker_topics().into_iter().partition(|t| t.compacted);
+        broker.ensure_topics(&plain.into_iter().map(|t| t.name).collect::<Vec<_>>()).await?;
+        for topic in compacted {
+            broker.ensure_compacted_topic(&topic.name).await?;
+        }
         for consumer in &pipeline.consumers {
             consumer.handler.prepare(&store).await?;
         }

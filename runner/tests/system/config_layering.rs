@@ -71,3 +71,33 @@ fn each_layer_overrides_the_one_below() {
         std::env::remove_var(key);
     }
 }
+
+/// A deployment of separate processes tells gameday-svc where each API answers through the
+/// environment (`RUNNER_GAMEDAY__*`); a value that is no http(s) URL is refused by its key.
+/// (Its own process under nextest: the variables are this test's alone.)
+#[test]
+fn the_game_days_apis_are_placed_by_the_environment() {
+    const GAMEDAY: &str = r#"
+[service]
+name = "gameday-svc"
+[gameday]
+system_url = "http://entry:8080"
+[admin]
+tokens = { operator = "a-token-for-the-test-only" }
+"#;
+    let options = LoadOptions { use_environment: true, ..LoadOptions::default() };
+    std::env::set_var("RUNNER_GAMEDAY__CHAOS_URL", "http://chaos-svc:8087/");
+    std::env::set_var("RUNNER_GAMEDAY__RUNTIME_URL", "http://orchestrator:8082");
+    std::env::set_var("RUNNER_GAMEDAY__SCENARIOS", "/etc/chaos-symphony/gamedays");
+    let loaded = load_text(Path::new("gameday.toml"), GAMEDAY, &options).unwrap_or_else(|d| panic!("{d}"));
+    let gameday = loaded.pipeline.gameday.expect("a [gameday] section");
+    assert_eq!(gameday.system_url.as_deref(), Some("http://entry:8080"));
+    assert_eq!(gameday.endpoints.chaos.as_deref(), Some("http://chaos-svc:8087"));
+    assert_eq!(gameday.endpoints.runtime.as_deref(), Some("http://orchestrator:8082"));
+    assert_eq!(gameday.endpoints.orders, None, "order-api stays at the system's URL");
+    assert!(gameday.scenarios_dir.ends_with("etc/chaos-symphony/gamedays"), "{:?}", gameday.scenarios_dir);
+
+    std::env::set_var("RUNNER_GAMEDAY__DLQ_URL", "javascript:alert(1)");
+    let error = load_text(Path::new("gameday.toml"), GAMEDAY, &options).err().expect("refused").to_string();
+    assert!(error.contains("dlq_url") && error.contains("is not an http(s) URL"), "{error}");
+}

@@ -24,6 +24,7 @@ mod http_api;
 mod http_hardening;
 mod json_logs;
 mod keyed_concurrency;
+mod kubernetes;
 mod otel_collector;
 mod payment_outage;
 mod processes;

@@ -61,22 +61,36 @@ pub(super) fn compile_gameday(c: &mut Compiler, spec: &GamedaySpec, admin: &Admi
     if scenarios.is_empty() || scenarios.contains('\0') {
         c.problem(at.key("scenarios"), "give the folder of scenario files, e.g. \"gamedays\"");
     }
-    if let Some(url) = &spec.system_url {
-        let parsed = url::Url::parse(url);
+    let GamedaySpec { scenarios: _, system_url, orders_url, chaos_url, dlq_url, runtime_url, relay_after_publish } =
+        spec;
+    let mut url = |key: &str, value: &Option<String>| -> Option<String> {
+        let value = value.as_ref()?;
+        let parsed = url::Url::parse(value);
         if !parsed.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+            let shown = crate::chaos::rule::shortened(value);
+            // The key is named: a value from RUNNER_GAMEDAY__* has no line of its own in the file.
             c.problem(
-                at.key("system_url"),
-                format!("`{url}` is not an http(s) URL; write it like \"http://127.0.0.1:8080\""),
+                at.key(key),
+                format!("{key} `{shown}` is not an http(s) URL; write it like \"http://127.0.0.1:8080\""),
             );
         }
-    }
+        Some(value.trim_end_matches('/').to_string())
+    };
+    let system_url = url("system_url", system_url);
+    let endpoints = crate::services::gameday::Endpoints {
+        orders: url("orders_url", orders_url),
+        chaos: url("chaos_url", chaos_url),
+        dlq: url("dlq_url", dlq_url),
+        runtime: url("runtime_url", runtime_url),
+    };
     // The game day calls chaos-svc with this service's token, and its own routes need one.
     require_tokens(c, admin, "gameday", "gameday-svc");
     GamedayConfig {
         scenarios_dir: std::path::PathBuf::from(scenarios),
         system_dir: std::path::PathBuf::from("."),
-        system_url: spec.system_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
-        relay_after_publish: spec.relay_after_publish.unwrap_or(crate::services::relay::AfterPublish::Mark),
+        system_url,
+        endpoints,
+        relay_after_publish: relay_after_publish.unwrap_or(crate::services::relay::AfterPublish::Mark),
     }
 }
 

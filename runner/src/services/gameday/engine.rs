@@ -111,7 +111,7 @@ pub async fn run(ctx: RunContext, scenario: Scenario) -> RunRecord {
     let kinds: Arc<Mutex<HashMap<u64, OrderKind>>> = Arc::default();
     let poster = {
         let (api, plan, kinds, stop, run) =
-            (ctx.system.base.clone(), scenario.load.clone(), kinds.clone(), load_stop.clone(), short_id.clone());
+            (ctx.system.orders.clone(), scenario.load.clone(), kinds.clone(), load_stop.clone(), short_id.clone());
         tokio::spawn(async move {
             let mut draw = MixDraw::new(&plan.mix, plan.seed);
             let profile = plan.profile.clone();

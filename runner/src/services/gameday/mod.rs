@@ -55,8 +55,23 @@ pub struct GamedayConfig {
     pub system_dir: PathBuf,
     /// Where the system's APIs answer; `None`: this process's own listener (`runner up`).
     pub system_url: Option<String>,
+    /// APIs that answer elsewhere than `system_url` (services deployed apart).
+    pub endpoints: Endpoints,
     /// What the relay does with published rows (the audit's reconciliation needs them kept).
     pub relay_after_publish: AfterPublish,
+}
+
+/// Where each API a game day calls answers, when not at the system's URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// order-api (the load).
+    pub orders: Option<String>,
+    /// chaos-svc (faults and the canary percentage, as leases).
+    pub chaos: Option<String>,
+    /// dlq-admin (replays).
+    pub dlq: Option<String>,
+    /// The orchestrator's runtime routes (the canary in force).
+    pub runtime: Option<String>,
 }
 
 /// Compiles a scenario from a file name and its text, or says why not (`file:line:col: …`).
@@ -265,7 +280,7 @@ async fn start_run(
     let ctx = engine::RunContext {
         store: state.ctx.store.clone(),
         broker: state.ctx.broker.clone(),
-        system: system::SystemClient::new(&base, &state.token),
+        system: system::SystemClient::new(&base, &state.config.endpoints, &state.token),
         after_publish: state.config.relay_after_publish,
         abort,
         abort_reason,

@@ -14,15 +14,27 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct SystemClient {
     http: reqwest::Client,
-    /// `http://host:port`, where order-api, chaos-svc and the runtime routes answer.
-    pub base: String,
+    /// `http://host:port` of order-api (the load goes there).
+    pub orders: String,
+    chaos: String,
+    dlq: String,
+    runtime: String,
     token: String,
 }
 
 impl SystemClient {
-    pub fn new(base: &str, token: &str) -> Self {
+    /// Calls every API at `base` but those `endpoints` place elsewhere.
+    pub fn new(base: &str, endpoints: &super::Endpoints, token: &str) -> Self {
         let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().unwrap_or_default();
-        SystemClient { http, base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+        let at = |place: &Option<String>| place.as_deref().unwrap_or(base).trim_end_matches('/').to_string();
+        SystemClient {
+            http,
+            orders: at(&endpoints.orders),
+            chaos: at(&endpoints.chaos),
+            dlq: at(&endpoints.dlq),
+            runtime: at(&endpoints.runtime),
+            token: token.to_string(),
+        }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
@@ -43,13 +55,13 @@ impl SystemClient {
         rule.id = id.to_string();
         rule.ttl = Some(format!("{}ms", lease.as_millis().max(1)));
         rule.description = Some(format!("game day {run}"));
-        let url = format!("{}/api/chaos/rules", self.base);
+        let url = format!("{}/api/chaos/rules", self.chaos);
         self.send(self.http.post(url).json(&rule), "POST /api/chaos/rules").await.map(drop)
     }
 
     /// Deletes rule `id`; one that is gone already counts as deleted.
     pub async fn delete_rule(&self, id: &str) -> Result<(), String> {
-        let url = format!("{}/api/chaos/rules/{id}", self.base);
+        let url = format!("{}/api/chaos/rules/{id}", self.chaos);
         match self.send(self.http.delete(url), "DELETE /api/chaos/rules").await {
             Ok(_) => Ok(()),
             Err(e) if e.contains("404") => Ok(()),
@@ -60,9 +72,9 @@ impl SystemClient {
     /// Injections counted for rule `id`: the rule's own count, or the injections chaos-svc
     /// has heard of (other processes report theirs), whichever is higher.
     pub async fn injections(&self, id: &str) -> Option<u64> {
-        let rule = self.send(self.http.get(format!("{}/api/chaos/rules/{id}", self.base)), "GET rule").await.ok();
+        let rule = self.send(self.http.get(format!("{}/api/chaos/rules/{id}", self.chaos)), "GET rule").await.ok();
         let own = rule.as_ref().and_then(|r| r["count"].as_u64()).unwrap_or(0);
-        let url = format!("{}/api/chaos/injections?rule={id}&limit=2000", self.base);
+        let url = format!("{}/api/chaos/injections?rule={id}&limit=2000", self.chaos);
         let heard = self.send(self.http.get(url), "GET injections").await.ok();
         let heard = heard.as_ref().and_then(|h| h["injections"].as_array()).map_or(0, |list| list.len() as u64);
         (rule.is_some() || heard > 0).then_some(own.max(heard))
@@ -71,7 +83,7 @@ impl SystemClient {
     /// Replays the dead letters of `topic` written since `since_ms` (still `new`) through
     /// dlq-admin; returns how many were sent. The replay is paced, so it may take a while.
     pub async fn replay_dead_letters(&self, topic: &str, since_ms: i64) -> Result<u64, String> {
-        let url = format!("{}/api/dlq/replay", self.base);
+        let url = format!("{}/api/dlq/replay", self.dlq);
         let body = json!({ "topic": topic, "state": "new", "from": since_ms });
         let request = self.http.post(url).json(&body).timeout(Duration::from_secs(120));
         let answer = self.send(request, "POST /api/dlq/replay").await?;
@@ -81,12 +93,12 @@ impl SystemClient {
     /// The canary percentage in force for `step` (the orchestrator's own figure).
     pub async fn canary_percent(&self, step: &str) -> Result<f64, String> {
         let body =
-            self.send(self.http.get(format!("{}/api/runtime/canary", self.base)), "GET /api/runtime/canary").await?;
+            self.send(self.http.get(format!("{}/api/runtime/canary", self.runtime)), "GET /api/runtime/canary").await?;
         body["canaries"]
             .as_array()
             .and_then(|list| list.iter().find(|c| c["step"] == step))
             .and_then(|c| c["percent"].as_f64())
-            .ok_or_else(|| format!("no canary for step `{step}` at {}", self.base))
+            .ok_or_else(|| format!("no canary for step `{step}` at {}", self.runtime))
     }
 
     /// Sets the canary percentage of `step`; with a lease it goes back to `then` by itself.
@@ -102,7 +114,7 @@ impl SystemClient {
             body["ttl"] = json!(format!("{}ms", ttl.as_millis().max(1)));
             body["then_percent"] = json!(then);
         }
-        let url = format!("{}/api/chaos/canary", self.base);
+        let url = format!("{}/api/chaos/canary", self.chaos);
         self.send(self.http.put(url).json(&body), "PUT /api/chaos/canary").await.map(drop)
     }
 }
