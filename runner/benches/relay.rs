@@ -496,7 +496,7 @@ struct ArgsEcho {
 }
 
 async fn bench(args: &Args, db_url: &str, relay_exe: &Path, dir: &Path) -> anyhow::Result<Report> {
-    let store = Store::connect(&StoreConfig::for_url(&db_url, (args.writers + 4) as u32).unwrap())
+    let store = Store::connect(&StoreConfig::for_url(db_url, (args.writers + 4) as u32).unwrap())
         .await
         .context("connect to the bench database")?;
     let pg_version: String = sqlx::query("SHOW server_version").fetch_one(store.pool()).await?.try_get(0)?;

@@ -45,8 +45,7 @@ pub fn strimzi_topics(topics: &[BrokerTopic], layout: TopicLayout) -> String {
          # the compacted chaos control topic.\n",
     );
     for topic in topics {
-        let (policy, retention) =
-            if topic.compacted { ("compact", "-1") } else { ("delete", "604800000") };
+        let (policy, retention) = if topic.compacted { ("compact", "-1") } else { ("delete", "604800000") };
         out.push_str(&format!(
             "---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: {name}\n  labels:\n    \
              strimzi.io/cluster: {KAFKA_CLUSTER}\n    app.kubernetes.io/part-of: chaos-symphony\nspec:\n  topicName: \

@@ -234,7 +234,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pipelines: Vec<_> = load_files(&paths)?.into_iter().map(|l| l.pipeline).collect();
             let topics = runner::deploy::system_topics(&pipelines);
             let text = match format.as_str() {
-                "strimzi" => runner::deploy::strimzi_topics(&topics, runner::deploy::TopicLayout { partitions, replicas }),
+                "strimzi" => {
+                    runner::deploy::strimzi_topics(&topics, runner::deploy::TopicLayout { partitions, replicas })
+                }
                 _ => topics
                     .iter()
                     .map(|t| if t.compacted { format!("{} compacted\n", t.name) } else { format!("{}\n", t.name) })

@@ -133,7 +133,7 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
                 .map(|p| Problem { path: shaped.file_path(&p.path), ..p })
                 // "Runs nothing" is no news when a section was left out for its shape, nor is
                 // a problem with a value that was taken out.
-                .filter(|p| !(p.path.0.is_empty() && section_removed) && !shaped.is_about_removed(&p.path))
+                .filter(|p| !(shaped.is_about_removed(&p.path) || p.path.0.is_empty() && section_removed))
                 .collect();
             let mut diagnostics = shaped.problems;
             diagnostics.extend(problems.into_iter().map(|p| source.at(&p.path, p.anchor, p.message)));

@@ -125,7 +125,8 @@ impl Pipeline {
     pub fn broker_topics(&self) -> Vec<BrokerTopic> {
         let mut names: BTreeSet<String> = self.produced_topics().into_iter().chain(self.consumed_topics()).collect();
         names.insert(crate::chaos::INJECTIONS_TOPIC.to_string());
-        let mut topics: Vec<BrokerTopic> = names.into_iter().map(|name| BrokerTopic { name, compacted: false }).collect();
+        let mut topics: Vec<BrokerTopic> =
+            names.into_iter().map(|name| BrokerTopic { name, compacted: false }).collect();
         topics.push(BrokerTopic { name: crate::chaos::CONTROL_TOPIC.to_string(), compacted: true });
         topics
     }

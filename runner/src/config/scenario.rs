@@ -331,8 +331,11 @@ pub fn objectives_in(dir: &Path) -> Vec<Objective> {
 /// (loading every pipeline is far dearer than compiling a scenario).
 pub struct ObjectivesOf {
     dir: PathBuf,
-    cached: std::sync::Mutex<Option<(Vec<(PathBuf, std::time::SystemTime, u64)>, Vec<Objective>)>>,
+    cached: std::sync::Mutex<Option<(Vec<FileStamp>, Vec<Objective>)>>,
 }
+
+/// A pipeline file as last read: its path, modification time and length.
+type FileStamp = (PathBuf, std::time::SystemTime, u64);
 
 impl ObjectivesOf {
     pub fn new(dir: &Path) -> Self {

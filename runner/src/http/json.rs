@@ -204,6 +204,7 @@ mod tests {
     #[test]
     fn answers_each_kind_of_bad_body() {
         let json = Some("application/json");
+        #[allow(clippy::type_complexity)] // a table of cases reads best inline
         let cases: [(Option<&str>, &str, u16, &str, &[&str]); 8] = [
             (json, r#"{"name": "a"}"#, 200, "", &[]),
             (Some("application/json; charset=utf-8"), r#"{"name": "a"}"#, 200, "", &[]),

@@ -363,7 +363,8 @@ async fn start_units(
     let runtime_routes = reload::router(units.clone(), chaos.clone(), supervisor.clone(), &admin)
         .merge(Routes::new().get("/routes", route_table).with_state(table.clone()));
     let console_routes = crate::http::console::settings_routes(links);
-    let (app, routes) = app.merge(health_routes).merge(console_routes).nest("/api/runtime", runtime_routes).into_parts();
+    let (app, routes) =
+        app.merge(health_routes).merge(console_routes).nest("/api/runtime", runtime_routes).into_parts();
     let _ = table.set(routes);
     let app = crate::http::console::with_console(app, crate::http::console::console_dir())
         .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -37,11 +37,14 @@ pub struct Publisher {
     chaos: Option<(crate::chaos::Chaos, String)>,
 }
 
+/// Shared producers by (bootstrap servers, record timeout).
+type ProducerRegistry = HashMap<(String, Option<Duration>), Weak<SharedProducer>>;
+
 /// The producers of this process, by bootstrap servers and record timeout: every part that
 /// publishes to the same brokers with the same patience shares one (one connection, one
 /// batching queue, one polling thread), for as long as any of them holds it.
-fn registry() -> &'static Mutex<HashMap<(String, Option<Duration>), Weak<SharedProducer>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<(String, Option<Duration>), Weak<SharedProducer>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<ProducerRegistry> {
+    static REGISTRY: OnceLock<Mutex<ProducerRegistry>> = OnceLock::new();
     REGISTRY.get_or_init(Mutex::default)
 }
 

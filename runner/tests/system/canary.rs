@@ -269,7 +269,7 @@ async fn a_leased_canary_percentage_goes_back_by_itself_and_bad_leases_are_refus
     let back = eventually(Duration::from_secs(6), Duration::from_millis(100), async || {
         let view = canary_view(&system).await;
         match view["percent"].as_f64() {
-            Some(p) if p == 0.0 => Ok(view),
+            Some(0.0) => Ok(view),
             other => Err(format!("still {other:?} after the lease")),
         }
     })

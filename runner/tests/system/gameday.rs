@@ -77,9 +77,8 @@ fn the_baseline_passes_from_the_command_line_with_its_audit_green_and_a_report_w
 #[test]
 fn broken_scenarios_are_refused_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    for file in ["streams-analytics.toml"] {
-        std::fs::copy(pipelines_dir().join(file), dir.path().join(file)).unwrap();
-    }
+    let file = "streams-analytics.toml";
+    std::fs::copy(pipelines_dir().join(file), dir.path().join(file)).unwrap();
     std::fs::create_dir(dir.path().join("gamedays")).unwrap();
     let broken = dir.path().join("gamedays").join("broken.toml");
     std::fs::write(

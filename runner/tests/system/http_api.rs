@@ -230,7 +230,10 @@ async fn the_console_is_served_or_says_how_to_build_it_and_orders_filter_by_cust
     let system = System::start(shipped_pipelines(&url)).await;
     let get = |path: &str| system.client.get(format!("{}{path}", system.base)).send();
     let links = system.get("/api/console/settings").await;
-    assert_eq!(links, json!({ "traceUrl": "http://jaeger:16686/trace/{traceId}", "grafanaUrl": "http://grafana:3000" }));
+    assert_eq!(
+        links,
+        json!({ "traceUrl": "http://jaeger:16686/trace/{traceId}", "grafanaUrl": "http://grafana:3000" })
+    );
 
     let page = get("/orders/42").await.unwrap();
     assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);

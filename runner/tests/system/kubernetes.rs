@@ -24,7 +24,10 @@ fn shipped() -> Vec<LoadedPipeline> {
 fn assert_fresh(relative: &str, generated: &str, command: &str) {
     let path = repository().join(relative);
     let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    assert!(committed == generated, "{relative} is out of date; run `cargo run -p runner -- {command} --write {relative}`");
+    assert!(
+        committed == generated,
+        "{relative} is out of date; run `cargo run -p runner -- {command} --write {relative}`"
+    );
 }
 
 #[test]
@@ -39,7 +42,11 @@ fn generated_topics_and_rules_are_fresh() {
     );
     let objectives: Vec<_> = pipelines.iter().flat_map(|p| p.slo.clone()).collect();
     let rules = runner::slo::prometheus_rules(&objectives);
-    assert_fresh("kubernetes/monitoring/slo-rules.yaml", &runner::deploy::prometheus_rule(&rules), "slo rules --prometheus-rule");
+    assert_fresh(
+        "kubernetes/monitoring/slo-rules.yaml",
+        &runner::deploy::prometheus_rule(&rules),
+        "slo rules --prometheus-rule",
+    );
 }
 
 fn kubectl() -> PathBuf {
@@ -77,7 +84,9 @@ fn labels(map: &Yaml) -> BTreeMap<String, String> {
     map.as_hash()
         .map(|h| {
             h.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map_or_else(|| format!("{v:?}"), str::to_string))))
+                .filter_map(|(k, v)| {
+                    Some((k.as_str()?.to_string(), v.as_str().map_or_else(|| format!("{v:?}"), str::to_string)))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -122,9 +131,12 @@ fn every_pipeline_is_deployed_with_its_port_probes_topics_and_secrets() {
             "{}: the container runs {file}: {args:?}",
             pipeline.service
         );
-        let http = container["ports"].as_vec().unwrap().iter().find(|p| p["name"].as_str() == Some("http")).unwrap_or_else(
-            || panic!("{}: no container port named http", pipeline.service),
-        );
+        let http = container["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some("http"))
+            .unwrap_or_else(|| panic!("{}: no container port named http", pipeline.service));
         assert_eq!(http["containerPort"].as_i64(), Some(port), "{}: container port = listen port", pipeline.service);
         for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
             let get = &container[probe]["httpGet"];
@@ -141,7 +153,8 @@ fn every_pipeline_is_deployed_with_its_port_probes_topics_and_secrets() {
         );
         let service = named(&objects, "Service", &pipeline.service);
         let service_port = &service["spec"]["ports"][0];
-        let target = service_port["targetPort"].as_i64() == Some(port) || service_port["targetPort"].as_str() == Some("http");
+        let target =
+            service_port["targetPort"].as_i64() == Some(port) || service_port["targetPort"].as_str() == Some("http");
         assert!(target, "{}: the Service reaches the listen port", pipeline.service);
         let selector = labels(&service["spec"]["selector"]);
         let pod_labels = labels(&deployment["spec"]["template"]["metadata"]["labels"]);
@@ -162,8 +175,10 @@ fn every_pipeline_is_deployed_with_its_port_probes_topics_and_secrets() {
 
     // Every topic the pipelines need has its KafkaTopic.
     let pipelines: Vec<_> = shipped().into_iter().map(|l| l.pipeline).collect();
-    let declared: BTreeSet<String> =
-        kind_of(&objects, "KafkaTopic").iter().filter_map(|t| t["spec"]["topicName"].as_str().map(str::to_string)).collect();
+    let declared: BTreeSet<String> = kind_of(&objects, "KafkaTopic")
+        .iter()
+        .filter_map(|t| t["spec"]["topicName"].as_str().map(str::to_string))
+        .collect();
     for topic in runner::deploy::system_topics(&pipelines) {
         assert!(declared.contains(&topic.name), "no KafkaTopic for {}", topic.name);
     }

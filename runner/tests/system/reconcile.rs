@@ -107,7 +107,7 @@ async fn reconcile_on(url: &str, embedded: &EmbeddedBroker) {
 
     // Loss: rows marked published that never left (one of a type that has no topic at all);
     // a duplicate; a record no row explains; two rows of one order on the topic in reverse.
-    let store = Store::connect(&StoreConfig::for_url(&url, 2).unwrap()).await.unwrap();
+    let store = Store::connect(&StoreConfig::for_url(url, 2).unwrap()).await.unwrap();
     let lost = vec![event(TYPES[0], "order-lost"), event(TYPES[2], "order-3"), event("shipping.requested", "order-4")];
     insert(&store, &lost, true).await;
     let (early, late) = (event(TYPES[0], "order-late"), event(TYPES[0], "order-late"));

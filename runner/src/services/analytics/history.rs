@@ -146,7 +146,10 @@ pub async fn history_view(
 fn parse_minutes(query: &HashMap<String, String>) -> Result<u32, ApiError> {
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "minutes") {
         let shown = crate::chaos::rule::shortened(unknown);
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown parameter `{shown}`; only `minutes` is read")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown parameter `{shown}`; only `minutes` is read"),
+        ));
     }
     let Some(text) = query.get("minutes") else { return Ok(DEFAULT_MINUTES) };
     match text.parse::<u32>() {

@@ -251,6 +251,7 @@ mod tests {
     #[test]
     fn burn_rates_fire_on_both_windows_with_enough_traffic() {
         let all = |r: f64| vec![("5m", r), ("30m", r), ("1h", r), ("6h", r), ("3d", r), ("30d", r)];
+        #[allow(clippy::type_complexity)] // a table of cases reads best inline
         let cases: Vec<(Vec<(&str, f64)>, f64, &str)> = vec![
             (all(0.0), 100.0, "firing none, breaching false"),
             (
