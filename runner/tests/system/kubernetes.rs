@@ -190,8 +190,25 @@ fn every_pipeline_is_deployed_with_its_port_probes_topics_and_secrets() {
         walk(object, format!("{}#{i}", object["kind"].as_str().unwrap_or("?")), &mut scalars);
     }
     for (path, value) in &scalars {
-        assert!(!value.contains("local-dev-token-change-me"), "the development token at {path}");
+        // The pipeline files in their ConfigMaps carry the development token; the pods get a
+        // real one from a Secret (below). Anywhere else it is a leak.
+        let in_a_file = path.starts_with("ConfigMap#") && path.contains(".data.");
+        assert!(in_a_file || !value.contains("local-dev-token-change-me"), "the development token at {path}");
         assert!(!value.starts_with("postgres://"), "a database URL written out at {path}");
+    }
+    // Every token name a pipeline file sets is overridden from a Secret in its pod.
+    for loaded in shipped() {
+        let deployment = named(&objects, "Deployment", &loaded.pipeline.service);
+        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_vec().cloned().unwrap_or_default();
+        for name in loaded.spec.admin.iter().flat_map(|a| a.tokens.keys()) {
+            let var = format!("RUNNER_ADMIN__TOKENS__{}", name.to_uppercase());
+            let set = env.iter().find(|e| e["name"].as_str() == Some(var.as_str()));
+            assert!(
+                set.is_some_and(|e| !e["valueFrom"]["secretKeyRef"]["name"].is_badvalue()),
+                "{}: {var} overrides the file's token from a Secret",
+                loaded.pipeline.service
+            );
+        }
     }
     for deployment in kind_of(&objects, "Deployment") {
         for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_vec().into_iter().flatten() {
@@ -247,4 +264,48 @@ fn the_dev_overlay_is_one_runner_up() {
     let args = strings(&deployments[0]["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert_eq!(args.first().map(String::as_str), Some("up"), "{args:?}");
     assert!(kind_of(&objects, "Kafka").is_empty() && kind_of(&objects, "Cluster").is_empty(), "no operators in dev");
+}
+
+/// The files a kustomization's ConfigMap generators list (`key=file` gives `file`).
+fn generated_from(kustomization: &str) -> BTreeSet<String> {
+    let path = repository().join(kustomization);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    doc["configMapGenerator"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|generator| strings(&generator["files"]))
+        .map(|entry| entry.rsplit_once('=').map_or(entry.clone(), |(_, file)| file.to_string()))
+        .collect()
+}
+
+/// The files of `folder` (relative to `base`) whose names end with `suffix`, as `folder/name`.
+fn files_in(base: &str, folder: &str, suffix: &str) -> BTreeSet<String> {
+    std::fs::read_dir(repository().join(base).join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(suffix))
+        .map(|name| if folder.is_empty() { name } else { format!("{folder}/{name}") })
+        .collect()
+}
+
+/// kustomize takes no wildcards: the ConfigMaps list their files by hand, so a pipeline,
+/// scenario, schema or dashboard added without its line would silently miss the cluster.
+#[test]
+fn the_config_maps_hold_every_pipeline_scenario_schema_and_dashboard() {
+    let pipelines = generated_from("pipelines/kustomization.yaml");
+    let mut wanted = files_in("pipelines", "", ".toml");
+    wanted.extend(files_in("pipelines", "gamedays", ".toml"));
+    assert_eq!(pipelines, wanted, "pipelines/kustomization.yaml lists every pipeline and scenario file");
+    assert_eq!(
+        generated_from("schemas/kustomization.yaml"),
+        files_in("schemas", "events", ".schema.json"),
+        "schemas/kustomization.yaml lists every event schema"
+    );
+    let dashboards = generated_from("dashboards/kustomization.yaml");
+    for board in files_in("dashboards", "grafana", ".json") {
+        assert!(dashboards.contains(&board), "dashboards/kustomization.yaml has no ConfigMap for {board}");
+    }
+    assert!(dashboards.contains("otel-collector.yaml"), "the collector's config");
 }
