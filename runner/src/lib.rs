@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod http;
 pub mod load;
 pub mod order;
+pub mod pipeline_tests;
 pub mod runtime;
 pub mod saga;
 pub mod schemas;

@@ -69,11 +69,20 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         write: Option<PathBuf>,
         /// The schema of game-day scenario files instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "test")]
         gameday: bool,
+        /// The schema of test files (pipelines/tests/*.toml) instead.
+        #[arg(long)]
+        test: bool,
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
+    /// Run the saga and handler cases of test files, with no broker and no database server.
+    /// Exit code 0: every case passed; 1: one failed; 2: a file could not be loaded.
+    Test {
+        /// Test files or folders of them (default `pipelines/tests`).
+        paths: Vec<PathBuf>,
+    },
     /// List every topic the pipelines need on the broker, or write them as Strimzi KafkaTopics.
     Topics {
         /// Pipeline files or directories (default `pipelines`).
@@ -214,8 +223,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::graph::mermaid(&saga.definition));
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Schema { write, gameday }) => {
-            let schema = if gameday { config::scenario::scenario_schema() } else { config::pipeline_schema() };
+        Some(Command::Schema { write, gameday, test }) => {
+            let schema = if gameday {
+                config::scenario::scenario_schema()
+            } else if test {
+                config::test_file::test_schema()
+            } else {
+                config::pipeline_schema()
+            };
             match write {
                 Some(path) => {
                     std::fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?
@@ -230,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Test { paths }) => Ok(test(paths)),
         Some(Command::Topics { paths, format, partitions, replicas, write }) => {
             let pipelines: Vec<_> = load_files(&paths)?.into_iter().map(|l| l.pipeline).collect();
             let topics = runner::deploy::system_topics(&pipelines);
@@ -441,13 +457,68 @@ async fn wait_for_signal() {
     }
 }
 
+/// `runner test`: loads every test file (all problems printed, exit 2), then runs the cases.
+fn test(paths: Vec<PathBuf>) -> ExitCode {
+    let paths =
+        if paths.is_empty() { vec![PathBuf::from("pipelines").join(config::test_file::TEST_DIR)] } else { paths };
+    let mut files = Vec::new();
+    for path in &paths {
+        if path.is_dir() {
+            match config::pipeline_files(path) {
+                Ok(mut found) => files.append(&mut found),
+                Err(e) => {
+                    eprintln!("{}: cannot read directory: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        eprintln!(
+            "no test files (*.toml) in {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for file in &files {
+        match config::test_file::load_test_file(file) {
+            Ok(test_file) => loaded.push(test_file),
+            Err(diagnostics) => problems.extend(diagnostics.0),
+        }
+    }
+    if !problems.is_empty() {
+        let count = problems.len();
+        println!("{}", config::Diagnostics(problems));
+        eprintln!("{count} problem(s) found; no case was run");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if runtime.block_on(runner::pipeline_tests::run_and_report(&loaded)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// `runner check`: every problem of every file, as `file:line:column: message`. Game-day
-/// scenarios (the files of a `gamedays` folder) are checked as scenarios.
+/// scenarios (the files of a `gamedays` folder) are checked as scenarios, test files (of a
+/// `tests` folder) as test files.
 fn check(paths: Vec<PathBuf>) -> ExitCode {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths };
     let mut files = Vec::new();
     let mut context = Vec::new();
     let mut scenarios = Vec::new();
+    let mut tests = Vec::new();
     for path in &paths {
         if path.is_dir() {
             match config::pipeline_files(path) {
@@ -459,8 +530,11 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             }
             let folder = path.join(config::scenario::SCENARIO_DIR);
             scenarios.extend(config::scenario::scenario_files(&folder).unwrap_or_default());
+            tests.extend(config::pipeline_files(&path.join(config::test_file::TEST_DIR)).unwrap_or_default());
         } else if config::scenario::is_scenario_file(path) {
             scenarios.push(path.clone());
+        } else if config::test_file::is_test_file(path) {
+            tests.push(path.clone());
         } else {
             files.push(path.clone());
             // The other pipelines beside a file are the rest of its system.
@@ -488,10 +562,20 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
             Err(diagnostics) => problems.extend(diagnostics.0),
         }
     }
+    let mut tests_ok = 0;
+    for file in &tests {
+        match config::test_file::load_test_file(file) {
+            Ok(_) => tests_ok += 1,
+            Err(diagnostics) => problems.extend(diagnostics.0),
+        }
+    }
     if problems.is_empty() {
         println!("{loaded} pipeline file(s) OK");
         if !scenarios.is_empty() {
             println!("{scenarios_ok} game-day scenario(s) OK");
+        }
+        if !tests.is_empty() {
+            println!("{tests_ok} test file(s) OK");
         }
         ExitCode::SUCCESS
     } else {

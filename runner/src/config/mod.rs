@@ -10,6 +10,7 @@ pub mod model;
 pub mod scenario;
 mod shape;
 pub mod spec;
+pub mod test_file;
 
 pub use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Problem, SourceMap};
 pub use load::{

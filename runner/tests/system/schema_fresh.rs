@@ -1,5 +1,6 @@
 //! Checks that the committed JSON Schemas — of pipeline files, `schemas/pipeline.schema.json`,
-//! and of game-day scenarios, `schemas/gameday.schema.json` — match the ones generated from
+//! of game-day scenarios, `schemas/gameday.schema.json`, and of test files,
+//! `schemas/test.schema.json` — match the ones generated from
 //! the spec types.
 
 use crate::support::repository;
@@ -28,4 +29,9 @@ fn committed_schema_matches_the_spec_types() {
 #[test]
 fn committed_gameday_schema_matches_the_scenario_types() {
     assert_fresh("gameday.schema.json", runner::config::scenario::scenario_schema(), "--gameday ");
+}
+
+#[test]
+fn committed_test_schema_matches_the_test_file_types() {
+    assert_fresh("test.schema.json", runner::config::test_file::test_schema(), "--test ");
 }
