@@ -259,7 +259,7 @@ pub async fn consume_raw<F, Fut>(
                 // could point past records published since, which would then be skipped.
                 finished_offsets.clear();
                 in_flight.forget_progress();
-                idle.active();
+                idle.recovered(&consumer);
             }
             message = consumer.recv(), if !in_flight.is_full() => {
                 match message {

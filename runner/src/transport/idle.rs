@@ -125,6 +125,15 @@ impl Idleness {
         self.enabled && !self.paused
     }
 
+    /// The consumer recovered from a broker loss and resumed everything itself: wake its
+    /// broker thread (a resume alone does not) and keep fetching as after a bell, since what
+    /// was written during the outage is there to read. Without this the first fetches after
+    /// an outage could wait for a later wake-up, and under load a follower missed the short
+    /// look-anyway windows again and again.
+    pub fn recovered(&mut self, consumer: &Consumer) {
+        self.resume(consumer, true);
+    }
+
     /// A message came or finished (or the consumer recovered and resumed everything itself).
     pub fn active(&mut self) {
         self.last_message = Instant::now();

@@ -325,7 +325,7 @@ impl Broker {
                     if !consumer.recover(topic, shutdown).await {
                         return Ok(());
                     }
-                    idle.active();
+                    idle.recovered(&consumer);
                     continue;
                 }
                 next = consumer.recv() => next,
