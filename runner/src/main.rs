@@ -2,6 +2,7 @@
 //! check the relay (`relay reconcile`), and run game days (`gameday`, in `gameday_cli.rs`).
 
 mod gameday_cli;
+mod plan_cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,20 @@ enum Command {
     },
     /// List the compiled handlers a pipeline can use.
     Handlers,
+    /// What applying edited pipeline files would do, per service: unchanged, applied live, or
+    /// a restart needed (and why), before anything is saved. Exit code 0: all applies live;
+    /// 1: a service needs a restart; 2: a file does not load, or the target runs other files.
+    Plan {
+        /// The edited pipeline files, or a folder of them.
+        #[arg(required = true)]
+        new: Vec<PathBuf>,
+        /// The folder of the files in force (what the system runs from).
+        #[arg(long, value_name = "DIR")]
+        against: PathBuf,
+        /// The running system: checks that it runs the files of --against (by hash).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+    },
     /// Run the saga and handler cases of test files, with no broker and no database server.
     /// Exit code 0: every case passed; 1: one failed; 2: a file could not be loaded.
     Test {
@@ -246,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Test { paths }) => Ok(test(paths)),
+        Some(Command::Plan { new, against, target }) => Ok(plan_cli::run(plan_cli::PlanArgs { new, against, target })),
         Some(Command::Topics { paths, format, partitions, replicas, write }) => {
             let pipelines: Vec<_> = load_files(&paths)?.into_iter().map(|l| l.pipeline).collect();
             let topics = runner::deploy::system_topics(&pipelines);

@@ -12,6 +12,7 @@ mod canary;
 mod chaos_api;
 mod chaos_faults;
 mod cli_check;
+mod cli_plan;
 mod cli_test;
 mod config_diagnostics;
 mod config_layering;
