@@ -331,15 +331,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// without the environment: what generated files are made from.
 fn load_files(paths: &[PathBuf]) -> anyhow::Result<Vec<config::LoadedPipeline>> {
     let paths = if paths.is_empty() { vec![PathBuf::from("pipelines")] } else { paths.to_vec() };
+    let files = toml_files(&paths).map_err(anyhow::Error::msg)?;
+    config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))
+}
+
+/// The files of `paths`: each folder's `*.toml` files (sorted), each file as given.
+pub(crate) fn toml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            files.extend(config::pipeline_files(&path).with_context(|| format!("cannot read {}", path.display()))?);
+            files.extend(
+                config::pipeline_files(path).map_err(|e| format!("{}: cannot read directory: {e}", path.display()))?,
+            );
         } else {
-            files.push(path);
+            files.push(path.clone());
         }
     }
-    config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| anyhow::anyhow!("{d}"))
+    Ok(files)
 }
 
 /// Writes `text` to `path`, or prints it.
@@ -477,20 +485,13 @@ async fn wait_for_signal() {
 fn test(paths: Vec<PathBuf>) -> ExitCode {
     let paths =
         if paths.is_empty() { vec![PathBuf::from("pipelines").join(config::test_file::TEST_DIR)] } else { paths };
-    let mut files = Vec::new();
-    for path in &paths {
-        if path.is_dir() {
-            match config::pipeline_files(path) {
-                Ok(mut found) => files.append(&mut found),
-                Err(e) => {
-                    eprintln!("{}: cannot read directory: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            }
-        } else {
-            files.push(path.clone());
+    let files = match toml_files(&paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
-    }
+    };
     if files.is_empty() {
         eprintln!(
             "no test files (*.toml) in {}",

@@ -29,19 +29,6 @@ enum Verdict {
     Removed,
 }
 
-/// Pipeline files of files and folders, sorted.
-fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            files.extend(config::pipeline_files(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
 /// Loads files as a system, without the environment (plans compare files, not deployments).
 fn load(files: &[PathBuf]) -> Result<Vec<LoadedPipeline>, String> {
     config::load_system(files, &[], &LoadOptions::default()).map_err(|d| d.to_string())
@@ -54,7 +41,7 @@ fn by_service(loaded: Vec<LoadedPipeline>) -> BTreeMap<String, LoadedPipeline> {
 /// Runs the plan; exit 0 when every change applies live (or nothing changes), 1 when a
 /// service must be restarted for it, 2 when a file cannot be loaded or the target differs.
 pub fn run(args: PlanArgs) -> ExitCode {
-    let new_files = match files_of(&args.new) {
+    let new_files = match crate::toml_files(&args.new) {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
             eprintln!("no pipeline files (*.toml) to plan; name the edited files or their folder");
@@ -65,7 +52,7 @@ pub fn run(args: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let old_files = match files_of(std::slice::from_ref(&args.against)) {
+    let old_files = match crate::toml_files(std::slice::from_ref(&args.against)) {
         Ok(files) => files,
         Err(e) => {
             eprintln!("{e}");
