@@ -32,6 +32,10 @@ const MAX_AT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct TestFileSpec {
     /// The pipeline file under test, relative to this file, e.g. `"../orchestrator.toml"`.
     pub pipeline: String,
+    /// A saga that replaces the pipeline's own for these cases (same shape as its `[saga]`):
+    /// a variant tried before it is written into the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<super::spec::SagaSpec>,
     /// Cases that drive the pipeline's saga.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sagas: Vec<SagaCaseSpec>,
@@ -205,13 +209,37 @@ pub fn load_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
     // The pipeline under test: its own problems are reported against its own file.
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let pipeline_path = folder.join(&spec.pipeline);
+    let mut problems = Vec::new();
     let pipeline = match super::load(&pipeline_path, &LoadOptions::default()) {
-        Ok(loaded) => Some(loaded.pipeline),
+        Ok(loaded) => match &spec.saga {
+            None => Some(loaded.pipeline),
+            // The inline saga in place of the file's, compiled as the file's would be; its
+            // problems are at the same keys (`saga.…`) in this file.
+            Some(saga) => {
+                let mut with_override = loaded.spec.clone();
+                with_override.saga = Some(saga.clone());
+                match super::compile::compile(&with_override, &loaded.pipeline.service) {
+                    Ok(pipeline) => Some(pipeline),
+                    Err(more) => {
+                        let in_saga = |p: &Problem| p.path.0.first() == KeyPath::section("saga").0.first();
+                        let first = more.first().map(|p| p.message.clone()).unwrap_or_default();
+                        let mut about_saga: Vec<Problem> = more.into_iter().filter(in_saga).collect();
+                        if about_saga.is_empty() {
+                            about_saga.push(Problem::at_value(
+                                KeyPath::section("saga"),
+                                format!("the pipeline does not compile with this saga: {first}"),
+                            ));
+                        }
+                        problems.extend(about_saga);
+                        None
+                    }
+                }
+            }
+        },
         Err(diagnostics) if pipeline_path.is_file() => return Err(diagnostics),
         Err(_) => None,
     };
-    let mut problems = Vec::new();
-    if pipeline.is_none() {
+    if pipeline.is_none() && problems.is_empty() {
         let shown = crate::chaos::rule::shortened(&spec.pipeline);
         problems.push(Problem::at_value(
             KeyPath::section("pipeline"),
@@ -252,7 +280,7 @@ pub fn compile_test_file(
 ) -> Result<(Vec<SagaCase>, Vec<HandlerCase>), Vec<Problem>> {
     let mut c = Compiler::new();
     // Destructured without `..`: a new kind of case does not compile until it has a pass here.
-    let TestFileSpec { pipeline: _, sagas, handlers } = spec;
+    let TestFileSpec { pipeline: _, saga: _, sagas, handlers } = spec;
     if sagas.is_empty() && handlers.is_empty() {
         c.problem(KeyPath::section("pipeline"), "no cases; add [[sagas]] or [[handlers]]");
     }

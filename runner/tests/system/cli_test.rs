@@ -70,3 +70,30 @@ fn a_broken_test_file_is_refused_before_any_case_runs() {
     assert!(!checked.status.success());
     assert!(checked.stdout.contains("is no reply of this saga"), "{}", checked.stdout);
 }
+
+#[test]
+fn an_inline_saga_replaces_the_pipelines_and_its_problems_are_placed_in_the_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = repository().join("pipelines/orchestrator.toml");
+    let file = dir.path().join("variant.toml");
+    let saga = "[saga]\nname = \"order\"\ntrigger = \"order.created\"\non_completed = \"order.completed\"\n\
+                on_cancelled = \"order.cancelled\"\non_failed = \"order.failed\"\n\n[[saga.steps]]\nname = \"payment\"\n\
+                request = \"payment.requested\"\nsuccess = \"payment.charged\"\ntimeout = \"TIMEOUT\"\nirreversible = true\n";
+    let cases = "\n[[sagas]]\nname = \"one step\"\n\n[[sagas.steps]]\nat = \"0s\"\ninput = \"start\"\n\n\
+                 [[sagas.steps]]\nat = \"1s\"\ninput = \"reply payment.charged\"\nstate = \"completed\"\n";
+    let write = |timeout: &str| {
+        let text = format!("pipeline = {orchestrator:?}\n\n{}{cases}", saga.replace("TIMEOUT", timeout));
+        std::fs::write(&file, text).unwrap();
+    };
+    // One step only: its success completes the order.
+    write("2s");
+    let output = run(&["test", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", output.stdout);
+    assert!(output.stdout.contains("1 cases: 1 passed, 0 failed"), "{}", output.stdout);
+    // A timeout the pipeline would refuse is refused here, at its line of this file.
+    write("0s");
+    let output = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", output.stdout);
+    let line = format!("{}:14:11: ", file.display());
+    assert!(output.stdout.contains(&line), "missing `{line}` in:\n{}", output.stdout);
+}
