@@ -29,9 +29,10 @@ enum Verdict {
     Removed,
 }
 
-/// Loads files as a system, without the environment (plans compare files, not deployments).
-fn load(files: &[PathBuf]) -> Result<Vec<LoadedPipeline>, String> {
-    config::load_system(files, &[], &LoadOptions::default()).map_err(|d| d.to_string())
+/// Loads files as a system (checked with `context`, the other files in force), without the
+/// environment: plans compare files, not deployments.
+fn load(files: &[PathBuf], context: &[PathBuf]) -> Result<Vec<LoadedPipeline>, String> {
+    config::load_system(files, context, &LoadOptions::default()).map_err(|d| d.to_string())
 }
 
 fn by_service(loaded: Vec<LoadedPipeline>) -> BTreeMap<String, LoadedPipeline> {
@@ -59,7 +60,11 @@ pub fn run(args: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (new, old) = match (load(&new_files), load(&old_files)) {
+    // The edited files are checked with the rest of the system in force around them (a
+    // saga's topics need their services), not alone.
+    let around: Vec<PathBuf> =
+        old_files.iter().filter(|f| !new_files.iter().any(|n| n.file_name() == f.file_name())).cloned().collect();
+    let (new, old) = match (load(&new_files, &around), load(&old_files, &[])) {
         (Ok(new), Ok(old)) => (by_service(new), by_service(old)),
         (Err(problems), _) => {
             println!("{problems}");
@@ -73,7 +78,18 @@ pub fn run(args: PlanArgs) -> ExitCode {
         }
     };
     let mut target_differs = false;
+    let mut in_flight: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     if let Some(url) = &args.target {
+        match get_json(url, "/api/runtime/sagas") {
+            Ok(answer) => {
+                for saga in answer["sagas"].as_array().into_iter().flatten() {
+                    if let Some(service) = saga["service"].as_str() {
+                        in_flight.insert(service.to_string(), saga["inFlight"].clone());
+                    }
+                }
+            }
+            Err(e) => eprintln!("cannot read {url}/api/runtime/sagas ({e}); sagas in flight not counted"),
+        }
         match running_hashes(url) {
             Ok(running) => {
                 for (service, loaded) in &old {
@@ -128,6 +144,13 @@ pub fn run(args: PlanArgs) -> ExitCode {
                     "! {service}: needs a restart — {} changed; a running service refuses this file and keeps its config",
                     keys.join(", ")
                 );
+                if let (Some(counts), Some(before), Some(after)) =
+                    (in_flight.get(service), old.get(service), new.get(service))
+                {
+                    for line in in_flight_fate(counts, before, after) {
+                        println!("    {line}");
+                    }
+                }
             }
             Verdict::Added => println!("+ {service}: new service; start it (runner --pipeline FILE)"),
             Verdict::Removed => println!("- {service}: no file any more; stop it"),
@@ -144,16 +167,47 @@ pub fn run(args: PlanArgs) -> ExitCode {
     }
 }
 
-/// The hash of the file each running service has in force.
-fn running_hashes(url: &str) -> Result<BTreeMap<String, String>, String> {
+/// What becomes of the sagas in flight when the restarted service runs `after`'s saga: each
+/// keeps its step by index, so a step removed or moved sends it elsewhere.
+fn in_flight_fate(counts: &serde_json::Value, before: &LoadedPipeline, after: &LoadedPipeline) -> Vec<String> {
+    let (Some(old), Some(new)) = (&before.pipeline.saga, &after.pipeline.saga) else { return Vec::new() };
+    let (old, new) = (&old.definition.steps, &new.definition.steps);
+    let total = counts["total"].as_u64().unwrap_or(0);
+    let mut lines = vec![format!(
+        "{total} saga(s) in flight{}",
+        if counts["truncated"].as_bool() == Some(true) { " (counted up to the first 100,000)" } else { "" }
+    )];
+    for (step, by_phase) in counts["byStep"].as_object().into_iter().flatten() {
+        let count: u64 = by_phase.as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
+        let Some(index) = old.iter().position(|s| &s.name == step) else {
+            lines.push(format!("{count} at `{step}`, not a step of the definition in force"));
+            continue;
+        };
+        let fate = match new.get(index) {
+            Some(same) if &same.name == step => "stay at the same step".to_string(),
+            Some(other) => format!("would continue at `{}` instead (steps are kept by position)", other.name),
+            None => "wait on a step the edited file removes: after the restart they end FAILED".to_string(),
+        };
+        lines.push(format!("{count} at `{step}`: {fate}"));
+    }
+    lines
+}
+
+/// GET `path` on the running system, as JSON.
+fn get_json(url: &str, path: &str) -> Result<serde_json::Value, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let url = format!("{}/api/runtime/config", url.trim_end_matches('/'));
-    let answer: serde_json::Value = runtime.block_on(async {
+    let url = format!("{}{path}", url.trim_end_matches('/'));
+    runtime.block_on(async {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
         let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
         let response = response.error_for_status().map_err(|e| e.to_string())?;
         response.json::<serde_json::Value>().await.map_err(|e| e.to_string())
-    })?;
+    })
+}
+
+/// The hash of the file each running service has in force.
+fn running_hashes(url: &str) -> Result<BTreeMap<String, String>, String> {
+    let answer = get_json(url, "/api/runtime/config")?;
     let services = answer["services"].as_array().ok_or("the answer has no `services` list")?;
     Ok(services
         .iter()

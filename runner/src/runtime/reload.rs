@@ -27,6 +27,7 @@ use crate::config::diff::diff;
 use crate::config::{self, LoadOptions};
 use crate::event::{now_ms, now_rfc3339};
 use crate::http::{ApiError, BodyRules, JsonBody, Routes};
+use crate::saga::machine::{SagaDefinition, SagaState};
 use crate::supervise::{PanicRequest, Supervisor};
 use crate::telemetry;
 
@@ -320,6 +321,7 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
         let unit = unit.lock().await;
         if let Some(saga) = &unit.pipeline.saga {
             let definition = &saga.definition;
+            let in_flight = in_flight(&unit.ctx.store, definition).await;
             let steps: Vec<serde_json::Value> = definition
                 .steps
                 .iter()
@@ -340,10 +342,46 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
                 "trigger": definition.trigger,
                 "steps": steps,
                 "mermaid": crate::config::graph::mermaid(definition),
+                "inFlight": in_flight,
             }));
         }
     }
     Json(json!({ "sagas": sagas }))
+}
+
+/// The most in-flight instances `GET /api/runtime/sagas` reads to count them by step.
+const MAX_IN_FLIGHT_READ: u32 = 100_000;
+
+/// The instances of a saga in flight, by the step each is at (running it, or undoing it):
+/// what a change of the definition would meet (`runner plan --target`). Instances keep
+/// their step by its index, so a definition that removes or reorders steps moves them.
+async fn in_flight(store: &crate::store::Store, definition: &SagaDefinition) -> serde_json::Value {
+    let states = match crate::store::sagas::pending_states(store, &definition.name, MAX_IN_FLIGHT_READ).await {
+        Ok(states) => states,
+        Err(e) => return json!({ "error": format!("cannot count the sagas in flight: {e}") }),
+    };
+    let mut by_step: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut unreadable = 0;
+    for text in &states {
+        let name = |i: &usize| definition.steps.get(*i).map_or_else(|| format!("#{i}"), |s| s.name.clone());
+        match serde_json::from_str::<SagaState>(text) {
+            Ok(SagaState::Running { step, .. }) => {
+                *by_step.entry(name(&step)).or_default().entry("running").or_default() += 1
+            }
+            Ok(SagaState::Compensating { pending, .. }) => {
+                if let Some(first) = pending.first() {
+                    *by_step.entry(name(first)).or_default().entry("compensating").or_default() += 1;
+                }
+            }
+            Ok(_) | Err(_) => unreadable += 1,
+        }
+    }
+    json!({
+        "total": states.len(),
+        "truncated": states.len() as u64 >= u64::from(MAX_IN_FLIGHT_READ),
+        "byStep": by_step,
+        "unreadable": unreadable,
+    })
 }
 
 async fn chaos_status(State(chaos): State<Chaos>) -> Json<serde_json::Value> {

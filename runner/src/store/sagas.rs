@@ -160,3 +160,13 @@ pub async fn count_by_status(store: &Store, saga: &str) -> Result<Vec<(String, i
         .await?;
     rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
+
+/// The states (as stored, JSON) of the instances of `saga` still in flight, at most `limit`.
+pub async fn pending_states(store: &Store, saga: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT state FROM sagas WHERE saga = $1 AND status = 'PENDING' LIMIT $2")
+        .bind(saga)
+        .bind(i64::from(limit))
+        .fetch_all(store.pool())
+        .await?;
+    rows.into_iter().map(|row| Ok(row.try_get(0)?)).collect()
+}

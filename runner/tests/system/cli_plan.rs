@@ -1,9 +1,14 @@
 //! `runner plan`: edited pipeline files planned against the files in force — unchanged,
 //! applied live, or a restart needed with the keys — and, with `--target`, checked against
-//! what the running system really runs (by file hash).
+//! what the running system really runs (by file hash), with the sagas in flight a saga
+//! change would move.
 
 use crate::support::process::run;
-use crate::support::{append, copy_dir, edit, pipelines_dir, shipped_copy, temp_sqlite, System};
+use std::time::Duration;
+
+use crate::support::{
+    append, copy_dir, edit, pipelines_dir, shipped_copy, simple_order, temp_sqlite, System, ADMIN_TOKEN,
+};
 
 #[test]
 fn a_plan_tells_live_changes_from_restarts_by_service() {
@@ -52,6 +57,45 @@ async fn a_plan_checks_the_target_runs_the_files_it_compares_with() {
     .unwrap();
     assert!(matching.status.success(), "the target runs the files compared with:\n{}", matching.stdout);
     assert!(!matching.stdout.contains("the system runs a file with hash"), "{}", matching.stdout);
+    // Orders held at their payment (a 30 s delay on the charge), then a plan that swaps the
+    // first two steps: the sagas in flight keep their step by position.
+    let slow = serde_json::json!({ "id": "slow-charges", "ttl": "5m",
+        "target": { "kind": "handler", "handler": "payment.charge" }, "fault": { "kind": "latency", "fixed": "30s" } });
+    system.create_rule(&slow).await;
+    for i in 0..5 {
+        system.post_order(&simple_order(i)).await;
+    }
+    let edited = tempfile::tempdir().unwrap();
+    let swapped = edited.path().join("orchestrator.toml");
+    let text = std::fs::read_to_string(running.join("orchestrator.toml")).unwrap();
+    let parts: Vec<&str> = text.split("[[saga.steps]]").collect();
+    assert_eq!(parts.len(), 4, "payment, inventory, shipping");
+    std::fs::write(&swapped, [parts[0], parts[2], parts[1], parts[3]].join("[[saga.steps]]")).unwrap();
+    let (swapped_file, running_dir, target_arg) =
+        (swapped.to_str().unwrap().to_string(), running.to_str().unwrap().to_string(), target.clone());
+    let plan = crate::support::eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
+        let (file, dir, url) = (swapped_file.clone(), running_dir.clone(), target_arg.clone());
+        let plan = tokio::task::spawn_blocking(move || run(&["plan", &file, "--against", &dir, "--target", &url]))
+            .await
+            .unwrap();
+        if plan.stdout.contains("5 saga(s) in flight") {
+            Ok(plan)
+        } else {
+            Err(format!("not 5 sagas in flight yet:\n{}", plan.stdout))
+        }
+    })
+    .await;
+    assert_eq!(plan.status.code(), Some(1), "{}", plan.stdout);
+    assert!(plan.stdout.contains("! orchestrator: needs a restart — [saga] changed"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("5 at `payment`: would continue at `inventory` instead (steps are kept by position)"),
+        "{}",
+        plan.stdout
+    );
+    let (status, _) =
+        system.call(reqwest::Method::DELETE, "/api/chaos/rules/slow-charges", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+
     let payment_file = payment.to_str().unwrap().to_string();
     let other = tokio::task::spawn_blocking(move || {
         run(&["plan", &payment_file, "--against", "../pipelines", "--target", &target])
