@@ -396,16 +396,7 @@ pub fn load_scenario_text(path: &Path, text: &str, objectives: &[Objective]) -> 
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     };
-    let mut diagnostics = shaped.problems.clone();
-    diagnostics.extend(
-        problems
-            .into_iter()
-            .map(|p| Problem { path: shaped.file_path(&p.path), ..p })
-            .filter(|p| !shaped.is_about_removed(&p.path))
-            .map(|p| source.at(&p.path, p.anchor, p.message)),
-    );
-    diagnostics.sort_by_key(|d| (d.line, d.column));
-    Err(Diagnostics(diagnostics))
+    Err(shaped.with_compile_problems(&source, problems))
 }
 
 /// Compiles a scenario, or lists every problem by key path.

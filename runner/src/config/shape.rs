@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// this keeps a file full of mistakes (thousands of unknown tables) linear to check.
 pub const MAX_SHAPE_PROBLEMS: usize = 50;
 
-use crate::diagnostic::{Anchor, Diagnostic, KeyPath, Segment, SourceMap};
+use crate::diagnostic::{Anchor, Diagnostic, Diagnostics, KeyPath, Segment, SourceMap};
 
 /// The document with every ill-shaped value trimmed away, and what was wrong.
 pub struct Shaped {
@@ -54,6 +54,22 @@ impl Shaped {
     /// Whether a compile problem at `path` (file numbering) stems from a removed value.
     pub fn is_about_removed(&self, path: &KeyPath) -> bool {
         self.removed.iter().any(|removed| path.0.starts_with(&removed.0))
+    }
+
+    /// The shape problems and the compile `problems` (trimmed-document paths) of a file of
+    /// another type than a pipeline (a scenario, a test file), in file order; compile
+    /// problems about a value the shape pass removed are left out.
+    pub fn with_compile_problems(&self, source: &SourceMap, problems: Vec<crate::diagnostic::Problem>) -> Diagnostics {
+        let mut diagnostics = self.problems.clone();
+        diagnostics.extend(
+            problems
+                .into_iter()
+                .map(|p| crate::diagnostic::Problem { path: self.file_path(&p.path), ..p })
+                .filter(|p| !self.is_about_removed(&p.path))
+                .map(|p| source.at(&p.path, p.anchor, p.message)),
+        );
+        diagnostics.sort_by_key(|d| (d.line, d.column));
+        Diagnostics(diagnostics)
     }
 }
 

@@ -258,16 +258,7 @@ pub fn load_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
         }
     };
     if !problems.is_empty() || !shaped.problems.is_empty() {
-        let mut diagnostics = shaped.problems.clone();
-        diagnostics.extend(
-            problems
-                .into_iter()
-                .map(|p| Problem { path: shaped.file_path(&p.path), ..p })
-                .filter(|p| !shaped.is_about_removed(&p.path))
-                .map(|p| source.at(&p.path, p.anchor, p.message)),
-        );
-        diagnostics.sort_by_key(|d| (d.line, d.column));
-        return Err(Diagnostics(diagnostics));
+        return Err(shaped.with_compile_problems(&source, problems));
     }
     let pipeline = pipeline.expect("checked above");
     Ok(TestFile { path: path.to_path_buf(), text, pipeline, sagas, handlers })
