@@ -296,6 +296,11 @@ async fn start_units(
     let mut service_units = Vec::new();
     for (unit, ctx) in units.into_iter().zip(&contexts) {
         let set_at_ms = reload::modified_ms(unit.path.as_deref());
+        if unit.pipeline.gameday.is_some() {
+            // Before anything is served: a run left live by a process that died shows as
+            // interrupted from the first request, and does not hold the one-run claim.
+            gameday::recover(ctx).await;
+        }
         let started = start_sections(ctx, &unit.pipeline, set_at_ms, &own_url)?;
         let (chaos, service) = (chaos.clone(), unit.pipeline.service.clone());
         app = app.merge(started.routes.map(|routes| crate::chaos::http::layer(routes, chaos, &service)));
@@ -487,7 +492,8 @@ fn start_chaos_api(ctx: &ServiceContext, config: &ChaosApiConfig, admin: &AdminC
     Ok(routes)
 }
 
-/// gameday-svc: its routes; runs left live by a process that died are marked interrupted.
+/// gameday-svc: its routes (runs left live by a process that died were marked interrupted
+/// before, in `start_units`).
 fn start_gameday(
     ctx: &ServiceContext,
     config: &GamedayConfig,
@@ -498,8 +504,6 @@ fn start_gameday(
     let compile: gameday::ScenarioCompiler = Arc::new(move |path, text| {
         crate::config::scenario::load_scenario_text(path, text, &objectives.get()).map_err(|d| d.to_string())
     });
-    let recovering = ctx.clone();
-    tokio::spawn(async move { gameday::recover(&recovering).await });
     gameday::router(ctx.clone(), config.clone(), admin, compile, own_url.clone())
 }
 
