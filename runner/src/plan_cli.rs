@@ -80,7 +80,7 @@ pub fn run(args: PlanArgs) -> ExitCode {
     let mut target_differs = false;
     let mut in_flight: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     if let Some(url) = &args.target {
-        match get_json(url, "/api/runtime/sagas") {
+        match get_json(url, "/api/runtime/sagas/in-flight") {
             Ok(answer) => {
                 for saga in answer["sagas"].as_array().into_iter().flatten() {
                     if let Some(service) = saga["service"].as_str() {
@@ -88,7 +88,7 @@ pub fn run(args: PlanArgs) -> ExitCode {
                     }
                 }
             }
-            Err(e) => eprintln!("cannot read {url}/api/runtime/sagas ({e}); sagas in flight not counted"),
+            Err(e) => eprintln!("cannot read {url}/api/runtime/sagas/in-flight ({e}); sagas in flight not counted"),
         }
         match running_hashes(url) {
             Ok(running) => {

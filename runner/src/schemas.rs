@@ -97,13 +97,10 @@ impl SchemaRegistry {
     pub fn validate(&self, event_type: &str, payload: &Value) -> Result<(), String> {
         let problems = self.problems(event_type, payload)?;
         if problems.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(summary(event_type, &problems))
         }
-        let listed: Vec<String> = problems
-            .iter()
-            .map(|p| if p.pointer.is_empty() { p.message.clone() } else { format!("{}: {}", p.pointer, p.message) })
-            .collect();
-        Err(format!("`{event_type}` payload does not match its schema: {}", listed.join("; ")))
     }
 
     /// The payload's schema problems (at most ten), each at the JSON pointer of the value it
@@ -121,6 +118,15 @@ impl SchemaRegistry {
             .map(|e| SchemaProblem { pointer: e.instance_path().to_string(), message: e.to_string() })
             .collect())
     }
+}
+
+/// One line for a payload's schema problems: what `validate` answers.
+pub fn summary(event_type: &str, problems: &[SchemaProblem]) -> String {
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|p| if p.pointer.is_empty() { p.message.clone() } else { format!("{}: {}", p.pointer, p.message) })
+        .collect();
+    format!("`{event_type}` payload does not match its schema: {}", listed.join("; "))
 }
 
 /// One way a payload misses its schema.

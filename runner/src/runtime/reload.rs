@@ -254,6 +254,7 @@ pub(super) fn router(units: Units, chaos: Chaos, parts: Supervisor, admin: &Admi
         .get("/config", config_status)
         .get("/canary", canary_status)
         .get("/sagas", saga_definitions)
+        .get("/sagas/in-flight", sagas_in_flight)
         .with_state(units)
         .merge(Routes::new().get("/chaos", chaos_status).with_state(chaos))
         .merge(Routes::new().get("/parts", parts_status).admin_post("/parts/panic", panic_part).with_state(parts))
@@ -321,7 +322,6 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
         let unit = unit.lock().await;
         if let Some(saga) = &unit.pipeline.saga {
             let definition = &saga.definition;
-            let in_flight = in_flight(&unit.ctx.store, definition).await;
             let steps: Vec<serde_json::Value> = definition
                 .steps
                 .iter()
@@ -342,14 +342,35 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
                 "trigger": definition.trigger,
                 "steps": steps,
                 "mermaid": crate::config::graph::mermaid(definition),
-                "inFlight": in_flight,
             }));
         }
     }
     Json(json!({ "sagas": sagas }))
 }
 
-/// The most in-flight instances `GET /api/runtime/sagas` reads to count them by step.
+/// `GET /api/runtime/sagas/in-flight`: each saga's instances in flight by step (what
+/// `runner plan --target` weighs a saga change against). Apart from `/sagas`, which the
+/// console reads on every order page: counting reads the store.
+async fn sagas_in_flight(State(units): State<Units>) -> Json<serde_json::Value> {
+    let mut sagas = Vec::new();
+    for unit in units.0.iter() {
+        // The unit is not held while the store is read: a reload may go on meanwhile.
+        let found = {
+            let unit = unit.lock().await;
+            unit.pipeline
+                .saga
+                .as_ref()
+                .map(|saga| (unit.pipeline.service.clone(), saga.definition.clone(), unit.ctx.store.clone()))
+        };
+        if let Some((service, definition, store)) = found {
+            let in_flight = in_flight(&store, &definition).await;
+            sagas.push(json!({ "service": service, "name": definition.name, "inFlight": in_flight }));
+        }
+    }
+    Json(json!({ "sagas": sagas }))
+}
+
+/// The most in-flight instances `GET /api/runtime/sagas/in-flight` reads to count them by step.
 const MAX_IN_FLIGHT_READ: u32 = 100_000;
 
 /// The instances of a saga in flight, by the step each is at (running it, or undoing it):

@@ -97,3 +97,31 @@ fn an_inline_saga_replaces_the_pipelines_and_its_problems_are_placed_in_the_test
     let line = format!("{}:14:11: ", file.display());
     assert!(output.stdout.contains(&line), "missing `{line}` in:\n{}", output.stdout);
 }
+
+/// Absurd test files: too many cases, a step at an absurd time, NUL in a name, an input
+/// that is only spaces — each refused at its place, none run.
+#[test]
+fn absurd_test_files_are_refused_with_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let payment = repository().join("pipelines/payment.toml");
+    let file = dir.path().join("absurd.toml");
+    let mut text = format!("pipeline = {payment:?}\n");
+    for i in 0..201 {
+        text.push_str(&format!("\n[[handlers]]\nname = \"case {i}\"\nconsumer = \"charge\"\n[[handlers.messages]]\noutcome = \"success\"\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let output = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", output.stdout);
+    assert!(output.stdout.contains("201 cases; a file holds at most 200"), "{}", output.stdout);
+
+    let orchestrator = repository().join("pipelines/orchestrator.toml");
+    let text = format!(
+        "pipeline = {orchestrator:?}\n\n[[sagas]]\nname = \"a\\u0000b\"\n\n[[sagas.steps]]\nat = \"99999999999999d\"\ninput = \"   \"\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let output = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", output.stdout);
+    for expected in ["give the case a name of 1 to 200 characters", "a step is at most 7 days", "is no input"] {
+        assert!(output.stdout.contains(expected), "missing `{expected}` in:\n{}", output.stdout);
+    }
+}

@@ -121,15 +121,18 @@ pub async fn replay_one(
     let payload = match &request.payload {
         Some(payload) => {
             let event_type = entry.event_type().unwrap_or_default();
-            if let Err(problem) = state.schemas.validate(event_type, payload) {
+            // Each problem at its field (`payload/items/0/sku`), for the console's editor.
+            let (problem, fields) = match state.schemas.problems(event_type, payload) {
+                Ok(problems) if problems.is_empty() => (None, Vec::new()),
+                Ok(problems) => {
+                    let fields =
+                        problems.iter().map(|p| (format!("payload{}", p.pointer), p.message.clone())).collect();
+                    (Some(crate::schemas::summary(event_type, &problems)), fields)
+                }
+                Err(no_schema) => (Some(no_schema.clone()), vec![("payload".to_string(), no_schema)]),
+            };
+            if let Some(problem) = problem {
                 audit_refusal(&state.ctx.store, &admin.actor, "dlq.replay", &target, details.as_ref(), &problem).await;
-                // Each problem at its field (`payload/items/0/sku`), for the console's editor.
-                let fields = match state.schemas.problems(event_type, payload) {
-                    Ok(problems) if !problems.is_empty() => {
-                        problems.into_iter().map(|p| (format!("payload{}", p.pointer), p.message)).collect()
-                    }
-                    _ => vec![("payload".to_string(), problem.clone())],
-                };
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!("the edited payload is refused: {problem}; fix it and replay again"),
