@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod saga;
 pub mod schemas;
 pub mod services;
+pub mod simulate;
 pub mod slo;
 pub mod store;
 pub mod supervise;

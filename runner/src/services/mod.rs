@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chaos::{self, Action, Chaos, Point};
 use crate::event::Event;
 use crate::schemas::SchemaRegistry;
-use crate::store::{is_transient, outbox, Store, StoreError, Tx};
+use crate::store::{is_transient, outbox, Dialect, Store, StoreError, Tx};
 use crate::supervise::Supervisor;
 use crate::transport::dead_letter::ErrorKind;
 use crate::transport::{Broker, DeliveryPolicy, HandleError};
@@ -51,10 +51,12 @@ impl ServiceContext {
 
     /// Writes an event to the outbox inside `tx`, after checking it against its schema.
     pub async fn emit(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
-        self.schemas.validate(&event.event_type, &event.payload).map_err(|problem| {
-            HandleError::new(ErrorKind::SchemaInvalid, format!("refusing to publish an invalid event: {problem}"))
-        })?;
-        outbox::insert(tx, self.store.dialect(), event).await.map_err(store_error)
+        self.writer().emit(tx, event).await
+    }
+
+    /// What a message's transaction needs of this service (see [`OutboxWriter`]).
+    pub fn writer(&self) -> OutboxWriter {
+        OutboxWriter { service: self.service.clone(), schemas: self.schemas.clone(), dialect: self.store.dialect() }
     }
 
     /// Starts a database transaction: the store calls a chaos rule may slow down or fail.
@@ -75,6 +77,32 @@ impl ServiceContext {
             consumer: consumer.to_string(),
             handler: handler.to_string(),
         }
+    }
+
+    /// Checks a received event against its schema; an invalid one is dead-lettered.
+    pub fn check_received(&self, event: &Event) -> Result<(), HandleError> {
+        self.writer().check_received(event)
+    }
+}
+
+/// What the transaction of one message needs of its service, and nothing more: the name
+/// its events carry and the schemas they are checked against. The orchestrator's and the
+/// workers' transactions take this rather than a [`ServiceContext`], so the simulation
+/// (`crate::simulate`) runs the same code with no broker.
+#[derive(Clone)]
+pub struct OutboxWriter {
+    pub service: String,
+    pub schemas: Arc<SchemaRegistry>,
+    pub dialect: Dialect,
+}
+
+impl OutboxWriter {
+    /// Writes an event to the outbox inside `tx`, after checking it against its schema.
+    pub async fn emit(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
+        self.schemas.validate(&event.event_type, &event.payload).map_err(|problem| {
+            HandleError::new(ErrorKind::SchemaInvalid, format!("refusing to publish an invalid event: {problem}"))
+        })?;
+        outbox::insert(tx, self.dialect, event).await.map_err(store_error)
     }
 
     /// Checks a received event against its schema; an invalid one is dead-lettered.

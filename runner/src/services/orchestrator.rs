@@ -9,7 +9,7 @@ use futures::FutureExt as _;
 use serde_json::json;
 
 use super::group_commit::GroupCommit;
-use super::{delivery_policy, store_error, ServiceContext};
+use super::{delivery_policy, store_error, OutboxWriter, ServiceContext};
 use crate::event::{now_ms, Event};
 use crate::saga::canary::{Canary, Variant};
 use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, Transition};
@@ -68,7 +68,7 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
 }
 
 /// What a message means to the saga, read from a trigger, a reply or a dead letter.
-struct Arrival {
+pub struct Arrival {
     id: String,
     saga_id: String,
     event_type: String,
@@ -79,6 +79,33 @@ struct Arrival {
 }
 
 impl Arrival {
+    /// A decoded trigger or reply (its schema already checked).
+    pub fn event(event: Event) -> Self {
+        Arrival {
+            detail: event.payload.get("reason").and_then(|r| r.as_str()).map(str::to_string),
+            id: event.id,
+            saga_id: event.key,
+            event_type: event.event_type,
+            dead_letter: false,
+            payload: event.payload,
+            traceparent: event.traceparent,
+        }
+    }
+
+    /// A dead letter of the saga's request `request`, read at `topic`/`partition`/`offset`.
+    pub fn dead_letter(saga_id: &str, request: &str, detail: Option<String>, at: (&str, i32, i64)) -> Self {
+        let (topic, partition, offset) = at;
+        Arrival {
+            id: format!("dead-letter:{topic}:{partition}:{offset}"),
+            saga_id: saga_id.to_string(),
+            event_type: request.to_string(),
+            detail,
+            dead_letter: true,
+            payload: serde_json::Value::Null,
+            traceparent: None,
+        }
+    }
+
     fn read(
         ctx: &ServiceContext,
         orchestrator: &Orchestrator,
@@ -99,27 +126,14 @@ impl Arrival {
             if let Some(canary) = orchestrator.config.canary.as_ref().filter(|c| c.topic == request) {
                 request = canary.request.clone();
             }
-            return Ok(Arrival {
-                id: format!("dead-letter:{}:{}:{}", raw.topic, raw.partition, raw.offset),
-                saga_id,
-                event_type: request,
-                detail: raw.header(dead_letter::ERROR_MESSAGE),
-                dead_letter: true,
-                payload: serde_json::Value::Null,
-                traceparent: raw.header("traceparent"),
-            });
+            let detail = raw.header(dead_letter::ERROR_MESSAGE);
+            let mut arrival = Arrival::dead_letter(&saga_id, &request, detail, (&raw.topic, raw.partition, raw.offset));
+            arrival.traceparent = raw.header("traceparent");
+            return Ok(arrival);
         }
         let event = raw.decode().map_err(|reason| HandleError::new(ErrorKind::Undecodable, reason))?;
         ctx.check_received(&event)?;
-        Ok(Arrival {
-            detail: event.payload.get("reason").and_then(|r| r.as_str()).map(str::to_string),
-            id: event.id,
-            saga_id: event.key,
-            event_type: event.event_type,
-            dead_letter: false,
-            payload: event.payload,
-            traceparent: event.traceparent,
-        })
+        Ok(Arrival::event(event))
     }
 }
 
@@ -132,12 +146,12 @@ async fn on_message(
     from_dead_letters: bool,
 ) -> Result<(), HandleError> {
     let event = Arc::new(Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?);
-    let (ctx, shared, inbox_name) = (ctx.clone(), orchestrator.clone(), inbox_name.clone());
+    let (writer, shared, inbox_name) = (Arc::new(ctx.writer()), orchestrator.clone(), inbox_name.clone());
     let committed = committer
         .run(move |tx| {
-            let (ctx, orchestrator, inbox_name, event) =
-                (ctx.clone(), shared.clone(), inbox_name.clone(), event.clone());
-            async move { transition_in(tx, &ctx, &orchestrator, &inbox_name, &event).await }.boxed()
+            let (writer, orchestrator, inbox_name, event) =
+                (writer.clone(), shared.clone(), inbox_name.clone(), event.clone());
+            async move { transition_in(tx, &writer, &orchestrator, &inbox_name, &event, now_ms()).await }.boxed()
         })
         .await?;
     // Counted once committed: a group rolled back and handled again is counted once.
@@ -152,25 +166,25 @@ async fn on_message(
 }
 
 /// What a committed arrival did, counted after the commit.
-struct Committed {
-    transition: Transition,
+pub struct Committed {
+    pub transition: Transition,
     finished: Vec<&'static str>,
     outcome: Option<StepOutcome>,
     started_ms: i64,
     now: i64,
 }
 
-/// The saga's step for one arrival, written in `tx`: its state, history, outbox rows and
-/// inbox entry (`None`: the arrival was handled before).
-async fn transition_in(
+/// The saga's step for one arrival at `now`, written in `tx`: its state, history, outbox
+/// rows and inbox entry (`None`: the arrival was handled before).
+pub async fn transition_in(
     tx: &mut Tx,
-    ctx: &ServiceContext,
+    writer: &OutboxWriter,
     orchestrator: &Orchestrator,
     inbox_name: &str,
     event: &Arrival,
+    now: i64,
 ) -> Result<Option<Committed>, HandleError> {
     let def = &orchestrator.config.definition;
-    let now = now_ms();
     if inbox::find(tx, inbox_name, &event.id).await.map_err(store_error)?.is_some() {
         return Ok(None);
     }
@@ -197,7 +211,7 @@ async fn transition_in(
         }
         .map_err(store_error)?;
         let parent = event.traceparent.as_deref().or(traceparent.as_deref());
-        finished = apply(ctx, orchestrator, tx, saga_id, &data, parent, &transition, now).await?;
+        finished = apply(writer, orchestrator, tx, saga_id, &data, parent, &transition, now).await?;
     } else if stored.is_none() {
         tracing::debug!(saga = saga_id, event_type = event.event_type, "reply for an unknown saga ignored");
     }
@@ -341,7 +355,7 @@ async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) -> Result<(), Tr
 /// Writes the history and turns commands into outbox rows (and the order's final status).
 #[allow(clippy::too_many_arguments)]
 async fn apply(
-    ctx: &ServiceContext,
+    writer: &OutboxWriter,
     orchestrator: &Orchestrator,
     tx: &mut Tx,
     saga_id: &str,
@@ -366,9 +380,9 @@ async fn apply(
             }
         };
         let mut event =
-            Event::new(event_type, saga_id, &ctx.service, payload, Some(crate::traces::outgoing(traceparent)));
+            Event::new(event_type, saga_id, &writer.service, payload, Some(crate::traces::outgoing(traceparent)));
         event.topic = topic;
-        ctx.emit(tx, &event).await?;
+        writer.emit(tx, &event).await?;
     }
     Ok(finished)
 }
@@ -447,28 +461,49 @@ async fn run_timer(ctx: ServiceContext, orchestrator: Arc<Orchestrator>) {
 }
 
 async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) -> Result<(), HandleError> {
-    let def = &orchestrator.config.definition;
-    let now = now_ms();
     let mut tx = ctx.begin().await.map_err(store_error)?;
-    let Some(saga) = sagas::load(&mut tx, saga_id).await.map_err(store_error)? else { return Ok(()) };
+    let Some(ticked) = tick_in(&mut tx, &ctx.writer(), orchestrator, saga_id, now_ms()).await? else { return Ok(()) };
+    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    ctx.outbox_written.notify_one();
+    for outcome in &ticked.timed_out {
+        record_step(orchestrator, outcome);
+    }
+    observe(&orchestrator.config.definition, &ticked.transition, &ticked.finished, ticked.started_ms, ticked.now);
+    Ok(())
+}
+
+/// What a timer tick did to one saga, counted after the commit.
+pub struct Ticked {
+    pub transition: Transition,
+    finished: Vec<&'static str>,
+    timed_out: Vec<StepOutcome>,
+    started_ms: i64,
+    now: i64,
+}
+
+/// Feeds one saga a timer tick at `now`, written in `tx` (`None`: nothing was due, or the
+/// saga is gone).
+pub async fn tick_in(
+    tx: &mut Tx,
+    writer: &OutboxWriter,
+    orchestrator: &Orchestrator,
+    saga_id: &str,
+    now: i64,
+) -> Result<Option<Ticked>, HandleError> {
+    let def = &orchestrator.config.definition;
+    let Some(saga) = sagas::load(tx, saga_id).await.map_err(store_error)? else { return Ok(None) };
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
-    let Some(state) = &transition.state else { return Ok(()) };
+    let Some(state) = &transition.state else { return Ok(None) };
     // Steps whose request went unanswered, read before a retry records its new send time.
     let mut timed_out = Vec::new();
     for entry in transition.history.iter().filter(|h| h.action == machine::TIMED_OUT) {
-        timed_out.extend(routed_outcome(&mut tx, saga_id, &entry.step, StepResult::Timeout, now).await?);
+        timed_out.extend(routed_outcome(tx, saga_id, &entry.step, StepResult::Timeout, now).await?);
     }
-    sagas::update(&mut tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
+    sagas::update(tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
     // A timeout has no message to continue from: its span hangs off the saga's own trace.
     let span = tracing::info_span!("saga timer", otel.name = format!("{} timer", def.name), saga.id = saga_id);
     crate::traces::set_parent(&span, saga.traceparent.as_deref());
-    let applied = apply(ctx, orchestrator, &mut tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
+    let applied = apply(writer, orchestrator, tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
     let finished = tracing::Instrument::instrument(applied, span).await?;
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
-    ctx.outbox_written.notify_one();
-    for outcome in &timed_out {
-        record_step(orchestrator, outcome);
-    }
-    observe(&orchestrator.config.definition, &transition, &finished, saga.created_at_ms, now);
-    Ok(())
+    Ok(Some(Ticked { transition, finished, timed_out, started_ms: saga.created_at_ms, now }))
 }

@@ -14,7 +14,7 @@ use crate::telemetry;
 use crate::transport::{consume, DeliveryRetry, HandleError, Incoming, TopicRole, TopicUse, TransportError};
 
 use super::group_commit::GroupCommit;
-use super::{delivery_policy, store_error, ServiceContext};
+use super::{delivery_policy, store_error, OutboxWriter, ServiceContext};
 use crate::transport::dead_letter::ErrorKind;
 
 /// One `[[consumers]]` entry, compiled: its handler built from its parameters.
@@ -114,29 +114,32 @@ async fn handle(
 ) -> Result<Option<bool>, HandleError> {
     ctx.check_received(&incoming.event)?;
     let request = Arc::new(incoming.event);
-    let (ctx, config, inbox_name) = (ctx.clone(), config.clone(), inbox_name.clone());
+    let (writer, config, inbox_name) = (Arc::new(ctx.writer()), config.clone(), inbox_name.clone());
     committer
         .run(move |tx| {
-            let (ctx, config, inbox_name, request) = (ctx.clone(), config.clone(), inbox_name.clone(), request.clone());
-            async move { handle_in(tx, &ctx, &config, &inbox_name, &request).await }.boxed()
+            let (writer, config, inbox_name, request) =
+                (writer.clone(), config.clone(), inbox_name.clone(), request.clone());
+            async move { handle_in(tx, &writer, &config, &inbox_name, &request, now_ms()).await }.boxed()
         })
         .await
 }
 
 /// The message's effect, inbox entry and reply, written in `tx` (committed by the caller).
-async fn handle_in(
+/// `Some(true)` handled with success, `Some(false)` refused, `None` a repeat answered from
+/// the inbox.
+pub async fn handle_in(
     tx: &mut Tx,
-    ctx: &ServiceContext,
+    writer: &OutboxWriter,
     config: &ConsumerConfig,
     inbox_name: &str,
     request: &Event,
+    now: i64,
 ) -> Result<Option<bool>, HandleError> {
-    let now = now_ms();
     let reply = |event_type: &str, payload: serde_json::Value| {
         Event::new(
             event_type,
             &request.key,
-            &ctx.service,
+            &writer.service,
             payload,
             Some(crate::traces::outgoing(request.traceparent.as_deref())),
         )
@@ -145,7 +148,7 @@ async fn handle_in(
         // Seen before: repeat the recorded reply, with no second effect.
         if let (Some(event_type), Some(payload)) = (recorded.reply_type, recorded.reply_payload) {
             let payload = serde_json::from_str(&payload).unwrap_or_default();
-            ctx.emit(tx, &reply(&event_type, payload)).await?;
+            writer.emit(tx, &reply(&event_type, payload)).await?;
         }
         return Ok(None);
     }
@@ -165,7 +168,7 @@ async fn handle_in(
         .await
         .map_err(store_error)?;
     match event_type {
-        Some(event_type) => ctx.emit(tx, &reply(event_type, payload)).await?,
+        Some(event_type) => writer.emit(tx, &reply(event_type, payload)).await?,
         None => tracing::warn!(
             consumer = inbox_name,
             id = request.id,

@@ -91,9 +91,14 @@ fn only_the_runtime_and_the_binary_import_config() {
     let graph = module_graph();
     let importers: Vec<&String> =
         graph.iter().filter(|(_, uses)| uses.contains("config")).map(|(module, _)| module).collect();
-    // Above `config`, beside the runtime: the generated deployment files and `runner test`,
-    // which read compiled pipelines. Everything else is below it and must not import it.
-    assert_eq!(importers, ["deploy", "pipeline_tests", "runtime"], "modules below `config` must not import it");
+    // Above `config`, beside the runtime: the generated deployment files, `runner test` and
+    // `runner simulate`, which read compiled pipelines. Everything else is below it and must
+    // not import it.
+    assert_eq!(
+        importers,
+        ["deploy", "pipeline_tests", "runtime", "simulate"],
+        "modules below `config` must not import it"
+    );
 }
 
 #[test]

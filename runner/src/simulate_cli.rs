@@ -1,0 +1,188 @@
+//! `runner simulate`: loads the pipelines of one system, runs a budget of seeds side by side
+//! (`runner::simulate`), prints the figures, and for a broken invariant the smallest failing
+//! run found by shrinking, with its trace and the command that replays it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt as _;
+use runner::config::{self, LoadOptions};
+use runner::simulate::{self, Faults, Mutant, Outcome, Scenario, System};
+
+/// Seeds per invocation at most.
+pub const MAX_RUNS: u64 = 1_000_000;
+
+/// What `runner simulate` was asked.
+pub struct SimulateArgs {
+    pub pipelines: PathBuf,
+    pub seed: u64,
+    pub runs: u64,
+    pub orders: u32,
+    pub skip_orders: u32,
+    pub faults: String,
+    pub keep_faults: Option<String>,
+    pub mutant: Option<String>,
+    pub trace: bool,
+    pub jobs: Option<usize>,
+}
+
+/// Reads `--keep-faults`: `none`, or fault ids separated by commas.
+fn keep_list(text: &str) -> Result<BTreeSet<u64>, String> {
+    if text.trim() == "none" {
+        return Ok(BTreeSet::new());
+    }
+    let ids: Option<BTreeSet<u64>> = text.split(',').map(simulate::parse_id).collect();
+    match ids {
+        Some(ids) if ids.len() <= 10_000 => Ok(ids),
+        Some(_) => Err("--keep-faults takes at most 10,000 fault ids".into()),
+        None => Err("--keep-faults takes fault ids as a trace shows them (`fault 3f09a1c2d4`: ten hex digits), \
+             separated by commas, or `none`"
+            .into()),
+    }
+}
+
+fn system_of(dir: &PathBuf) -> Result<System, String> {
+    let files = config::pipeline_files(dir).map_err(|e| format!("{}: cannot read the folder: {e}", dir.display()))?;
+    if files.is_empty() {
+        return Err(format!("{}: no pipeline files (*.toml) to simulate", dir.display()));
+    }
+    let loaded = config::load_system(&files, &[], &LoadOptions::default()).map_err(|d| d.to_string())?;
+    let pipelines: Vec<&config::Pipeline> = loaded.iter().map(|l| &l.pipeline).collect();
+    System::from_pipelines(&pipelines).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Runs the seeds; exit 0 when every invariant held in every run, 1 when one broke, 2 when
+/// the arguments or the files are wrong.
+pub fn run(args: SimulateArgs) -> ExitCode {
+    match simulate(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
+    let faults = Faults::parse(&args.faults).map_err(|e| format!("--faults: {e}"))?;
+    let keep = args.keep_faults.as_deref().map(keep_list).transpose()?;
+    let mutant = args.mutant.as_deref().map(Mutant::parse).transpose().map_err(|e| format!("--mutant: {e}"))?;
+    if args.seed.checked_add(args.runs).is_none() {
+        return Err(format!("--seed {} with --runs {} runs past the largest seed", args.seed, args.runs));
+    }
+    let system = Arc::new(system_of(&args.pipelines)?);
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let last = args.seed + args.runs - 1;
+    println!(
+        "simulating {}: seed{} {}, {} order(s) each, faults {}{}",
+        args.pipelines.display(),
+        if args.runs > 1 { "s" } else { "" },
+        if args.runs > 1 { format!("{}–{last}", args.seed) } else { args.seed.to_string() },
+        args.orders,
+        faults,
+        mutant.map_or(String::new(), |m| format!(", mutant {}", m.name())),
+    );
+    let started = Instant::now();
+    let outcomes: Vec<Outcome> = runtime.block_on(async {
+        let results: Vec<Result<Outcome, String>> = futures::stream::iter(args.seed..=last)
+            .map(|seed| {
+                let system = system.clone();
+                let scenario = Scenario {
+                    seed,
+                    orders: args.orders,
+                    skip_orders: args.skip_orders,
+                    faults,
+                    keep: keep.clone(),
+                    mutant,
+                };
+                async move {
+                    tokio::spawn(async move { simulate::run(&system, &scenario).await })
+                        .await
+                        .unwrap_or_else(|e| Err(format!("seed {seed}: the run panicked: {e}")))
+                }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<_>, String>>()
+    })?;
+    let elapsed = started.elapsed();
+    let mut outcomes = outcomes;
+    outcomes.sort_by_key(|o| o.scenario.seed);
+    if args.trace {
+        for outcome in &outcomes {
+            println!("\nseed {}:", outcome.scenario.seed);
+            for line in &outcome.trace {
+                println!("{line}");
+            }
+        }
+        println!();
+    }
+    summary(&outcomes, elapsed.as_secs_f64());
+    let broken: Vec<&Outcome> = outcomes.iter().filter(|o| !o.held()).collect();
+    let Some(first) = broken.first() else { return Ok(ExitCode::SUCCESS) };
+    let seeds: Vec<String> = broken.iter().take(20).map(|o| o.scenario.seed.to_string()).collect();
+    println!(
+        "\n{} of {} run(s) broke an invariant (seed{} {}{})",
+        broken.len(),
+        outcomes.len(),
+        if broken.len() > 1 { "s" } else { "" },
+        seeds.join(", "),
+        if broken.len() > 20 { ", …" } else { "" }
+    );
+    for violation in &first.violations {
+        println!("  seed {}: {}: {}", first.scenario.seed, violation.check, violation.detail);
+    }
+    println!("\nshrinking seed {} …", first.scenario.seed);
+    let smallest = runtime.block_on(simulate::shrink(&system, (*first).clone()))?;
+    let kept = smallest.scenario.keep.as_ref().map_or(0, BTreeSet::len);
+    println!(
+        "smallest failing run: {} order(s), faults {} ({} fault(s) struck)",
+        smallest.scenario.orders, smallest.scenario.faults, kept
+    );
+    for violation in &smallest.violations {
+        println!("  {}: {}", violation.check, violation.detail);
+    }
+    println!("replay it: {}", smallest.scenario.command());
+    for line in &smallest.trace {
+        println!("{line}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn summary(outcomes: &[Outcome], seconds: f64) {
+    let held = outcomes.iter().filter(|o| o.held()).count();
+    let mut statuses: BTreeMap<&str, u64> = BTreeMap::new();
+    for (status, n) in outcomes.iter().flat_map(|o| o.stats.statuses.iter()) {
+        *statuses.entry(status).or_default() += n;
+    }
+    let orders: u64 = statuses.values().sum();
+    let total = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    let faults = total(|o| o.stats.faults.len() as u64);
+    let per_minute = if seconds > 0.0 { outcomes.len() as f64 * 60.0 / seconds } else { 0.0 };
+    let shown: Vec<String> = statuses.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "{} run(s): {held} held every invariant, {} broke one · {orders} orders: {} · {} deliveries ({} duplicate), \
+         {faults} faults struck ({} crashes), {} dead letters · {seconds:.1} s ({per_minute:.0} runs/min)",
+        outcomes.len(),
+        outcomes.len() - held,
+        shown.join(", "),
+        total(|o| o.stats.deliveries),
+        total(|o| o.stats.duplicates),
+        total(|o| o.stats.crashes),
+        total(|o| o.stats.dead_letters),
+    );
+    let cut: Vec<String> =
+        outcomes.iter().filter(|o| o.stats.cut_short).take(10).map(|o| o.scenario.seed.to_string()).collect();
+    if !cut.is_empty() {
+        println!("runs cut short by the time or action limit (seeds {})", cut.join(", "));
+    }
+}
