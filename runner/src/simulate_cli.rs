@@ -12,6 +12,14 @@ use futures::StreamExt as _;
 use runner::config::{self, LoadOptions};
 use runner::simulate::{self, Faults, Mutant, Outcome, Scenario, System};
 
+/// Prints a line; a closed stdout (`| head`) is not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Seeds per invocation at most.
 pub const MAX_RUNS: u64 = 1_000_000;
 
@@ -81,7 +89,7 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let last = args.seed + args.runs - 1;
-    println!(
+    say!(
         "simulating {}: seed{} {}, {} order(s) each, faults {}{}",
         args.pipelines.display(),
         if args.runs > 1 { "s" } else { "" },
@@ -119,18 +127,18 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
     outcomes.sort_by_key(|o| o.scenario.seed);
     if args.trace {
         for outcome in &outcomes {
-            println!("\nseed {}:", outcome.scenario.seed);
+            say!("\nseed {}:", outcome.scenario.seed);
             for line in &outcome.trace {
-                println!("{line}");
+                say!("{line}");
             }
         }
-        println!();
+        say!("");
     }
     summary(&outcomes, elapsed.as_secs_f64());
     let broken: Vec<&Outcome> = outcomes.iter().filter(|o| !o.held()).collect();
     let Some(first) = broken.first() else { return Ok(ExitCode::SUCCESS) };
     let seeds: Vec<String> = broken.iter().take(20).map(|o| o.scenario.seed.to_string()).collect();
-    println!(
+    say!(
         "\n{} of {} run(s) broke an invariant (seed{} {}{})",
         broken.len(),
         outcomes.len(),
@@ -139,21 +147,23 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
         if broken.len() > 20 { ", …" } else { "" }
     );
     for violation in &first.violations {
-        println!("  seed {}: {}: {}", first.scenario.seed, violation.check, violation.detail);
+        say!("  seed {}: {}: {}", first.scenario.seed, violation.check, violation.detail);
     }
-    println!("\nshrinking seed {} …", first.scenario.seed);
+    say!("\nshrinking seed {} …", first.scenario.seed);
     let smallest = runtime.block_on(simulate::shrink(&system, (*first).clone()))?;
     let kept = smallest.scenario.keep.as_ref().map_or(0, BTreeSet::len);
-    println!(
+    say!(
         "smallest failing run: {} order(s), faults {} ({} fault(s) struck)",
-        smallest.scenario.orders, smallest.scenario.faults, kept
+        smallest.scenario.orders,
+        smallest.scenario.faults,
+        kept
     );
     for violation in &smallest.violations {
-        println!("  {}: {}", violation.check, violation.detail);
+        say!("  {}: {}", violation.check, violation.detail);
     }
-    println!("replay it: {}", smallest.scenario.command());
+    say!("replay it: {}", smallest.scenario.command());
     for line in &smallest.trace {
-        println!("{line}");
+        say!("{line}");
     }
     Ok(ExitCode::from(1))
 }
@@ -169,7 +179,7 @@ fn summary(outcomes: &[Outcome], seconds: f64) {
     let faults = total(|o| o.stats.faults.len() as u64);
     let per_minute = if seconds > 0.0 { outcomes.len() as f64 * 60.0 / seconds } else { 0.0 };
     let shown: Vec<String> = statuses.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
+    say!(
         "{} run(s): {held} held every invariant, {} broke one · {orders} orders: {} · {} deliveries ({} duplicate), \
          {faults} faults struck ({} crashes), {} dead letters · {seconds:.1} s ({per_minute:.0} runs/min)",
         outcomes.len(),
@@ -183,6 +193,6 @@ fn summary(outcomes: &[Outcome], seconds: f64) {
     let cut: Vec<String> =
         outcomes.iter().filter(|o| o.stats.cut_short).take(10).map(|o| o.scenario.seed.to_string()).collect();
     if !cut.is_empty() {
-        println!("runs cut short by the time or action limit (seeds {})", cut.join(", "));
+        say!("runs cut short by the time or action limit (seeds {})", cut.join(", "));
     }
 }

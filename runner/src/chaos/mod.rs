@@ -91,10 +91,8 @@ impl ActiveRule {
 
     /// Draws whether this call gets the fault (after the rule matched and is active).
     fn strikes(&self, key: Option<&str>, now: i64) -> bool {
-        if let (Some(sample), Some(key)) = (self.rule.key_sample, key) {
-            if stable_share(KEY_SAMPLE_SALT, key) >= sample {
-                return false;
-            }
+        if key.is_some_and(|key| !in_key_sample(&self.rule, key)) {
+            return false;
         }
         match self.rule.chance {
             Chance::Probability(p) => p >= 1.0 || rand::random::<f64>() < p,
@@ -113,6 +111,11 @@ impl ActiveRule {
             }
         }
     }
+}
+
+/// Whether `key` (an order id) is in the rule's blast radius (`key_sample`; all when unset).
+pub fn in_key_sample(rule: &Rule, key: &str) -> bool {
+    rule.key_sample.is_none_or(|sample| stable_share(KEY_SAMPLE_SALT, key) < sample)
 }
 
 /// Where a call is about to happen, as injection points describe it.
@@ -148,7 +151,8 @@ impl Point<'_> {
         }
     }
 
-    fn matches(&self, target: &TargetSpec) -> bool {
+    /// Whether a rule's target names this point.
+    pub fn matches(&self, target: &TargetSpec) -> bool {
         match (target, self) {
             (TargetSpec::Service { service }, Point::Consume { service: s, .. }) => service == s,
             (TargetSpec::Handler { handler, service }, Point::Consume { service: s, consumer, handler: h, .. }) => {

@@ -20,11 +20,13 @@ pub enum FaultKind {
     Crash,
     /// The database is unavailable for a transaction: the message is retried.
     Error,
+    /// The handler fails this attempt: retried by the consumer's policy, then dead-lettered.
+    Fail,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Delay, FaultKind::Drop, FaultKind::Duplicate, FaultKind::Crash, FaultKind::Error];
+    pub const ALL: [FaultKind; 6] =
+        [FaultKind::Delay, FaultKind::Drop, FaultKind::Duplicate, FaultKind::Crash, FaultKind::Error, FaultKind::Fail];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +35,7 @@ impl FaultKind {
             FaultKind::Duplicate => "duplicate",
             FaultKind::Crash => "crash",
             FaultKind::Error => "error",
+            FaultKind::Fail => "fail",
         }
     }
 
@@ -43,6 +46,7 @@ impl FaultKind {
             FaultKind::Duplicate => 2,
             FaultKind::Crash => 3,
             FaultKind::Error => 4,
+            FaultKind::Fail => 5,
         }
     }
 }
@@ -50,18 +54,18 @@ impl FaultKind {
 /// The probability of each fault kind at each point where it can strike.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Faults {
-    rates: [f64; 5],
+    rates: [f64; 6],
 }
 
 impl Faults {
     /// No faults: the system on a good day (still with reordering across keys).
     pub fn none() -> Self {
-        Faults { rates: [0.0; 5] }
+        Faults { rates: [0.0; 6] }
     }
 
     /// The mix `runner simulate` uses unless told otherwise.
     pub fn standard() -> Self {
-        Faults { rates: [0.03, 0.02, 0.05, 0.01, 0.02] }
+        Faults { rates: [0.03, 0.02, 0.05, 0.01, 0.02, 0.0] }
     }
 
     pub fn rate(&self, kind: FaultKind) -> f64 {
@@ -190,15 +194,20 @@ impl FaultDraws {
         FaultDraws { seed, faults, keep, reached: std::collections::HashMap::new(), struck: Vec::new() }
     }
 
-    /// Whether a fault of `kind` strikes at `site`.
+    /// Whether a fault of `kind` strikes at `site`, at its `--faults` rate.
     pub fn draw(&mut self, kind: FaultKind, site: &str) -> Option<Strike> {
+        self.draw_at(kind, site, self.faults.rate(kind))
+    }
+
+    /// Whether a fault of `kind` strikes at `site`, at `rate` (a pipeline's own chaos rule).
+    pub fn draw_at(&mut self, kind: FaultKind, site: &str, rate: f64) -> Option<Strike> {
         let name = fnv(kind.name().bytes().chain([0]).chain(site.bytes()), 0xcbf2_9ce4_8422_2325);
         let reached = self.reached.entry(name).or_insert(0);
         *reached += 1;
         let id = rng::mix(fnv(reached.to_le_bytes(), name)) & ((1 << ID_BITS) - 1);
         let draw = rng::mix(id ^ rng::mix(self.seed));
         let allowed = self.keep.as_ref().is_none_or(|keep| keep.contains(&id));
-        if allowed && rng::unit(draw) < self.faults.rate(kind) {
+        if allowed && rng::unit(draw) < rate {
             self.struck.push(id);
             Some(Strike { id, size: rng::mix(draw) })
         } else {

@@ -46,6 +46,9 @@ pub struct System {
     pub relay: Part<RelayConfig>,
     pub saga: Part<SagaConfig>,
     pub workers: Vec<Part<ConsumerConfig>>,
+    /// Every pipeline's own `[[chaos.rules]]`: the faults the files declare strike in the
+    /// simulation too (those with a `probability`; per-second budgets are not simulated).
+    pub rules: Vec<crate::chaos::Rule>,
 }
 
 impl System {
@@ -87,6 +90,7 @@ impl System {
             relay: one(pipelines, "a [relay]", |p| p.relay.as_ref())?,
             saga: one(pipelines, "a [saga]", |p| p.saga.as_ref())?,
             workers,
+            rules: pipelines.iter().flat_map(|p| p.chaos.rules.iter().cloned()).collect(),
         })
     }
 }

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::broker::{Body, Broker, Position, Record};
-use super::faults::{id_text, FaultDraws, FaultKind};
+use super::faults::{id_text, FaultDraws, FaultKind, Strike};
 use super::rng::Rng;
 use super::{mutant, Mutant, Scenario, Stats, System};
+use crate::chaos::{in_key_sample, Chance, Fault, Point};
 use crate::event::Event;
 use crate::handlers::Handler;
 use crate::order::{Item, OrderPayload, ShipTo};
@@ -159,6 +160,7 @@ impl<'a> World<'a> {
             topics: saga.subscriptions(),
             max_in_flight: saga.max_in_flight.max(1),
             retry: DeliveryRetry::default(),
+            // As the consume loop does for a consumer with none set: `<topic>.dlq`.
             dead_letter_topic: None,
             inbox: format!("{}/saga-{}", system.saga.service, saga.definition.name),
             parts: BTreeMap::new(),
@@ -232,7 +234,7 @@ impl<'a> World<'a> {
         let mut actions = 0u64;
         while let Some(((when, _), action)) = self.queue.pop_first() {
             if when > last_order + MAX_RUN_MS || actions >= MAX_ACTIONS {
-                self.stats.cut_short = true;
+                self.at(when, action);
                 break;
             }
             self.now = when;
@@ -245,6 +247,9 @@ impl<'a> World<'a> {
             if ticked && self.work == 0 && self.now > last_order && self.unfinished().await? == 0 {
                 break;
             }
+        }
+        if self.queue.values().any(Action::is_work) {
+            self.stats.cut_short = true;
         }
         self.stats.actions = actions;
         self.stats.virtual_ms = self.now - EPOCH_MS;
@@ -334,7 +339,18 @@ impl<'a> World<'a> {
             Action::Tick { epoch } => {
                 if self.current(self.saga_service, epoch) {
                     self.tick().await?;
-                    self.after(self.tick_ms(), Action::Tick { epoch });
+                    // With nothing else to happen, time jumps to the next saga that is due
+                    // (on the tick's grid); with none due, the ticks stop and the run ends.
+                    let mut next = Some(self.now + self.tick_ms());
+                    if self.work == 0 {
+                        let name = &self.system.saga.config.definition.name;
+                        let wake = sagas::next_wake(&self.store, name).await?;
+                        let tick = self.tick_ms();
+                        next = wake.map(|at| self.now + tick * ((at - self.now).max(tick) + tick - 1).div_euclid(tick));
+                    }
+                    if let Some(at) = next {
+                        self.at(at, Action::Tick { epoch });
+                    }
                 }
                 Ok(())
             }
@@ -508,8 +524,18 @@ impl<'a> World<'a> {
         let epoch = self.services[group.service].epoch;
         let mut delay = self.schedule.between(1, 5);
         let site = self.site(g, &at);
-        if let Some(strike) = self.faults.draw(FaultKind::Delay, &site) {
-            delay += strike.between(200, 15_000);
+        let mut slow = self.faults.draw(FaultKind::Delay, &site).map(|s| (s, 200, 15_000));
+        for (i, fault, p) in self.declared(g, &at.topic, &key) {
+            if let (None, Fault::Latency { min, max, .. }) = (&slow, fault) {
+                let range = (i64::try_from(min.as_millis()).unwrap_or(0), i64::try_from(max.as_millis()).unwrap_or(0));
+                slow = self
+                    .faults
+                    .draw_at(FaultKind::Delay, &format!("{site}|rule {i}"), p)
+                    .map(|s| (s, range.0, range.1));
+            }
+        }
+        if let Some((strike, low, high)) = slow {
+            delay += strike.between(low, high);
             let (label, number) = (self.groups[g].label.clone(), self.broker.get(&at).map_or(0, |r| r.number));
             let order = self.order_name(&key);
             let seconds = delay as f64 / 1000.0;
@@ -578,6 +604,12 @@ impl<'a> World<'a> {
     /// Whether `service` crashes right after acting at `site`; if so it is down from now.
     fn crash_here(&mut self, service: usize, site: &str) -> bool {
         let Some(strike) = self.faults.draw(FaultKind::Crash, site) else { return false };
+        self.crash(service, strike, None);
+        true
+    }
+
+    /// `service` crashes: what it holds in memory is gone; it restarts 0.05–3 s later.
+    fn crash(&mut self, service: usize, strike: Strike, rule: Option<usize>) {
         let down = strike.between(50, 3_000);
         self.stats.crashes += 1;
         let s = &mut self.services[service];
@@ -594,9 +626,12 @@ impl<'a> World<'a> {
             self.relay.pending.clear();
             self.relay.poll_queued = false;
         }
-        self.note(&name, format!("fault {}: crashed (restarts in {:.2}s)", id_text(strike.id), down as f64 / 1000.0));
+        let seconds = down as f64 / 1000.0;
+        self.note(
+            &name,
+            format!("fault {}{}: crashed (restarts in {seconds:.2}s)", id_text(strike.id), self.rule_text(rule)),
+        );
         self.after(down, Action::Restart { service });
-        true
     }
 
     fn restart(&mut self, service: usize) {
@@ -617,6 +652,34 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Which pipeline rule a fault came from, for the trace (` (chaos rule flaky-charges)`).
+    fn rule_text(&self, rule: Option<usize>) -> String {
+        rule.and_then(|i| self.system.rules.get(i)).map_or(String::new(), |r| format!(" (chaos rule {})", r.spec.id))
+    }
+
+    /// The pipelines' own `[[chaos.rules]]` (with a probability) that name where group `g`
+    /// handles a record of `topic` for `key`, by the chaos engine's own matching.
+    fn declared(&self, g: usize, topic: &str, key: &str) -> Vec<(usize, Fault, f64)> {
+        let group = &self.groups[g];
+        let handler = match &group.handles {
+            Handles::Worker(config) => config.handler.name(),
+            Handles::Saga => "saga",
+        };
+        let service = &self.services[group.service].name;
+        let point = Point::Consume { service, consumer: &group.label, handler, topic, attempt: 1 };
+        let store = Point::Store { service };
+        self.system
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| {
+                let Chance::Probability(p) = rule.chance else { return None };
+                let named = point.matches(&rule.target) || store.matches(&rule.target);
+                (named && in_key_sample(rule, key)).then(|| (i, rule.fault.clone(), p))
+            })
+            .collect()
+    }
+
     /// Delivers one record to its group's handler (or a second copy of it, `extra`).
     async fn handle(&mut self, g: usize, at: Position, attempt: u32, extra: bool) -> Result<(), StoreError> {
         let Some(record) = self.broker.get(&at) else { return Ok(()) };
@@ -629,14 +692,27 @@ impl<'a> World<'a> {
         };
         let copy = if extra { " (again)" } else { "" };
         let site = format!("{}|{attempt}{copy}", self.site(g, &at));
+        let declared = self.declared(g, &at.topic, &record.key);
+        let rule_draw = |world: &mut Self, kind: FaultKind, i: usize, p: f64| {
+            world.faults.draw_at(kind, &format!("{site}|rule {i}"), p).map(|strike| (strike, i))
+        };
+        // Lost on the way in: the `--faults` drop (never a trigger: no timeout would
+        // recover it), or a pipeline's own drop rule (as declared, even on a trigger).
+        let mut lost = None;
         if droppable {
-            if let Some(strike) = self.faults.draw(FaultKind::Drop, &site) {
-                self.note(&label, format!("fault {}: {what}{copy} lost", id_text(strike.id)));
-                if !extra {
-                    self.finish(g, &at, &record.key);
-                }
-                return Ok(());
+            lost = self.faults.draw(FaultKind::Drop, &site).map(|strike| (strike, None));
+        }
+        for (i, fault, p) in &declared {
+            if lost.is_none() && attempt == 1 && *fault == Fault::Drop {
+                lost = rule_draw(self, FaultKind::Drop, *i, *p).map(|(strike, i)| (strike, Some(i)));
             }
+        }
+        if let Some((strike, rule)) = lost {
+            self.note(&label, format!("fault {}{}: {what}{copy} lost", id_text(strike.id), self.rule_text(rule)));
+            if !extra {
+                self.finish(g, &at, &record.key);
+            }
+            return Ok(());
         }
         if let Some(strike) = self.faults.draw(FaultKind::Error, &site) {
             let wait = self.backoff(g, attempt.min(8));
@@ -650,11 +726,33 @@ impl<'a> World<'a> {
             }
             return Ok(());
         }
+        // Failures injected into this attempt, as the consume loop would meet them.
+        let worker = matches!(self.groups[g].handles, Handles::Worker(_));
+        let mut injected = if worker { self.faults.draw(FaultKind::Fail, &site) } else { None }
+            .map(|s| (s, None, HandleError::new(ErrorKind::HandlerFailed, "the handler failed (injected)")));
+        for (i, fault, p) in &declared {
+            if injected.is_some() {
+                break;
+            }
+            let error = match fault {
+                Fault::Error(message) => HandleError::new(ErrorKind::HandlerFailed, message.clone()),
+                Fault::Corrupt if attempt == 1 => HandleError::new(ErrorKind::Undecodable, "corrupted in transit"),
+                _ => continue,
+            };
+            injected = rule_draw(self, FaultKind::Fail, *i, *p).map(|(strike, i)| (strike, Some(i), error));
+        }
         self.stats.deliveries += 1;
         if extra {
             self.stats.duplicates += 1;
         }
-        match self.transact(g, &record, &at).await {
+        let result = match injected {
+            Some((strike, rule, error)) => {
+                self.note(&label, format!("fault {}{}: {what}{copy} fails", id_text(strike.id), self.rule_text(rule)));
+                Err(error)
+            }
+            None => self.transact(g, &record, &at).await,
+        };
+        match result {
             Ok(outcome) => self.note(&label, format!("{what}{copy}: {outcome}")),
             Err(error) => {
                 let group = &self.groups[g];
@@ -671,7 +769,11 @@ impl<'a> World<'a> {
                     let epoch = self.services[self.groups[g].service].epoch;
                     self.after(wait, Action::Handle { group: g, at, attempt: attempt + 1, epoch, extra });
                     return Ok(());
-                } else if let Some(topic) = self.groups[g].dead_letter_topic.clone() {
+                } else {
+                    let topic = self.groups[g]
+                        .dead_letter_topic
+                        .clone()
+                        .unwrap_or_else(|| crate::transport::dead_letter::topic_for(&at.topic));
                     let body = Body::DeadLetter { original_topic: at.topic.clone(), error: error.message.clone() };
                     let (_, number) = self.broker.append(&topic, &record.key, body);
                     self.stats.dead_letters += 1;
@@ -680,8 +782,6 @@ impl<'a> World<'a> {
                         format!("{what}: dead-lettered as #{number} after {attempt} attempt(s): {}", error.message),
                     );
                     self.notify(&topic);
-                } else {
-                    self.note(&label, format!("{what}: skipped after {attempt} attempt(s): {}", error.message));
                 }
             }
         }
@@ -690,12 +790,31 @@ impl<'a> World<'a> {
             return Ok(());
         }
         self.finish(g, &at, &record.key);
-        if self.crash_here(self.groups[g].service, &site) {
+        let service = self.groups[g].service;
+        if self.crash_here(service, &site) {
             return Ok(());
         }
-        if let Some(strike) = self.faults.draw(FaultKind::Duplicate, &site) {
+        for (i, fault, p) in &declared {
+            if *fault == Fault::Crash {
+                if let Some((strike, i)) = rule_draw(self, FaultKind::Crash, *i, *p) {
+                    self.crash(service, strike, Some(i));
+                    return Ok(());
+                }
+            }
+        }
+        let mut again = self.faults.draw(FaultKind::Duplicate, &site).map(|s| (s, None));
+        for (i, fault, p) in &declared {
+            if again.is_none() && *fault == Fault::Duplicate {
+                again = rule_draw(self, FaultKind::Duplicate, *i, *p).map(|(s, i)| (s, Some(i)));
+            }
+        }
+        if let Some((strike, rule)) = again {
             let later = strike.between(1, 3_000);
-            self.note(&label, format!("fault {}: {what} will be delivered again in {later}ms", id_text(strike.id)));
+            let id = id_text(strike.id);
+            self.note(
+                &label,
+                format!("fault {id}{}: {what} will be delivered again in {later}ms", self.rule_text(rule)),
+            );
             let epoch = self.services[self.groups[g].service].epoch;
             self.after(later, Action::Handle { group: g, at, attempt: 1, epoch, extra: true });
         }

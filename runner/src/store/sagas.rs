@@ -127,6 +127,15 @@ pub async fn due(store: &Store, saga: &str, now_ms: i64, limit: u32) -> Result<V
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
+/// When the next saga of `saga` is due (none: no saga waits for a timer).
+pub async fn next_wake(store: &Store, saga: &str) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query("SELECT MIN(wake_at_ms) FROM sagas WHERE wake_at_ms IS NOT NULL AND saga = $1")
+        .bind(saga)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// The variant a saga's step was first sent to, and when its latest request was sent.
 pub async fn route(tx: &mut Tx, saga_id: &str, step: &str) -> Result<Option<(String, i64)>, StoreError> {
     let row = sqlx::query("SELECT variant, sent_at_ms FROM saga_routes WHERE saga_id = $1 AND step = $2")
