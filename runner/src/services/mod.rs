@@ -88,7 +88,7 @@ impl ServiceContext {
 /// What the transaction of one message needs of its service, and nothing more: the name
 /// its events carry and the schemas they are checked against. The orchestrator's and the
 /// workers' transactions take this rather than a [`ServiceContext`], so the simulation
-/// (`crate::simulate`) runs the same code with no broker.
+/// (`runner simulate`) runs the same code with no broker.
 #[derive(Clone)]
 pub struct OutboxWriter {
     pub service: String,

@@ -13,6 +13,7 @@ mod chaos_api;
 mod chaos_faults;
 mod cli_check;
 mod cli_plan;
+mod cli_simulate;
 mod cli_test;
 mod config_diagnostics;
 mod config_layering;
