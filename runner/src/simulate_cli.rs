@@ -52,7 +52,7 @@ fn keep_list(text: &str) -> Result<BTreeSet<u64>, String> {
     }
 }
 
-fn system_of(dir: &PathBuf) -> Result<System, String> {
+fn system_of(dir: &std::path::Path) -> Result<System, String> {
     let files = config::pipeline_files(dir).map_err(|e| format!("{}: cannot read the folder: {e}", dir.display()))?;
     if files.is_empty() {
         return Err(format!("{}: no pipeline files (*.toml) to simulate", dir.display()));
