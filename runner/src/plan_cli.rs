@@ -135,25 +135,34 @@ pub fn run(args: PlanArgs) -> ExitCode {
     }
     let mut restarts = 0;
     for (service, verdict) in &verdicts {
+        // What a new saga definition does to the instances in flight (with --target).
+        let fate = match (in_flight.get(service), old.get(service), new.get(service)) {
+            (Some(counts), Some(before), Some(after)) if saga_changed(before, after) => {
+                Some(in_flight_fate(counts, after))
+            }
+            _ => None,
+        };
         match verdict {
             Verdict::Unchanged => println!("  {service}: unchanged"),
-            Verdict::Live(summary) => println!("~ {service}: applied live — {summary}"),
+            Verdict::Live(summary) => match &fate {
+                Some((_, stranded)) if *stranded > 0 => {
+                    restarts += 1;
+                    println!("! {service}: refused — {stranded} saga(s) in flight wait on steps the edited file removes");
+                }
+                _ => println!("~ {service}: applied live — {summary}"),
+            },
             Verdict::Restart(keys) => {
                 restarts += 1;
                 println!(
                     "! {service}: needs a restart — {} changed; a running service refuses this file and keeps its config",
                     keys.join(", ")
                 );
-                if let (Some(counts), Some(before), Some(after)) =
-                    (in_flight.get(service), old.get(service), new.get(service))
-                {
-                    for line in in_flight_fate(counts, before, after) {
-                        println!("    {line}");
-                    }
-                }
             }
             Verdict::Added => println!("+ {service}: new service; start it (runner --pipeline FILE)"),
             Verdict::Removed => println!("- {service}: no file any more; stop it"),
+        }
+        for line in fate.map(|(lines, _)| lines).unwrap_or_default() {
+            println!("    {line}");
         }
     }
     let live = verdicts.values().filter(|v| matches!(v, Verdict::Live(_))).count();
@@ -167,30 +176,52 @@ pub fn run(args: PlanArgs) -> ExitCode {
     }
 }
 
-/// What becomes of the sagas in flight when the restarted service runs `after`'s saga: each
-/// keeps its step by index, so a step removed or moved sends it elsewhere.
-fn in_flight_fate(counts: &serde_json::Value, before: &LoadedPipeline, after: &LoadedPipeline) -> Vec<String> {
-    let (Some(old), Some(new)) = (&before.pipeline.saga, &after.pipeline.saga) else { return Vec::new() };
-    let (old, new) = (&old.definition.steps, &new.definition.steps);
+/// Whether the saga's definition (or its step mappings) differs between two files.
+fn saga_changed(before: &LoadedPipeline, after: &LoadedPipeline) -> bool {
+    let version = |l: &LoadedPipeline| l.pipeline.saga.as_ref().map(|s| (s.definition.hash(), s.step_mapping.clone()));
+    version(before) != version(after)
+}
+
+/// What becomes of the sagas in flight (`counts`: `GET /api/runtime/sagas/in-flight`) when
+/// `after`'s saga is put in force: each finishes on the definition it started on, except
+/// those waiting on a step `after` no longer has — moved where a step mapping says, or
+/// stranded (the change is refused). Returns the lines and the stranded count.
+fn in_flight_fate(counts: &serde_json::Value, after: &LoadedPipeline) -> (Vec<String>, u64) {
+    let Some(saga) = &after.pipeline.saga else { return (Vec::new(), 0) };
+    let new_hash = saga.definition.hash();
     let total = counts["total"].as_u64().unwrap_or(0);
+    let (mut staying, mut stranded) = (0u64, 0u64);
+    let mut details = Vec::new();
+    for definition in counts["definitions"].as_array().into_iter().flatten() {
+        let hash = definition["hash"].as_str().unwrap_or("?");
+        let on_new = hash == new_hash;
+        for (step, by_phase) in definition["byStep"].as_object().into_iter().flatten() {
+            let count: u64 = by_phase.as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
+            if on_new {
+                staying += count;
+                continue;
+            }
+            match runner::saga::versions::fate(step, &saga.definition, &saga.step_mapping) {
+                runner::saga::versions::Fate::Stays => staying += count,
+                runner::saga::versions::Fate::Moves { to } => details.push(format!(
+                    "{count} at `{step}` (definition {hash}) move to the new definition at `{to}` (step mapping)"
+                )),
+                runner::saga::versions::Fate::Stranded => {
+                    stranded += count;
+                    details.push(format!(
+                        "{count} at `{step}` (definition {hash}) wait on a step the edited file removes: \
+                         add [[saga.step_mapping]] from = \"{step}\" to say where they continue, or apply it once they finish"
+                    ));
+                }
+            }
+        }
+    }
     let mut lines = vec![format!(
-        "{total} saga(s) in flight{}",
+        "{total} saga(s) in flight{}: {staying} finish on the definition they started on; new sagas start on definition {new_hash}",
         if counts["truncated"].as_bool() == Some(true) { " (counted up to the first 100,000)" } else { "" }
     )];
-    for (step, by_phase) in counts["byStep"].as_object().into_iter().flatten() {
-        let count: u64 = by_phase.as_object().into_iter().flatten().filter_map(|(_, n)| n.as_u64()).sum();
-        let Some(index) = old.iter().position(|s| &s.name == step) else {
-            lines.push(format!("{count} at `{step}`, not a step of the definition in force"));
-            continue;
-        };
-        let fate = match new.get(index) {
-            Some(same) if &same.name == step => "stay at the same step".to_string(),
-            Some(other) => format!("would continue at `{}` instead (steps are kept by position)", other.name),
-            None => "wait on a step the edited file removes: after the restart they end FAILED".to_string(),
-        };
-        lines.push(format!("{count} at `{step}`: {fate}"));
-    }
-    lines
+    lines.extend(details);
+    (lines, stranded)
 }
 
 /// GET `path` on the running system, as JSON.

@@ -15,6 +15,9 @@ use super::spec::{ConsumerSpec, PipelineSpec, SagaSpec};
 pub struct Changes {
     pub chaos: bool,
     pub canary: bool,
+    /// The saga's definition (`[[saga.steps]]`, `[[saga.step_mapping]]`) changed: the
+    /// orchestrator is rebuilt on it; instances in flight keep the definition they started on.
+    pub saga: bool,
     /// `[analytics]` (steps, final events, Prometheus) changed.
     pub analytics: bool,
     /// `[[slo.objectives]]` changed.
@@ -31,6 +34,7 @@ impl Changes {
         Changes {
             chaos: true,
             canary: true,
+            saga: false,
             analytics: true,
             slo: true,
             consumers_stopped: Vec::new(),
@@ -50,6 +54,9 @@ impl Changes {
         }
         if self.canary {
             parts.push("canary".to_string());
+        }
+        if self.saga {
+            parts.push("saga definition replaced (instances in flight keep theirs)".to_string());
         }
         if self.analytics {
             parts.push("analytics".to_string());
@@ -142,7 +149,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     fixed("[schemas]", old_schemas == schemas);
     fixed("[admin]", old_admin == admin);
     fixed("[telemetry]", old_telemetry == telemetry);
-    fixed("[saga]", without_canary_percent(old_saga) == without_canary_percent(saga));
+    fixed("[saga]", without_live_parts(old_saga) == without_live_parts(saga));
     match (old_analytics, analytics) {
         // The analytics consumer is rebuilt live; its group is where it resumes from.
         (Some(old), Some(new)) => fixed("the consumer group of [analytics]", old.group == new.group),
@@ -154,6 +161,7 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     let mut changes = Changes {
         chaos: old_chaos != chaos,
         canary: old_saga.as_ref().and_then(|s| s.canary.as_ref()) != saga.as_ref().and_then(|s| s.canary.as_ref()),
+        saga: old_saga.as_ref().map(|s| (&s.steps, &s.step_mapping)) != saga.as_ref().map(|s| (&s.steps, &s.step_mapping)),
         analytics: old_analytics != analytics,
         slo: old_slo != slo,
         ..Changes::default()
@@ -188,13 +196,16 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     }
 }
 
-/// The saga with only the parts of its canary that cannot change at runtime.
-fn without_canary_percent(saga: &Option<SagaSpec>) -> Option<SagaSpec> {
+/// The saga without what changes at runtime: its canary's percentage and analysis, and its
+/// definition (steps and step mappings: the orchestrator is rebuilt on a new one).
+fn without_live_parts(saga: &Option<SagaSpec>) -> Option<SagaSpec> {
     saga.clone().map(|mut saga| {
         if let Some(canary) = saga.canary.as_mut() {
             canary.percent = None;
             canary.analysis = None;
         }
+        saga.steps.clear();
+        saga.step_mapping.clear();
         saga
     })
 }
@@ -253,6 +264,17 @@ objective = 0.95
                 Err(&["the consumer group of consumer `charge`"]),
             ),
             ("step = \"payment\"", "step = \"shipping\"", Err(&["[saga]"])),
+            ("trigger = \"order.created\"", "trigger = \"order.placed\"", Err(&["[saga]"])),
+            (
+                "on_failed = \"order.failed\"\n",
+                "on_failed = \"order.failed\"\n[[saga.steps]]\nname = \"x\"\nrequest = \"a\"\nsuccess = \"b\"\n",
+                Ok("saga definition replaced (instances in flight keep theirs)"),
+            ),
+            (
+                "on_failed = \"order.failed\"\n",
+                "on_failed = \"order.failed\"\n[[saga.step_mapping]]\nfrom = \"x\"\nto = \"y\"\n",
+                Ok("saga definition replaced (instances in flight keep theirs)"),
+            ),
             ("[saga]", "[chaos]\nenabled = true\n[saga]", Ok("chaos")),
             ("objective = 0.95", "objective = 0.97", Ok("slo objectives")),
             ("[\"order.completed\"]", "[\"order.completed\", \"order.failed\"]", Ok("analytics")),

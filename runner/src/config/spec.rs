@@ -541,6 +541,22 @@ pub struct SagaSpec {
     /// Send a share of one step's requests to a canary version of its service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanarySpec>,
+    /// Where instances in flight continue when this definition no longer has the step they
+    /// wait on. Instances keep the definition they started with; a change that removes a
+    /// step some wait on is refused (with their count) unless a mapping names it here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_mapping: Vec<StepMappingSpec>,
+}
+
+/// One `[[saga.step_mapping]]`: instances waiting on step `from` (which an earlier
+/// definition had) move to this definition at step `to`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepMappingSpec {
+    /// A step of an earlier definition that this one does not have.
+    pub from: String,
+    /// The step of this definition where those instances continue.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -128,6 +128,8 @@ pub(crate) struct ServiceUnit {
     spec: Option<PipelineSpec>,
     path: Option<PathBuf>,
     canary: Option<Arc<Canary>>,
+    /// The orchestrator, rebuilt when the saga's definition changes.
+    saga: Option<RunningPart>,
     consumers: HashMap<String, RunningPart>,
     analytics: Option<AnalyticsPart>,
     status: ConfigStatus,
@@ -144,8 +146,9 @@ struct AnalyticsPart {
 }
 
 impl ServiceUnit {
-    /// Builds the parts named by `changes` from `next` (start-up: all of them).
-    async fn apply(&mut self, next: Pipeline, changes: &Changes, set_at_ms: i64) {
+    /// Builds the parts named by `changes` from `next` (start-up: all of them); `moves` are
+    /// the saga instances a new definition's step mappings move onto it.
+    async fn apply(&mut self, next: Pipeline, changes: &Changes, set_at_ms: i64, moves: Vec<orchestrator::Move>) {
         let service = next.service.clone();
         self.own.set(&self.ctx.chaos, next.catalog());
         if changes.analytics || changes.slo {
@@ -171,6 +174,16 @@ impl ServiceUnit {
         if changes.canary {
             if let (Some(canary), Some(config)) = (&self.canary, next.saga.as_ref().and_then(|s| s.canary.clone())) {
                 canary.update_config(config, set_at_ms);
+            }
+        }
+        if changes.saga {
+            if let Some(part) = self.saga.take() {
+                // The orchestrator finishes what it handles and commits; nothing moves meanwhile.
+                part.stop().await;
+            }
+            if let Some(config) = &next.saga {
+                orchestrator::move_instances(&self.ctx.store, config, moves, crate::event::now_ms()).await;
+                self.saga = Some(start_orchestrator(&self.ctx, config, self.canary.clone()));
             }
         }
         for name in &changes.consumers_stopped {
@@ -318,12 +331,13 @@ async fn start_units(
             status: ConfigStatus::new(&pipeline.service, unit.path.as_deref(), unit.hash.clone()),
             path: unit.path,
             canary: started.canary,
+            saga: started.saga,
             analytics: started.analytics,
             consumers: HashMap::new(),
             own: own.clone(),
         };
         let changes = Changes::initial(pipeline.consumers.iter().map(|c| c.name.clone()).collect());
-        service_unit.apply(pipeline, &changes, set_at_ms).await;
+        service_unit.apply(pipeline, &changes, set_at_ms, Vec::new()).await;
         service_units.push(Mutex::new(service_unit));
     }
     let units = Units(Arc::new(service_units));
@@ -397,6 +411,7 @@ async fn start_units(
 struct Started {
     routes: Routes,
     canary: Option<Arc<Canary>>,
+    saga: Option<RunningPart>,
     analytics: Option<AnalyticsPart>,
 }
 
@@ -438,7 +453,9 @@ fn start_sections(
     if let Some(config) = relay {
         routes = routes.nest(relay::PREFIX, start_relay(ctx, config, admin));
     }
-    let canary = saga.as_ref().and_then(|config| start_saga(ctx, config, set_at_ms));
+    let canary = saga.as_ref().and_then(|config| config.canary.clone());
+    let canary = canary.map(|c| Arc::new(Canary::new(c, set_at_ms, ctx.chaos.clone())));
+    let saga = saga.as_ref().map(|config| start_orchestrator(ctx, config, canary.clone()));
     if let Some(config) = dlq_admin {
         routes = routes.nest(dlq_admin::PREFIX, start_dlq_admin(ctx, config, admin, schemas)?);
     }
@@ -452,7 +469,7 @@ fn start_sections(
     if let Some(part) = &analytics {
         routes = routes.merge(analytics::router(part.state.clone(), part.settings.clone()));
     }
-    Ok(Started { routes, canary, analytics })
+    Ok(Started { routes, canary, saga, analytics })
 }
 
 fn start_order_api(ctx: &ServiceContext, config: &OrderApiConfig) -> Routes {
@@ -466,12 +483,11 @@ fn start_relay(ctx: &ServiceContext, config: &relay::RelayConfig, admin: &AdminC
     relay::status::router(status, admin)
 }
 
-/// Starts the orchestrator; answers the canary of its step, which reloads update.
-fn start_saga(ctx: &ServiceContext, config: &SagaConfig, set_at_ms: i64) -> Option<Arc<Canary>> {
-    let canary = config.canary.clone().map(|c| Arc::new(Canary::new(c, set_at_ms, ctx.chaos.clone())));
-    let (config, split) = (config.clone(), canary.clone());
-    supervise(ctx, "saga", move |ctx| orchestrator::run(ctx, config.clone(), split.clone()));
-    canary
+/// Starts the orchestrator with its step's canary (which reloads update in place), as a part
+/// a change of the saga's definition stops and starts again.
+fn start_orchestrator(ctx: &ServiceContext, config: &SagaConfig, canary: Option<Arc<Canary>>) -> RunningPart {
+    let config = config.clone();
+    spawn_part(ctx, format!("{}/saga", ctx.service), move |ctx| orchestrator::run(ctx, config.clone(), canary.clone()))
 }
 
 fn start_dlq_admin(

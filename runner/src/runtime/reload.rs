@@ -27,7 +27,7 @@ use crate::config::diff::diff;
 use crate::config::{self, LoadOptions};
 use crate::event::{now_ms, now_rfc3339};
 use crate::http::{ApiError, BodyRules, JsonBody, Routes};
-use crate::saga::machine::{SagaDefinition, SagaState};
+use crate::services::orchestrator;
 use crate::supervise::{PanicRequest, Supervisor};
 use crate::telemetry;
 
@@ -229,6 +229,20 @@ pub(crate) async fn reload(units: &Units, index: usize, options: &LoadOptions) {
             return;
         }
     };
+    // A new saga definition: instances in flight keep theirs, unless they wait on a step it
+    // no longer has — refused then, unless a step mapping moves them.
+    let mut moves = Vec::new();
+    if let (true, Some(current), Some(next)) = (changes.saga, &unit.pipeline.saga, &loaded.pipeline.saga) {
+        match orchestrator::plan_change(&unit.ctx.store, current, next, now_ms()).await {
+            Ok(planned) => moves = planned,
+            Err(reason) => {
+                let message = format!("{}: {reason}; the running config stays", path.display());
+                tracing::warn!(service = unit.status.service, "{message}");
+                unit.status.outcome("rejected", Some(message));
+                return;
+            }
+        }
+    }
     unit.spec = Some(loaded.spec);
     unit.status.hash = Some(loaded.hash);
     if changes.is_empty() {
@@ -239,7 +253,7 @@ pub(crate) async fn reload(units: &Units, index: usize, options: &LoadOptions) {
         return;
     }
     let summary = changes.summary();
-    unit.apply(loaded.pipeline, &changes, modified_ms(Some(&path))).await;
+    unit.apply(loaded.pipeline, &changes, modified_ms(Some(&path)), moves).await;
     unit.status.loaded_at = now_rfc3339();
     unit.status.loaded_at_ms = now_ms();
     unit.status.last_changes = Some(summary.clone());
@@ -339,6 +353,7 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
             sagas.push(json!({
                 "service": unit.pipeline.service,
                 "name": definition.name,
+                "definition": definition.hash(),
                 "trigger": definition.trigger,
                 "steps": steps,
                 "mermaid": crate::config::graph::mermaid(definition),
@@ -348,61 +363,42 @@ async fn saga_definitions(State(units): State<Units>) -> Json<serde_json::Value>
     Json(json!({ "sagas": sagas }))
 }
 
-/// `GET /api/runtime/sagas/in-flight`: each saga's instances in flight by step (what
-/// `runner plan --target` weighs a saga change against). Apart from `/sagas`, which the
-/// console reads on every order page: counting reads the store.
+/// `GET /api/runtime/sagas/in-flight`: each saga's instances in flight by the definition
+/// they run on and their step (what `runner plan --target` weighs a saga change against).
+/// Apart from `/sagas`, which the console reads on every order page: counting reads the store.
 async fn sagas_in_flight(State(units): State<Units>) -> Json<serde_json::Value> {
     let mut sagas = Vec::new();
     for unit in units.0.iter() {
         // The unit is not held while the store is read: a reload may go on meanwhile.
         let found = {
             let unit = unit.lock().await;
-            unit.pipeline
-                .saga
-                .as_ref()
-                .map(|saga| (unit.pipeline.service.clone(), saga.definition.clone(), unit.ctx.store.clone()))
+            unit.pipeline.saga.as_ref().map(|saga| (unit.pipeline.service.clone(), saga.clone(), unit.ctx.store.clone()))
         };
-        if let Some((service, definition, store)) = found {
-            let in_flight = in_flight(&store, &definition).await;
-            sagas.push(json!({ "service": service, "name": definition.name, "inFlight": in_flight }));
+        if let Some((service, config, store)) = found {
+            let in_flight = match orchestrator::in_flight(&store, &config).await {
+                Ok((definitions, read, unreadable)) => {
+                    let mut by_step: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+                    for (step, phases) in definitions.iter().flat_map(|d| d.by_step.iter()) {
+                        for (phase, n) in phases {
+                            *by_step.entry(step.clone()).or_default().entry(phase).or_default() += n;
+                        }
+                    }
+                    json!({
+                        "total": read,
+                        "truncated": read >= u64::from(orchestrator::MAX_IN_FLIGHT_READ),
+                        "definition": config.definition.hash(),
+                        "definitions": definitions,
+                        "byStep": by_step,
+                        "unreadable": unreadable,
+                    })
+                }
+                Err(e) => json!({ "error": format!("cannot count the sagas in flight: {e}") }),
+            };
+            let name = config.definition.name.clone();
+            sagas.push(json!({ "service": service, "name": name, "inFlight": in_flight }));
         }
     }
     Json(json!({ "sagas": sagas }))
-}
-
-/// The most in-flight instances `GET /api/runtime/sagas/in-flight` reads to count them by step.
-const MAX_IN_FLIGHT_READ: u32 = 100_000;
-
-/// The instances of a saga in flight, by the step each is at (running it, or undoing it):
-/// what a change of the definition would meet (`runner plan --target`). Instances keep
-/// their step by its index, so a definition that removes or reorders steps moves them.
-async fn in_flight(store: &crate::store::Store, definition: &SagaDefinition) -> serde_json::Value {
-    let states = match crate::store::sagas::pending_states(store, &definition.name, MAX_IN_FLIGHT_READ).await {
-        Ok(states) => states,
-        Err(e) => return json!({ "error": format!("cannot count the sagas in flight: {e}") }),
-    };
-    let mut by_step: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    let mut unreadable = 0;
-    for text in &states {
-        let name = |i: &usize| definition.steps.get(*i).map_or_else(|| format!("#{i}"), |s| s.name.clone());
-        match serde_json::from_str::<SagaState>(text) {
-            Ok(SagaState::Running { step, .. }) => {
-                *by_step.entry(name(&step)).or_default().entry("running").or_default() += 1
-            }
-            Ok(SagaState::Compensating { pending, .. }) => {
-                if let Some(first) = pending.first() {
-                    *by_step.entry(name(first)).or_default().entry("compensating").or_default() += 1;
-                }
-            }
-            Ok(_) | Err(_) => unreadable += 1,
-        }
-    }
-    json!({
-        "total": states.len(),
-        "truncated": states.len() as u64 >= u64::from(MAX_IN_FLIGHT_READ),
-        "byStep": by_step,
-        "unreadable": unreadable,
-    })
 }
 
 async fn chaos_status(State(chaos): State<Chaos>) -> Json<serde_json::Value> {

@@ -19,6 +19,9 @@ pub struct SagaConfig {
     pub tick: Duration,
     pub definition: SagaDefinition,
     pub canary: Option<CanaryConfig>,
+    /// `[[saga.step_mapping]]`: a step an earlier definition had → where its instances
+    /// continue in this one.
+    pub step_mapping: std::collections::BTreeMap<String, String>,
 }
 
 /// A saga step whose requests are split between the stable service and its canary.

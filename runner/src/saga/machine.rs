@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SagaDefinition {
     pub name: String,
     pub trigger: String,
@@ -25,7 +25,7 @@ pub struct SagaDefinition {
     pub steps: Vec<StepDefinition>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepDefinition {
     pub name: String,
     pub request: String,
@@ -38,7 +38,7 @@ pub struct StepDefinition {
     pub compensation: Option<CompensationDefinition>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompensationDefinition {
     pub request: String,
     pub success: String,
@@ -47,12 +47,31 @@ pub struct CompensationDefinition {
     pub retry: RetryPolicy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Total attempts, the first one included (at least 1).
     pub attempts: u32,
     pub backoff: Duration,
     pub max_backoff: Duration,
+}
+
+impl SagaDefinition {
+    /// The definition's version: a hash of everything in it (16 hex digits). Each saga
+    /// instance keeps the version it started with and finishes on it.
+    pub fn hash(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in text.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+
+    /// The index of the step called `name`.
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
 }
 
 impl RetryPolicy {

@@ -12,23 +12,265 @@ use super::group_commit::GroupCommit;
 use super::{delivery_policy, store_error, OutboxWriter, ServiceContext};
 use crate::event::{now_ms, Event};
 use crate::saga::canary::{Canary, Variant};
-use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, Transition};
+use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, SagaState, Transition};
 use crate::saga::SagaConfig;
-use crate::store::{inbox, orders, sagas, Tx};
+use crate::store::{inbox, orders, sagas, StoreError, Tx};
 use crate::supervise;
 use crate::telemetry;
 use crate::transport::dead_letter::{self, ErrorKind};
 use crate::transport::{consume_raw, HandleError, RawMessage, TransportError};
 
-/// What the orchestrator needs besides its context: the saga and its step's canary, if any.
+/// What the orchestrator needs besides its context: the saga, its step's canary, if any,
+/// and the definitions its instances run on.
 pub struct Orchestrator {
     pub config: SagaConfig,
     pub canary: Option<Arc<Canary>>,
+    pub versions: Versions,
+}
+
+impl Orchestrator {
+    pub fn new(config: SagaConfig, canary: Option<Arc<Canary>>) -> Self {
+        let versions = Versions::new(config.definition.clone());
+        Orchestrator { config, canary, versions }
+    }
+}
+
+/// The saga definitions instances run on: the one in force (new instances start on it) and,
+/// read from `saga_definitions` when first needed, those earlier instances started on.
+pub struct Versions {
+    current: Arc<SagaDefinition>,
+    current_hash: String,
+    known: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaDefinition>>>,
+}
+
+impl Versions {
+    pub fn new(current: SagaDefinition) -> Self {
+        let current_hash = current.hash();
+        Versions { current: Arc::new(current), current_hash, known: Default::default() }
+    }
+
+    pub fn current_hash(&self) -> &str {
+        &self.current_hash
+    }
+
+    /// The definition of an instance stored with `hash` (none: from before versions were
+    /// kept, which follows the definition in force).
+    pub async fn for_instance(&self, tx: &mut Tx, hash: Option<&str>) -> Result<Arc<SagaDefinition>, StoreError> {
+        let Some(hash) = hash.filter(|h| *h != self.current_hash) else { return Ok(self.current.clone()) };
+        if let Some(known) = self.known.lock().expect("versions lock").get(hash) {
+            return Ok(known.clone());
+        }
+        let text = sagas::definition(tx, hash)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("saga definition {hash} is not kept in saga_definitions")))?;
+        let definition: SagaDefinition = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("saga definition {hash} cannot be read: {e}")))?;
+        let definition = Arc::new(definition);
+        self.known.lock().expect("versions lock").insert(hash.to_string(), definition.clone());
+        Ok(definition)
+    }
+
+    /// Keeps the definition in force in `saga_definitions` and gives it the instances from
+    /// before versions were kept.
+    pub async fn keep(&self, store: &crate::store::Store, now: i64) -> Result<(), StoreError> {
+        let mut tx = store.begin().await?;
+        let json = serde_json::to_string(self.current.as_ref()).unwrap_or_default();
+        sagas::save_definition(&mut tx, &self.current.name, &self.current_hash, &json, now).await?;
+        sagas::adopt_unversioned(&mut tx, &self.current.name, &self.current_hash).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// An instance a new definition moves onto itself (a step mapping), in its new state.
+pub struct Move {
+    pub id: String,
+    pub version: i64,
+    pub state: SagaState,
+}
+
+/// The most instances in flight read to weigh a change of definition.
+pub const MAX_IN_FLIGHT_READ: u32 = 100_000;
+
+/// The definition an instance stored with `hash` runs on, read outside a transaction.
+async fn kept(
+    store: &crate::store::Store,
+    current: &SagaConfig,
+    hash: Option<&str>,
+    cache: &mut std::collections::HashMap<String, Option<Arc<SagaDefinition>>>,
+) -> Result<Option<Arc<SagaDefinition>>, StoreError> {
+    let Some(hash) = hash.filter(|h| *h != current.definition.hash()) else {
+        return Ok(Some(Arc::new(current.definition.clone())));
+    };
+    if let Some(found) = cache.get(hash) {
+        return Ok(found.clone());
+    }
+    let mut tx = store.begin().await?;
+    let found = sagas::definition(&mut tx, hash).await?.and_then(|t| serde_json::from_str(&t).ok()).map(Arc::new);
+    cache.insert(hash.to_string(), found.clone());
+    Ok(found)
+}
+
+/// What putting `next` in force instead of `current` does to the instances in flight: those
+/// a step mapping moves (to pass to [`move_instances`]), or — when some wait on a step `next`
+/// no longer has and does not map — why the change is refused, with their count by step.
+pub async fn plan_change(
+    store: &crate::store::Store,
+    current: &SagaConfig,
+    next: &SagaConfig,
+    now: i64,
+) -> Result<Vec<Move>, String> {
+    let pending = sagas::pending(store, &current.definition.name, MAX_IN_FLIGHT_READ)
+        .await
+        .map_err(|e| format!("cannot read the sagas in flight to weigh the new definition: {e}"))?;
+    let next_hash = next.definition.hash();
+    let mut cache = std::collections::HashMap::new();
+    let mut moves = Vec::new();
+    let mut stranded: std::collections::BTreeMap<String, u64> = Default::default();
+    for instance in pending {
+        if instance.definition.as_deref() == Some(next_hash.as_str()) {
+            continue;
+        }
+        let Ok(state) = serde_json::from_str::<SagaState>(&instance.state) else { continue };
+        let found = kept(store, current, instance.definition.as_deref(), &mut cache)
+            .await
+            .map_err(|e| format!("cannot read a saga definition to weigh the new one: {e}"))?;
+        let Some(old) = found else { continue };
+        match crate::saga::versions::moved(&old, &next.definition, &next.step_mapping, &state, now) {
+            Ok(Some(state)) => moves.push(Move { id: instance.id, version: instance.version, state }),
+            Ok(None) => {}
+            Err(step) => *stranded.entry(step).or_default() += 1,
+        }
+    }
+    if stranded.is_empty() {
+        return Ok(moves);
+    }
+    let waiting: Vec<String> = stranded.iter().map(|(step, n)| format!("{n} at `{step}`")).collect();
+    let first = stranded.keys().next().cloned().unwrap_or_default();
+    Err(format!(
+        "saga instances in flight wait on steps the new definition no longer has ({}); say where they \
+         continue with [[saga.step_mapping]] (from = \"{first}\", to = a step of the new definition), or make \
+         the change once they have finished",
+        waiting.join(", ")
+    ))
+}
+
+/// The instances in flight of one definition, by step and phase.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionCensus {
+    pub hash: String,
+    /// Whether new instances start on it.
+    pub current: bool,
+    /// Its steps, in order (empty when it is not kept).
+    pub steps: Vec<String>,
+    pub total: u64,
+    pub by_step: std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
+}
+
+/// The instances of `config`'s saga in flight, by the definition each runs on and the step
+/// it is at (running it, or undoing it first): what a change of definition would meet.
+/// Also how many were read (at most [`MAX_IN_FLIGHT_READ`]) and how many could not be read.
+pub async fn in_flight(
+    store: &crate::store::Store,
+    config: &SagaConfig,
+) -> Result<(Vec<DefinitionCensus>, u64, u64), StoreError> {
+    let pending = sagas::pending(store, &config.definition.name, MAX_IN_FLIGHT_READ).await?;
+    let current = config.definition.hash();
+    let mut cache = std::collections::HashMap::new();
+    let mut by_hash: std::collections::BTreeMap<String, DefinitionCensus> = Default::default();
+    let mut unreadable = 0;
+    let read = pending.len() as u64;
+    for instance in pending {
+        let hash = instance.definition.clone().unwrap_or_else(|| current.clone());
+        let definition = kept(store, config, Some(&hash), &mut cache).await?;
+        let entry = by_hash.entry(hash.clone()).or_insert_with(|| DefinitionCensus {
+            current: hash == current,
+            steps: definition.as_ref().map(|d| d.steps.iter().map(|s| s.name.clone()).collect()).unwrap_or_default(),
+            hash: hash.clone(),
+            ..Default::default()
+        });
+        let (Some(definition), Ok(state)) = (definition, serde_json::from_str::<SagaState>(&instance.state)) else {
+            unreadable += 1;
+            continue;
+        };
+        let phase = if matches!(state, SagaState::Compensating { .. }) { "compensating" } else { "running" };
+        let Some(step) = crate::saga::versions::waiting_on(&definition, &state).first().map(|s| s.to_string()) else {
+            unreadable += 1;
+            continue;
+        };
+        entry.total += 1;
+        *entry.by_step.entry(step).or_default().entry(phase).or_default() += 1;
+    }
+    Ok((by_hash.into_values().collect(), read, unreadable))
+}
+
+/// Keeps `next`'s definition and moves the instances of `moves` onto it (each in its own
+/// transaction, with a history line; one that moved meanwhile stays where it is).
+pub async fn move_instances(store: &crate::store::Store, next: &SagaConfig, moves: Vec<Move>, now: i64) {
+    let versions = Versions::new(next.definition.clone());
+    if let Err(e) = versions.keep(store, now).await {
+        tracing::warn!(error = %e, "cannot keep the new saga definition yet");
+    }
+    let (mut moved, mut skipped) = (0u64, 0u64);
+    for instance in moves {
+        let step = crate::saga::versions::waiting_on(&next.definition, &instance.state).join(">");
+        let result = async {
+            let mut tx = store.begin().await?;
+            sagas::migrate(&mut tx, &instance.id, instance.version, versions.current_hash(), &instance.state, now).await?;
+            let line = sagas::HistoryEntry {
+                step: step.clone(),
+                action: "moved".to_string(),
+                detail: Some(format!("to saga definition {} (step mapping)", versions.current_hash())),
+            };
+            sagas::add_history(&mut tx, &instance.id, &[line], now).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => moved += 1,
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(saga = instance.id, error = %e, "saga instance not moved to the new definition");
+            }
+        }
+    }
+    if moved + skipped > 0 {
+        tracing::info!(moved, skipped, definition = versions.current_hash(), "saga instances moved by step mappings");
+    }
+}
+
+/// The topics the orchestrator reads: its saga's, and those of every definition that
+/// instances in flight still run on (a step a new definition dropped still gets its replies).
+async fn subscriptions(ctx: &ServiceContext, config: &SagaConfig) -> Vec<String> {
+    let mut topics = config.subscriptions();
+    match sagas::definitions_in_flight(&ctx.store, &config.definition.name).await {
+        Ok(kept) => {
+            for (hash, text) in kept {
+                match serde_json::from_str::<SagaDefinition>(&text) {
+                    Ok(definition) => {
+                        let earlier = SagaConfig { definition, ..config.clone() };
+                        topics.extend(earlier.subscriptions());
+                    }
+                    Err(e) => tracing::warn!(definition = hash, error = %e, "a kept saga definition cannot be read"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the saga definitions in flight; reading this one's topics"),
+    }
+    topics.sort();
+    topics.dedup();
+    topics
 }
 
 pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Canary>>) -> Result<(), TransportError> {
-    let orchestrator = Arc::new(Orchestrator { config: config.clone(), canary });
-    let topics = config.subscriptions();
+    let orchestrator = Arc::new(Orchestrator::new(config.clone(), canary));
+    if let Err(e) = orchestrator.versions.keep(&ctx.store, now_ms()).await {
+        // Every new instance keeps it too (in its own transaction): this only adopts old ones.
+        tracing::warn!(error = %e, "cannot keep the saga definition yet");
+    }
+    let topics = subscriptions(&ctx, &config).await;
     let consumer = ctx.broker.consumer(&config.group, &topics)?;
     let name = format!("{}/saga-{}", ctx.service, config.definition.name);
     tracing::info!(consumer = name, group = config.group, "orchestrator started");
@@ -159,7 +401,7 @@ async fn on_message(
         if let Some(outcome) = &committed.outcome {
             record_step(orchestrator, outcome);
         }
-        let def = &orchestrator.config.definition;
+        let def = &committed.definition;
         observe(def, &committed.transition, &committed.finished, committed.started_ms, committed.now);
     }
     Ok(())
@@ -168,6 +410,8 @@ async fn on_message(
 /// What a committed arrival did, counted after the commit.
 pub struct Committed {
     pub transition: Transition,
+    /// The definition the instance runs on.
+    pub definition: Arc<SagaDefinition>,
     finished: Vec<&'static str>,
     outcome: Option<StepOutcome>,
     started_ms: i64,
@@ -184,12 +428,17 @@ pub async fn transition_in(
     event: &Arrival,
     now: i64,
 ) -> Result<Option<Committed>, HandleError> {
-    let def = &orchestrator.config.definition;
     if inbox::find(tx, inbox_name, &event.id).await.map_err(store_error)?.is_some() {
         return Ok(None);
     }
     let saga_id = event.saga_id.as_str();
     let stored = sagas::load(tx, saga_id).await.map_err(store_error)?;
+    let versions = &orchestrator.versions;
+    let definition = match &stored {
+        Some(saga) => versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?,
+        None => versions.current.clone(),
+    };
+    let def = definition.as_ref();
     let started_ms = stored.as_ref().map_or(now, |s| s.created_at_ms);
     let mut finished = Vec::new();
     let input = if event.dead_letter {
@@ -207,11 +456,16 @@ pub async fn transition_in(
         };
         match &stored {
             Some(saga) => sagas::update(tx, saga_id, saga.version, state, now).await,
-            None => sagas::insert(tx, saga_id, &def.name, state, &data, traceparent.as_deref(), now).await,
+            None => {
+                let json = serde_json::to_string(def).unwrap_or_default();
+                sagas::save_definition(tx, &def.name, &versions.current_hash, &json, now).await.map_err(store_error)?;
+                let hash = &versions.current_hash;
+                sagas::insert(tx, saga_id, &def.name, hash, state, &data, traceparent.as_deref(), now).await
+            }
         }
         .map_err(store_error)?;
         let parent = event.traceparent.as_deref().or(traceparent.as_deref());
-        finished = apply(writer, orchestrator, tx, saga_id, &data, parent, &transition, now).await?;
+        finished = apply(writer, orchestrator, def, tx, saga_id, &data, parent, &transition, now).await?;
     } else if stored.is_none() {
         tracing::debug!(saga = saga_id, event_type = event.event_type, "reply for an unknown saga ignored");
     }
@@ -220,7 +474,7 @@ pub async fn transition_in(
         None => None,
     };
     inbox::record(tx, inbox_name, &event.id, None, now).await.map_err(store_error)?;
-    Ok(Some(Committed { transition, finished, outcome, started_ms, now }))
+    Ok(Some(Committed { transition, definition, finished, outcome, started_ms, now }))
 }
 
 /// Counts what a committed transition did: compensations started, sagas finished (with
@@ -357,6 +611,7 @@ async fn run_analysis(ctx: ServiceContext, canary: Arc<Canary>) -> Result<(), Tr
 async fn apply(
     writer: &OutboxWriter,
     orchestrator: &Orchestrator,
+    def: &SagaDefinition,
     tx: &mut Tx,
     saga_id: &str,
     data: &serde_json::Value,
@@ -370,7 +625,7 @@ async fn apply(
         let mut topic = None;
         let (event_type, payload) = match command {
             Command::Send { event_type, step, .. } => {
-                topic = route(orchestrator, tx, saga_id, step, event_type, now).await?;
+                topic = route(orchestrator, def, tx, saga_id, step, event_type, now).await?;
                 (event_type, data.clone())
             }
             Command::Finish { status, event_type, reason } => {
@@ -391,13 +646,13 @@ async fn apply(
 /// saga's canary step fixes its variant, so retries go where the first one went.
 async fn route(
     orchestrator: &Orchestrator,
+    def: &SagaDefinition,
     tx: &mut Tx,
     saga_id: &str,
     step: &str,
     event_type: &str,
     now: i64,
 ) -> Result<Option<String>, HandleError> {
-    let def = &orchestrator.config.definition;
     // Only a step's own request is routed and timed; compensations go to the stable service.
     if !def.steps.iter().any(|s| s.name == step && s.request == event_type) {
         return Ok(None);
@@ -468,13 +723,14 @@ async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) 
     for outcome in &ticked.timed_out {
         record_step(orchestrator, outcome);
     }
-    observe(&orchestrator.config.definition, &ticked.transition, &ticked.finished, ticked.started_ms, ticked.now);
+    observe(&ticked.definition, &ticked.transition, &ticked.finished, ticked.started_ms, ticked.now);
     Ok(())
 }
 
 /// What a timer tick did to one saga, counted after the commit.
 pub struct Ticked {
     pub transition: Transition,
+    definition: Arc<SagaDefinition>,
     finished: Vec<&'static str>,
     timed_out: Vec<StepOutcome>,
     started_ms: i64,
@@ -490,8 +746,10 @@ pub async fn tick_in(
     saga_id: &str,
     now: i64,
 ) -> Result<Option<Ticked>, HandleError> {
-    let def = &orchestrator.config.definition;
     let Some(saga) = sagas::load(tx, saga_id).await.map_err(store_error)? else { return Ok(None) };
+    let definition =
+        orchestrator.versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?;
+    let def = definition.as_ref();
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(None) };
     // Steps whose request went unanswered, read before a retry records its new send time.
@@ -503,7 +761,8 @@ pub async fn tick_in(
     // A timeout has no message to continue from: its span hangs off the saga's own trace.
     let span = tracing::info_span!("saga timer", otel.name = format!("{} timer", def.name), saga.id = saga_id);
     crate::traces::set_parent(&span, saga.traceparent.as_deref());
-    let applied = apply(writer, orchestrator, tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
+    let applied =
+        apply(writer, orchestrator, def, tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
     let finished = tracing::Instrument::instrument(applied, span).await?;
-    Ok(Some(Ticked { transition, finished, timed_out, started_ms: saga.created_at_ms, now }))
+    Ok(Some(Ticked { transition, definition, finished, timed_out, started_ms: saga.created_at_ms, now }))
 }

@@ -209,7 +209,7 @@ impl<'a> World<'a> {
             services,
             groups,
             relay,
-            orchestrator: Orchestrator { config: system.saga.config.clone(), canary: None },
+            orchestrator: Orchestrator::new(system.saga.config.clone(), None),
             saga_service,
             order_api,
             orders: Vec::new(),

@@ -30,10 +30,12 @@ pub struct StoredSaga<S> {
     pub data: serde_json::Value,
     pub traceparent: Option<String>,
     pub created_at_ms: i64,
+    /// The hash of the definition it started on (none: from before versions were kept).
+    pub definition: Option<String>,
 }
 
 pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
-    let row = sqlx::query("SELECT state, version, data, traceparent, created_at_ms FROM sagas WHERE id = $1")
+    let row = sqlx::query("SELECT state, version, data, traceparent, created_at_ms, definition FROM sagas WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -46,23 +48,27 @@ pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredS
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("saga {id} data: {e}")))?,
         traceparent: row.try_get(3)?,
         created_at_ms: row.try_get(4)?,
+        definition: row.try_get(5)?,
     }))
 }
 
-/// Creates a saga; when another writer created it first, the unique key fails the insert
-/// and the caller retries the whole message (then finding the saga).
+/// Creates a saga on the definition of hash `definition`; when another writer created it
+/// first, the unique key fails the insert and the caller retries the whole message (then
+/// finding the saga).
+#[allow(clippy::too_many_arguments)]
 pub async fn insert(
     tx: &mut Tx,
     id: &str,
     saga: &str,
+    definition: &str,
     state: &impl SagaRecord,
     data: &serde_json::Value,
     traceparent: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8)",
+        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms, definition) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8, $9)",
     )
     .bind(id)
     .bind(saga)
@@ -72,9 +78,86 @@ pub async fn insert(
     .bind(data.to_string())
     .bind(traceparent)
     .bind(now_ms)
+    .bind(definition)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Moves a saga still at `version` to the definition of hash `definition`, in `state`
+/// (a step mapping of a new definition).
+pub async fn migrate(
+    tx: &mut Tx,
+    id: &str,
+    version: i64,
+    definition: &str,
+    state: &impl SagaRecord,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let result = sqlx::query(
+        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = $4, version = version + 1, \
+         updated_at_ms = $5 WHERE id = $6 AND version = $7",
+    )
+    .bind(serde_json::to_string(state).unwrap_or_default())
+    .bind(state.status_name())
+    .bind(state.wake_at_ms())
+    .bind(definition)
+    .bind(now_ms)
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!("saga {id}")))
+    }
+}
+
+/// Keeps a definition (as JSON) under its hash; one already kept stays as it is.
+pub async fn save_definition(tx: &mut Tx, saga: &str, hash: &str, json: &str, now_ms: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO saga_definitions (hash, saga, definition, created_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(saga)
+    .bind(json)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives instances of `saga` from before versions were kept the definition `hash`.
+pub async fn adopt_unversioned(tx: &mut Tx, saga: &str, hash: &str) -> Result<u64, StoreError> {
+    let result = sqlx::query("UPDATE sagas SET definition = $1 WHERE definition IS NULL AND saga = $2")
+        .bind(hash)
+        .bind(saga)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// The definition (JSON) kept under `hash`.
+pub async fn definition(tx: &mut Tx, hash: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT definition FROM saga_definitions WHERE hash = $1")
+        .bind(hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Every definition kept for `saga` that instances in flight still run on, as (hash, JSON).
+pub async fn definitions_in_flight(store: &Store, saga: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT d.hash, d.definition FROM saga_definitions d WHERE d.saga = $1 AND EXISTS \
+         (SELECT 1 FROM sagas s WHERE s.definition = d.hash AND s.status = 'PENDING') ORDER BY d.created_at_ms, d.hash",
+    )
+    .bind(saga)
+    .fetch_all(store.pool())
+    .await?;
+    rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
 /// Writes the new state if the saga is still at `version`.
@@ -170,12 +253,26 @@ pub async fn count_by_status(store: &Store, saga: &str) -> Result<Vec<(String, i
     rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
-/// The states (as stored, JSON) of the instances of `saga` still in flight, at most `limit`.
-pub async fn pending_states(store: &Store, saga: &str, limit: u32) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT state FROM sagas WHERE saga = $1 AND status = 'PENDING' LIMIT $2")
-        .bind(saga)
-        .bind(i64::from(limit))
-        .fetch_all(store.pool())
-        .await?;
-    rows.into_iter().map(|row| Ok(row.try_get(0)?)).collect()
+/// An instance in flight: its id, version, definition hash (none: from before versions)
+/// and state (as stored, JSON).
+pub struct Pending {
+    pub id: String,
+    pub version: i64,
+    pub definition: Option<String>,
+    pub state: String,
+}
+
+/// The instances of `saga` still in flight, at most `limit`.
+pub async fn pending(store: &Store, saga: &str, limit: u32) -> Result<Vec<Pending>, StoreError> {
+    let rows =
+        sqlx::query("SELECT id, version, definition, state FROM sagas WHERE saga = $1 AND status = 'PENDING' LIMIT $2")
+            .bind(saga)
+            .bind(i64::from(limit))
+            .fetch_all(store.pool())
+            .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Pending { id: row.try_get(0)?, version: row.try_get(1)?, definition: row.try_get(2)?, state: row.try_get(3)? })
+        })
+        .collect()
 }

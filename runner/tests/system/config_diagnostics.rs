@@ -231,6 +231,40 @@ max_group = 8
         ],
     },
     Case {
+        name: "step mappings: from a step the saga still has, twice, to a step it lacks",
+        toml: r#"
+[saga]
+trigger = "order.created"
+on_completed = "order.completed"
+on_cancelled = "order.cancelled"
+on_failed = "order.failed"
+
+[[saga.steps]]
+name = "payment"
+request = "payment.requested"
+success = "payment.charged"
+timeout = "10s"
+irreversible = true
+
+[[saga.step_mapping]]
+from = "payment"
+to = "payment"
+
+[[saga.step_mapping]]
+from = "inventory"
+to = "stock"
+
+[[saga.step_mapping]]
+from = "inventory"
+to = "payment"
+"#,
+        expected: &[
+            "test.toml:15:8: `payment` is a step of this saga: a mapping moves instances off a step the definition no longer has",
+            "test.toml:20:6: `stock` is not a step of this saga; its steps are payment",
+            "test.toml:23:8: step `inventory` is mapped twice; map each step once",
+        ],
+    },
+    Case {
         name: "shape problems of several sections in file order",
         toml: r#"
 [service]

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{Backoff, Bounds, Compiler};
-use crate::config::spec::{CanaryAnalysisSpec, CanarySpec, CompensationSpec, RetrySpec, SagaSpec, StepSpec};
+use crate::config::spec::{
+    CanaryAnalysisSpec, CanarySpec, CompensationSpec, RetrySpec, SagaSpec, StepMappingSpec, StepSpec,
+};
 use crate::diagnostic::KeyPath;
 use crate::saga::machine::{CompensationDefinition, RetryPolicy, SagaDefinition, StepDefinition};
 use crate::saga::{CanaryAnalysis, CanaryConfig, SagaConfig};
@@ -70,9 +72,11 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
         steps.push(compile_step(c, step, &at, &mut replies));
     }
     let canary = spec.canary.as_ref().and_then(|canary| compile_canary(c, canary, &steps));
+    let step_mapping = compile_step_mapping(c, &spec.step_mapping, &steps, &at);
     let max_in_flight = c.max_in_flight(at.key("max_in_flight"), spec.max_in_flight);
     SagaConfig {
         canary,
+        step_mapping,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
         max_in_flight,
         max_group: c.max_group(at.key("max_group"), spec.max_group, max_in_flight),
@@ -85,6 +89,57 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
             on_failed: spec.on_failed.clone(),
             steps,
         },
+    }
+}
+
+/// Mappings at most in one `[saga]`.
+const MAX_STEP_MAPPINGS: usize = 100;
+
+/// `[[saga.step_mapping]]`: each `from` a step this definition no longer has (once), each
+/// `to` one of its steps.
+fn compile_step_mapping(
+    c: &mut Compiler,
+    mappings: &[StepMappingSpec],
+    steps: &[StepDefinition],
+    at: &KeyPath,
+) -> BTreeMap<String, String> {
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    if mappings.len() > MAX_STEP_MAPPINGS {
+        c.problem(at.key("step_mapping"), format!("{} step mappings; at most {MAX_STEP_MAPPINGS}", mappings.len()));
+        return BTreeMap::new();
+    }
+    let mut compiled = BTreeMap::new();
+    for (i, mapping) in mappings.iter().enumerate() {
+        let at = at.key("step_mapping").index(i);
+        if names.contains(&mapping.from.as_str()) {
+            c.problem(
+                at.key("from"),
+                format!(
+                    "`{}` is a step of this saga: a mapping moves instances off a step the definition no longer has",
+                    shown(&mapping.from)
+                ),
+            );
+        } else if compiled.contains_key(&mapping.from) {
+            c.problem(at.key("from"), format!("step `{}` is mapped twice; map each step once", shown(&mapping.from)));
+        }
+        if !names.contains(&mapping.to.as_str()) {
+            c.problem(
+                at.key("to"),
+                format!("`{}` is not a step of this saga; its steps are {}", shown(&mapping.to), names.join(", ")),
+            );
+        }
+        compiled.insert(mapping.from.clone(), mapping.to.clone());
+    }
+    compiled
+}
+
+/// A name from the file as a message shows it: at most 60 characters, no control characters.
+fn shown(name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    if clean.chars().count() > 60 {
+        format!("{}…", clean.chars().take(60).collect::<String>())
+    } else {
+        clean
     }
 }
 
