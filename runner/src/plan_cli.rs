@@ -147,7 +147,9 @@ pub fn run(args: PlanArgs) -> ExitCode {
             Verdict::Live(summary) => match &fate {
                 Some((_, stranded)) if *stranded > 0 => {
                     restarts += 1;
-                    println!("! {service}: refused — {stranded} saga(s) in flight wait on steps the edited file removes");
+                    println!(
+                        "! {service}: refused — {stranded} saga(s) in flight wait on steps the edited file removes"
+                    );
                 }
                 _ => println!("~ {service}: applied live — {summary}"),
             },

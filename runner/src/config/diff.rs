@@ -161,7 +161,8 @@ pub fn diff(old: &PipelineSpec, new: &PipelineSpec) -> Result<Changes, Vec<Strin
     let mut changes = Changes {
         chaos: old_chaos != chaos,
         canary: old_saga.as_ref().and_then(|s| s.canary.as_ref()) != saga.as_ref().and_then(|s| s.canary.as_ref()),
-        saga: old_saga.as_ref().map(|s| (&s.steps, &s.step_mapping)) != saga.as_ref().map(|s| (&s.steps, &s.step_mapping)),
+        saga: old_saga.as_ref().map(|s| (&s.steps, &s.step_mapping))
+            != saga.as_ref().map(|s| (&s.steps, &s.step_mapping)),
         analytics: old_analytics != analytics,
         slo: old_slo != slo,
         ..Changes::default()

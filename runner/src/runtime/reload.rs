@@ -372,7 +372,10 @@ async fn sagas_in_flight(State(units): State<Units>) -> Json<serde_json::Value> 
         // The unit is not held while the store is read: a reload may go on meanwhile.
         let found = {
             let unit = unit.lock().await;
-            unit.pipeline.saga.as_ref().map(|saga| (unit.pipeline.service.clone(), saga.clone(), unit.ctx.store.clone()))
+            unit.pipeline
+                .saga
+                .as_ref()
+                .map(|saga| (unit.pipeline.service.clone(), saga.clone(), unit.ctx.store.clone()))
         };
         if let Some((service, config, store)) = found {
             let in_flight = match orchestrator::in_flight(&store, &config).await {

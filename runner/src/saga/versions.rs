@@ -115,7 +115,11 @@ mod tests {
                     success: format!("{name}.done"),
                     failure: None,
                     timeout: Duration::from_secs(10),
-                    retry: RetryPolicy { attempts: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5) },
+                    retry: RetryPolicy {
+                        attempts: 3,
+                        backoff: Duration::from_secs(1),
+                        max_backoff: Duration::from_secs(5),
+                    },
                     side_effect: false,
                     irreversible: false,
                     compensation: None,

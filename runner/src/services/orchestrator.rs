@@ -217,7 +217,8 @@ pub async fn move_instances(store: &crate::store::Store, next: &SagaConfig, move
         let step = crate::saga::versions::waiting_on(&next.definition, &instance.state).join(">");
         let result = async {
             let mut tx = store.begin().await?;
-            sagas::migrate(&mut tx, &instance.id, instance.version, versions.current_hash(), &instance.state, now).await?;
+            sagas::migrate(&mut tx, &instance.id, instance.version, versions.current_hash(), &instance.state, now)
+                .await?;
             let line = sagas::HistoryEntry {
                 step: step.clone(),
                 action: "moved".to_string(),
@@ -747,8 +748,7 @@ pub async fn tick_in(
     now: i64,
 ) -> Result<Option<Ticked>, HandleError> {
     let Some(saga) = sagas::load(tx, saga_id).await.map_err(store_error)? else { return Ok(None) };
-    let definition =
-        orchestrator.versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?;
+    let definition = orchestrator.versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?;
     let def = definition.as_ref();
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(None) };

@@ -35,10 +35,11 @@ pub struct StoredSaga<S> {
 }
 
 pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
-    let row = sqlx::query("SELECT state, version, data, traceparent, created_at_ms, definition FROM sagas WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT state, version, data, traceparent, created_at_ms, definition FROM sagas WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let state: String = row.try_get(0)?;
     let data: String = row.try_get(2)?;
@@ -272,7 +273,12 @@ pub async fn pending(store: &Store, saga: &str, limit: u32) -> Result<Vec<Pendin
             .await?;
     rows.into_iter()
         .map(|row| {
-            Ok(Pending { id: row.try_get(0)?, version: row.try_get(1)?, definition: row.try_get(2)?, state: row.try_get(3)? })
+            Ok(Pending {
+                id: row.try_get(0)?,
+                version: row.try_get(1)?,
+                definition: row.try_get(2)?,
+                state: row.try_get(3)?,
+            })
         })
         .collect()
 }

@@ -22,10 +22,10 @@ fn a_plan_tells_live_changes_from_restarts_by_service() {
     assert_eq!(output.status.code(), Some(1), "a restart is needed:\n{}", output.stdout);
     for line in [
         "~ payment-svc: applied live — consumer charge rebuilt",
-        "! orchestrator: needs a restart — [saga] changed",
+        "~ orchestrator: applied live — saga definition replaced (instances in flight keep theirs)",
         "! shipping-svc: needs a restart — [service] changed",
         "  order-api: unchanged",
-        "11 service(s): 1 applied live, 2 need a restart",
+        "11 service(s): 2 applied live, 1 need a restart",
     ] {
         assert!(output.stdout.contains(line), "missing `{line}` in:\n{}", output.stdout);
     }
@@ -58,7 +58,7 @@ async fn a_plan_checks_the_target_runs_the_files_it_compares_with() {
     assert!(matching.status.success(), "the target runs the files compared with:\n{}", matching.stdout);
     assert!(!matching.stdout.contains("the system runs a file with hash"), "{}", matching.stdout);
     // Orders held at their payment (a 30 s delay on the charge), then a plan that swaps the
-    // first two steps: the sagas in flight keep their step by position.
+    // first two steps: the sagas in flight finish on the definition they started on.
     let slow = serde_json::json!({ "id": "slow-charges", "ttl": "5m",
         "target": { "kind": "handler", "handler": "payment.charge" }, "fault": { "kind": "latency", "fixed": "30s" } });
     system.create_rule(&slow).await;
@@ -85,10 +85,11 @@ async fn a_plan_checks_the_target_runs_the_files_it_compares_with() {
         }
     })
     .await;
-    assert_eq!(plan.status.code(), Some(1), "{}", plan.stdout);
-    assert!(plan.stdout.contains("! orchestrator: needs a restart — [saga] changed"), "{}", plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~ orchestrator: applied live — saga definition replaced"), "{}", plan.stdout);
     assert!(
-        plan.stdout.contains("5 at `payment`: would continue at `inventory` instead (steps are kept by position)"),
+        plan.stdout
+            .contains("5 saga(s) in flight: 5 finish on the definition they started on; new sagas start on definition"),
         "{}",
         plan.stdout
     );

@@ -39,6 +39,7 @@ mod relay_outages;
 mod relay_slot;
 mod restarts;
 mod saga_end_to_end;
+mod saga_versions;
 mod schema_fresh;
 mod slo_rules;
 mod supervision;
