@@ -20,6 +20,9 @@ macro_rules! say {
     }};
 }
 
+/// Runs in flight per worker thread.
+const RUNS_PER_CORE: usize = 8;
+
 /// Seeds per invocation at most.
 pub const MAX_RUNS: u64 = 1_000_000;
 
@@ -117,7 +120,9 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
                         .unwrap_or_else(|e| Err(format!("seed {seed}: the run panicked: {e}")))
                 }
             })
-            .buffer_unordered(jobs)
+            // A run spends most of its time waiting for SQLite's own thread: several runs per
+            // core keep the cores busy (measured: docs/benchmarks.md, "runner simulate").
+            .buffer_unordered(jobs * RUNS_PER_CORE)
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<_>, String>>()

@@ -1,6 +1,7 @@
 //! What must hold after every simulated run: every order ended, money and stock conserved
 //! and one effect per order (the game days' own audit), no order both completed and
-//! cancelled, and every outbox row published and on its topic.
+//! compensated (by its history) or announced with two ends, and every outbox row published
+//! and on its topic.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,9 +31,19 @@ pub async fn check(
     let mut violations = Vec::new();
     let mut ended = Vec::new();
     let mut stuck = Vec::new();
+    let mut undone = Vec::new();
     for id in order_ids {
         match orders::get(store, id).await? {
-            Some(order) if order.status != "PENDING" => ended.push(id.clone()),
+            Some(order) if order.status != "PENDING" => {
+                // A completed order never started undoing anything.
+                let history = order.history.as_deref().unwrap_or_default();
+                if order.status == "COMPLETED" {
+                    if let Some(line) = history.iter().find(|h| h.action.starts_with("compensat")) {
+                        undone.push(format!("{} ({} {})", names(id), line.step, line.action));
+                    }
+                }
+                ended.push(id.clone());
+            }
             Some(order) => {
                 let last = order.history.unwrap_or_default().pop();
                 let last = last.map_or("no saga".to_string(), |h| format!("last: {} {}", h.step, h.action));
@@ -45,6 +56,12 @@ pub async fn check(
         violations.push(Violation {
             check: "every-order-final".into(),
             detail: format!("{} of {} orders never ended: {}", stuck.len(), order_ids.len(), stuck.join(", ")),
+        });
+    }
+    if !undone.is_empty() {
+        violations.push(Violation {
+            check: "completed-or-compensated".into(),
+            detail: format!("{} COMPLETED orders were also compensated: {}", undone.len(), undone.join(", ")),
         });
     }
     for check in audit::settled_invariants(store, &ended, 0).await? {
