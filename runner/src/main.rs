@@ -103,39 +103,7 @@ enum Command {
     /// own code on an in-memory database, a simulated broker, faults drawn from the seed;
     /// check the invariants after each run and shrink a failure to its smallest run.
     /// Exit code 0: every invariant held; 1: one broke; 2: bad arguments or files.
-    Simulate {
-        /// The folder of the system's pipeline files.
-        #[arg(long, value_name = "DIR", default_value = "pipelines")]
-        pipelines: PathBuf,
-        /// The first seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// How many seeds to run, from --seed on.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=simulate_cli::MAX_RUNS))]
-        runs: u64,
-        /// Orders per run.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=runner::simulate::MAX_ORDERS as i64))]
-        orders: u32,
-        /// Leave out the seed's first N orders (as a shrunk run prints it).
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-        skip_orders: u32,
-        /// `standard`, `none`, or rates by kind: `delay=0.03,drop=0.02,duplicate=0.05,crash=0.01,error=0.02`
-        /// (kinds not named are off; each rate 0 to 0.5).
-        #[arg(long, default_value = "standard")]
-        faults: String,
-        /// Only these numbered faults may strike (as a shrunk run prints them), or `none`.
-        #[arg(long, value_name = "N,…")]
-        keep_faults: Option<String>,
-        /// A deliberately broken variant, to see it caught: `charge-without-checks`, `inbox-skipped`.
-        #[arg(long)]
-        mutant: Option<String>,
-        /// Print each run's trace.
-        #[arg(long)]
-        trace: bool,
-        /// Runs side by side (default: the number of cores).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: Option<u32>,
-    },
+    Simulate(simulate_cli::SimulateArgs),
     /// List every topic the pipelines need on the broker, or write them as Strimzi KafkaTopics.
     Topics {
         /// Pipeline files or directories (default `pipelines`).
@@ -299,29 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Test { paths }) => Ok(test(paths)),
-        Some(Command::Simulate {
-            pipelines,
-            seed,
-            runs,
-            orders,
-            skip_orders,
-            faults,
-            keep_faults,
-            mutant,
-            trace,
-            jobs,
-        }) => Ok(simulate_cli::run(simulate_cli::SimulateArgs {
-            pipelines,
-            seed,
-            runs,
-            orders,
-            skip_orders,
-            faults,
-            keep_faults,
-            mutant,
-            trace,
-            jobs: jobs.map(|j| j as usize),
-        })),
+        Some(Command::Simulate(args)) => Ok(simulate_cli::run(args)),
         Some(Command::Plan { new, against, target }) => Ok(plan_cli::run(plan_cli::PlanArgs { new, against, target })),
         Some(Command::Topics { paths, format, partitions, replicas, write }) => {
             let pipelines: Vec<_> = load_files(&paths)?.into_iter().map(|l| l.pipeline).collect();

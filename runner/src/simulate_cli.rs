@@ -27,17 +27,39 @@ const RUNS_PER_CORE: usize = 8;
 pub const MAX_RUNS: u64 = 1_000_000;
 
 /// What `runner simulate` was asked.
+#[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
+    /// The folder of the system's pipeline files.
+    #[arg(long, value_name = "DIR", default_value = "pipelines")]
     pub pipelines: PathBuf,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How many seeds to run, from --seed on.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_RUNS))]
     pub runs: u64,
+    /// Orders per run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=simulate::MAX_ORDERS as i64))]
     pub orders: u32,
+    /// Leave out the seed's first N orders (as a shrunk run prints it).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub skip_orders: u32,
+    /// `standard`, `none`, or rates by kind: `delay=0.03,drop=0.02,duplicate=0.05,crash=0.01,error=0.02`
+    /// (kinds not named are off; `fail` makes a handler fail an attempt; each rate 0 to 0.5).
+    #[arg(long, default_value = "standard")]
     pub faults: String,
+    /// Only these faults may strike, by the ids a trace shows (as a shrunk run prints them), or `none`.
+    #[arg(long, value_name = "ID,…")]
     pub keep_faults: Option<String>,
+    /// A deliberately broken variant, to see it caught: `charge-without-checks`, `inbox-skipped`.
+    #[arg(long)]
     pub mutant: Option<String>,
+    /// Print each run's trace.
+    #[arg(long)]
     pub trace: bool,
-    pub jobs: Option<usize>,
+    /// Worker threads (default: the number of cores); each keeps several runs in flight.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
 }
 
 /// Reads `--keep-faults`: `none`, or fault ids separated by commas.
@@ -85,7 +107,7 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
         return Err(format!("--seed {} with --runs {} runs past the largest seed", args.seed, args.runs));
     }
     let system = Arc::new(system_of(&args.pipelines)?);
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()), |j| j as usize);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs)
         .enable_all()

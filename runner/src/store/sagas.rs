@@ -95,24 +95,7 @@ pub async fn migrate(
     state: &impl SagaRecord,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(
-        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = $4, version = version + 1, \
-         updated_at_ms = $5 WHERE id = $6 AND version = $7",
-    )
-    .bind(serde_json::to_string(state).unwrap_or_default())
-    .bind(state.status_name())
-    .bind(state.wake_at_ms())
-    .bind(definition)
-    .bind(now_ms)
-    .bind(id)
-    .bind(version)
-    .execute(&mut **tx)
-    .await?;
-    if result.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(format!("saga {id}")))
-    }
+    write_state(tx, id, version, state, Some(definition), now_ms).await
 }
 
 /// Keeps a definition (as JSON) under its hash; one already kept stays as it is.
@@ -169,13 +152,26 @@ pub async fn update(
     state: &impl SagaRecord,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    write_state(tx, id, version, state, None, now_ms).await
+}
+
+/// The optimistic write of a saga's state (and, when given, its definition).
+async fn write_state(
+    tx: &mut Tx,
+    id: &str,
+    version: i64,
+    state: &impl SagaRecord,
+    definition: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let result = sqlx::query(
-        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, version = version + 1, updated_at_ms = $4 \
-         WHERE id = $5 AND version = $6",
+        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = COALESCE($4, definition), \
+         version = version + 1, updated_at_ms = $5 WHERE id = $6 AND version = $7",
     )
     .bind(serde_json::to_string(state).unwrap_or_default())
     .bind(state.status_name())
     .bind(state.wake_at_ms())
+    .bind(definition)
     .bind(now_ms)
     .bind(id)
     .bind(version)

@@ -35,6 +35,20 @@ async fn first_line_of(system: &System, order: &str, step: &str) -> Option<usize
     order["history"].as_array()?.iter().position(|line| line["step"] == step)
 }
 
+/// Waits until the orchestrator applied a file whose definition is not `old`; its hash.
+async fn applied_other_than(system: &System, old: &str) -> String {
+    eventually(Duration::from_secs(30), Duration::from_millis(100), async || {
+        let status = orchestrator_status(system).await;
+        let hash = definition_in_force(system).await;
+        if status["lastResult"] == "applied" && hash != old {
+            Ok(hash)
+        } else {
+            Err(format!("not applied yet: {status}"))
+        }
+    })
+    .await
+}
+
 async fn sagas_on(system: &System, hash: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM sagas WHERE definition = '{hash}'");
     crate::support::database::scalar(system.store(), &sql).await
@@ -100,16 +114,7 @@ async fn two_hundred_orders_in_flight_finish_on_their_definition_and_new_ones_on
 
     // Applied while the 200 wait.
     std::fs::write(running.join("orchestrator.toml"), &reordered).unwrap();
-    let new_definition = eventually(Duration::from_secs(30), Duration::from_millis(100), async || {
-        let status = orchestrator_status(&system).await;
-        let hash = definition_in_force(&system).await;
-        if status["lastResult"] == "applied" && hash != old_definition {
-            Ok(hash)
-        } else {
-            Err(format!("not applied yet: {status}"))
-        }
-    })
-    .await;
+    let new_definition = applied_other_than(&system, &old_definition).await;
     assert!(
         predicted.stdout.contains(&format!("new sagas start on definition {new_definition}")),
         "{}",
@@ -204,16 +209,7 @@ async fn renaming_a_step_instances_wait_on_is_refused_until_a_step_mapping_moves
 
     // With a mapping the change applies, and the 20 move to the new definition at `stock`.
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + mapping).unwrap();
-    let new_definition = eventually(Duration::from_secs(30), Duration::from_millis(100), async || {
-        let status = orchestrator_status(&system).await;
-        let hash = definition_in_force(&system).await;
-        if status["lastResult"] == "applied" && hash != old_definition {
-            Ok(hash)
-        } else {
-            Err(format!("{status}"))
-        }
-    })
-    .await;
+    let new_definition = applied_other_than(&system, &old_definition).await;
     assert_eq!(sagas_on(&system, &new_definition).await, 20, "the 20 moved");
     let (status, _) =
         system.call(reqwest::Method::DELETE, "/api/chaos/rules/slow-reservations", Some(ADMIN_TOKEN), None).await;
