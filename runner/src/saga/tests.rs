@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::machine::*;
 
-fn step(name: &str, compensation: bool) -> StepDefinition {
+/// A step whose messages are named after it, with a compensation or irreversible.
+pub(super) fn step(name: &str, compensation: bool) -> StepDefinition {
     StepDefinition {
         name: name.to_string(),
         request: format!("{name}.requested"),

@@ -97,34 +97,16 @@ pub fn moved(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::machine::{RetryPolicy, StepDefinition};
-    use std::time::Duration;
 
-    fn definition(steps: &[&str]) -> SagaDefinition {
+    /// A definition of the named steps, each with a compensation or none.
+    fn definition(steps: &[&str], compensations: bool) -> SagaDefinition {
         SagaDefinition {
             name: "order".into(),
             trigger: "order.created".into(),
             on_completed: "order.completed".into(),
             on_cancelled: "order.cancelled".into(),
             on_failed: "order.failed".into(),
-            steps: steps
-                .iter()
-                .map(|name| StepDefinition {
-                    name: name.to_string(),
-                    request: format!("{name}.requested"),
-                    success: format!("{name}.done"),
-                    failure: None,
-                    timeout: Duration::from_secs(10),
-                    retry: RetryPolicy {
-                        attempts: 3,
-                        backoff: Duration::from_secs(1),
-                        max_backoff: Duration::from_secs(5),
-                    },
-                    side_effect: false,
-                    irreversible: false,
-                    compensation: None,
-                })
-                .collect(),
+            steps: steps.iter().map(|name| crate::saga::tests::step(name, compensations)).collect(),
         }
     }
 
@@ -134,10 +116,10 @@ mod tests {
 
     #[test]
     fn instances_stay_unless_their_step_is_gone_and_then_move_only_where_mapped() {
-        let old = definition(&["payment", "inventory", "shipping"]);
-        let reordered = definition(&["inventory", "payment", "shipping"]);
-        let without_shipping = definition(&["payment", "inventory"]);
-        let renamed = definition(&["payment", "stock", "shipping"]);
+        let old = definition(&["payment", "inventory", "shipping"], true);
+        let reordered = definition(&["inventory", "payment", "shipping"], true);
+        let without_shipping = definition(&["payment", "inventory"], true);
+        let renamed = definition(&["payment", "stock", "shipping"], true);
         let none = BTreeMap::new();
         let mapping: BTreeMap<String, String> = [("inventory".to_string(), "stock".to_string())].into();
 
@@ -158,13 +140,13 @@ mod tests {
         let wrong: BTreeMap<String, String> = [("inventory".to_string(), "nowhere".to_string())].into();
         assert_eq!(fate("inventory", &renamed, &wrong), Fate::Stranded);
         // Finished instances wait on nothing.
-        assert_eq!(moved(&old, &definition(&[]), &none, &SagaState::Completed, 1), Ok(None));
+        assert_eq!(moved(&old, &definition(&[], true), &none, &SagaState::Completed, 1), Ok(None));
     }
 
     #[test]
     fn an_undoing_instance_moves_its_pending_steps_and_ends_when_none_has_a_compensation() {
-        let old = definition(&["payment", "inventory", "shipping"]);
-        let renamed = definition(&["payment", "stock", "shipping"]);
+        let old = definition(&["payment", "inventory", "shipping"], true);
+        let renamed = definition(&["payment", "stock", "shipping"], false);
         let mapping: BTreeMap<String, String> = [("inventory".to_string(), "stock".to_string())].into();
         let undoing = SagaState::Compensating {
             pending: vec![1, 0],
@@ -178,16 +160,7 @@ mod tests {
             moved(&old, &renamed, &mapping, &undoing, 7),
             Ok(Some(SagaState::Cancelled { reason: "shipping failed".into() }))
         );
-        let mut with_undo = renamed.clone();
-        for step in &mut with_undo.steps {
-            step.compensation = Some(crate::saga::machine::CompensationDefinition {
-                request: format!("{}.undo", step.name),
-                success: format!("{}.undone", step.name),
-                failure: None,
-                timeout: Duration::from_secs(10),
-                retry: step.retry,
-            });
-        }
+        let with_undo = definition(&["payment", "stock", "shipping"], true);
         assert_eq!(
             moved(&old, &with_undo, &mapping, &undoing, 7),
             Ok(Some(SagaState::Compensating {
