@@ -41,12 +41,15 @@ pub struct Versions {
     current: Arc<SagaDefinition>,
     current_hash: String,
     known: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaDefinition>>>,
+    /// The definition in force is in `saga_definitions` (committed): new instances need not
+    /// write it in their own transaction.
+    kept: std::sync::atomic::AtomicBool,
 }
 
 impl Versions {
     pub fn new(current: SagaDefinition) -> Self {
         let current_hash = current.hash();
-        Versions { current: Arc::new(current), current_hash, known: Default::default() }
+        Versions { current: Arc::new(current), current_hash, known: Default::default(), kept: Default::default() }
     }
 
     pub fn current_hash(&self) -> &str {
@@ -78,6 +81,7 @@ impl Versions {
         sagas::save_definition(&mut tx, &self.current.name, &self.current_hash, &json, now).await?;
         sagas::adopt_unversioned(&mut tx, &self.current.name, &self.current_hash).await?;
         tx.commit().await?;
+        self.kept.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 }
@@ -268,7 +272,7 @@ async fn subscriptions(ctx: &ServiceContext, config: &SagaConfig) -> Vec<String>
 pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Canary>>) -> Result<(), TransportError> {
     let orchestrator = Arc::new(Orchestrator::new(config.clone(), canary));
     if let Err(e) = orchestrator.versions.keep(&ctx.store, now_ms()).await {
-        // Every new instance keeps it too (in its own transaction): this only adopts old ones.
+        // Until it is kept, every new instance keeps it in its own transaction.
         tracing::warn!(error = %e, "cannot keep the saga definition yet");
     }
     let topics = subscriptions(&ctx, &config).await;
@@ -458,8 +462,12 @@ pub async fn transition_in(
         match &stored {
             Some(saga) => sagas::update(tx, saga_id, saga.version, state, now).await,
             None => {
-                let json = serde_json::to_string(def).unwrap_or_default();
-                sagas::save_definition(tx, &def.name, &versions.current_hash, &json, now).await.map_err(store_error)?;
+                if !versions.kept.load(std::sync::atomic::Ordering::Acquire) {
+                    // Not known to be kept yet (the database was away at start): kept with it.
+                    let json = serde_json::to_string(def).unwrap_or_default();
+                    let hash = &versions.current_hash;
+                    sagas::save_definition(tx, &def.name, hash, &json, now).await.map_err(store_error)?;
+                }
                 let hash = &versions.current_hash;
                 sagas::insert(tx, saga_id, &def.name, hash, state, &data, traceparent.as_deref(), now).await
             }

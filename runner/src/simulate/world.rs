@@ -188,6 +188,9 @@ impl<'a> World<'a> {
                 commit_queued: false,
             });
         }
+        let orchestrator = Orchestrator::new(system.saga.config.clone(), None);
+        // As the orchestrator does when it starts.
+        orchestrator.versions.keep(&store, EPOCH_MS).await?;
         let relay = Relay {
             service: relay_service,
             batch: system.relay.config.batch_size.max(1),
@@ -209,7 +212,7 @@ impl<'a> World<'a> {
             services,
             groups,
             relay,
-            orchestrator: Orchestrator::new(system.saga.config.clone(), None),
+            orchestrator,
             saga_service,
             order_api,
             orders: Vec::new(),
