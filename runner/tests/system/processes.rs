@@ -76,7 +76,16 @@ async fn a_crash_fault_aborts_the_process_and_a_restart_recovers_every_order() {
     use std::os::unix::process::ExitStatusExt;
     let db = TempPg::create("proc_crash").await;
     // Everything but payment-svc in this process (chaos-svc included); payment-svc on its own.
-    let pipelines = shipped_pipelines(&db.url).into_iter().filter(|p| p.service != "payment-svc").collect();
+    let mut pipelines: Vec<_> = shipped_pipelines(&db.url).into_iter().filter(|p| p.service != "payment-svc").collect();
+    // The restarted payment-svc gets its partitions only once the crashed member's session
+    // has expired; on a loaded machine that took longer than the shipped 3 × 10 s the saga
+    // waits for a charge (4 of 10 orders CANCELLED in one CI run). This test is about the
+    // redelivery after the restart, so the saga waits long enough for it.
+    for saga in pipelines.iter_mut().filter_map(|p| p.saga.as_mut()) {
+        for step in &mut saga.definition.steps {
+            step.timeout = Duration::from_secs(60);
+        }
+    }
     let system = System::start(pipelines).await;
     let bootstrap = system.bootstrap();
     let crash_on = [("RUNNER_CHAOS__ENABLED", "true"), ("RUNNER_CHAOS__ALLOW_CRASH", "true")];
