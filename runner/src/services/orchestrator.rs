@@ -40,7 +40,8 @@ impl Orchestrator {
 pub struct Versions {
     current: Arc<SagaDefinition>,
     current_hash: String,
-    known: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaDefinition>>>,
+    /// Earlier definitions by hash, as read (none: not kept, or unreadable).
+    known: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<SagaDefinition>>>>,
     /// The definition in force is in `saga_definitions` (committed): new instances need not
     /// write it in their own transaction.
     kept: std::sync::atomic::AtomicBool,
@@ -60,17 +61,35 @@ impl Versions {
     /// kept, which follows the definition in force).
     pub async fn for_instance(&self, tx: &mut Tx, hash: Option<&str>) -> Result<Arc<SagaDefinition>, StoreError> {
         let Some(hash) = hash.filter(|h| *h != self.current_hash) else { return Ok(self.current.clone()) };
-        if let Some(known) = self.known.lock().expect("versions lock").get(hash) {
-            return Ok(known.clone());
+        let cached = self.known.lock().expect("versions lock").get(hash).cloned();
+        let found = match cached {
+            Some(found) => found,
+            None => self.read(tx, hash).await?,
+        };
+        found.ok_or_else(|| StoreError::Corrupt(format!("saga definition {hash} is not kept or cannot be read")))
+    }
+
+    /// As [`Versions::for_instance`] outside a transaction, for counting: `None` when the
+    /// definition is not kept or cannot be read. A transaction is opened only on a miss.
+    async fn lookup(
+        &self,
+        store: &crate::store::Store,
+        hash: Option<&str>,
+    ) -> Result<Option<Arc<SagaDefinition>>, StoreError> {
+        let Some(hash) = hash.filter(|h| *h != self.current_hash) else { return Ok(Some(self.current.clone())) };
+        if let Some(found) = self.known.lock().expect("versions lock").get(hash).cloned() {
+            return Ok(found);
         }
-        let text = sagas::definition(tx, hash)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("saga definition {hash} is not kept in saga_definitions")))?;
-        let definition: SagaDefinition = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("saga definition {hash} cannot be read: {e}")))?;
-        let definition = Arc::new(definition);
-        self.known.lock().expect("versions lock").insert(hash.to_string(), definition.clone());
-        Ok(definition)
+        let mut tx = store.begin().await?;
+        self.read(&mut tx, hash).await
+    }
+
+    /// Reads the definition kept under `hash` and remembers it (or that there is none).
+    async fn read(&self, tx: &mut Tx, hash: &str) -> Result<Option<Arc<SagaDefinition>>, StoreError> {
+        let text = sagas::definition(tx, hash).await?;
+        let found = text.and_then(|t| serde_json::from_str::<SagaDefinition>(&t).ok()).map(Arc::new);
+        self.known.lock().expect("versions lock").insert(hash.to_string(), found.clone());
+        Ok(found)
     }
 
     /// Keeps the definition in force in `saga_definitions` and gives it the instances from
@@ -96,25 +115,6 @@ pub struct Move {
 /// The most instances in flight read to weigh a change of definition.
 pub const MAX_IN_FLIGHT_READ: u32 = 100_000;
 
-/// The definition an instance stored with `hash` runs on, read outside a transaction.
-async fn kept(
-    store: &crate::store::Store,
-    current: &SagaConfig,
-    hash: Option<&str>,
-    cache: &mut std::collections::HashMap<String, Option<Arc<SagaDefinition>>>,
-) -> Result<Option<Arc<SagaDefinition>>, StoreError> {
-    let Some(hash) = hash.filter(|h| *h != current.definition.hash()) else {
-        return Ok(Some(Arc::new(current.definition.clone())));
-    };
-    if let Some(found) = cache.get(hash) {
-        return Ok(found.clone());
-    }
-    let mut tx = store.begin().await?;
-    let found = sagas::definition(&mut tx, hash).await?.and_then(|t| serde_json::from_str(&t).ok()).map(Arc::new);
-    cache.insert(hash.to_string(), found.clone());
-    Ok(found)
-}
-
 /// What putting `next` in force instead of `current` does to the instances in flight: those
 /// a step mapping moves (to pass to [`move_instances`]), or — when some wait on a step `next`
 /// no longer has and does not map — why the change is refused, with their count by step.
@@ -128,7 +128,7 @@ pub async fn plan_change(
         .await
         .map_err(|e| format!("cannot read the sagas in flight to weigh the new definition: {e}"))?;
     let next_hash = next.definition.hash();
-    let mut cache = std::collections::HashMap::new();
+    let versions = Versions::new(current.definition.clone());
     let mut moves = Vec::new();
     let mut stranded: std::collections::BTreeMap<String, u64> = Default::default();
     for instance in pending {
@@ -136,7 +136,8 @@ pub async fn plan_change(
             continue;
         }
         let Ok(state) = serde_json::from_str::<SagaState>(&instance.state) else { continue };
-        let found = kept(store, current, instance.definition.as_deref(), &mut cache)
+        let found = versions
+            .lookup(store, instance.definition.as_deref())
             .await
             .map_err(|e| format!("cannot read a saga definition to weigh the new one: {e}"))?;
         let Some(old) = found else { continue };
@@ -180,14 +181,14 @@ pub async fn in_flight(
     config: &SagaConfig,
 ) -> Result<(Vec<DefinitionCensus>, u64, u64), StoreError> {
     let pending = sagas::pending(store, &config.definition.name, MAX_IN_FLIGHT_READ).await?;
-    let current = config.definition.hash();
-    let mut cache = std::collections::HashMap::new();
+    let versions = Versions::new(config.definition.clone());
+    let current = versions.current_hash().to_string();
     let mut by_hash: std::collections::BTreeMap<String, DefinitionCensus> = Default::default();
     let mut unreadable = 0;
     let read = pending.len() as u64;
     for instance in pending {
         let hash = instance.definition.clone().unwrap_or_else(|| current.clone());
-        let definition = kept(store, config, Some(&hash), &mut cache).await?;
+        let definition = versions.lookup(store, Some(&hash)).await?;
         let entry = by_hash.entry(hash.clone()).or_insert_with(|| DefinitionCensus {
             current: hash == current,
             steps: definition.as_ref().map(|d| d.steps.iter().map(|s| s.name.clone()).collect()).unwrap_or_default(),

@@ -20,20 +20,26 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// Checks a finished run. `names` turns an order id into its short name (`o3`).
+/// Checks a finished run. `names` turns an order id into its short name (`o3`). Also
+/// answers the orders by status, read on the way.
 pub async fn check(
     store: &Store,
     broker: &Broker,
     definition: &SagaDefinition,
     order_ids: &[String],
     names: &(dyn Fn(&str) -> String + Sync),
-) -> Result<Vec<Violation>, StoreError> {
+) -> Result<(Vec<Violation>, BTreeMap<String, u64>), StoreError> {
     let mut violations = Vec::new();
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut ended = Vec::new();
     let mut stuck = Vec::new();
     let mut undone = Vec::new();
     for id in order_ids {
-        match orders::get(store, id).await? {
+        let order = orders::get(store, id).await?;
+        if let Some(order) = &order {
+            *statuses.entry(order.status.clone()).or_default() += 1;
+        }
+        match order {
             Some(order) if order.status != "PENDING" => {
                 // A completed order never started undoing anything.
                 let history = order.history.as_deref().unwrap_or_default();
@@ -125,5 +131,5 @@ pub async fn check(
             ),
         });
     }
-    Ok(violations)
+    Ok((violations, statuses))
 }

@@ -171,21 +171,10 @@ pub async fn run(system: &System, scenario: &Scenario) -> Result<Outcome, String
     world.run().await.map_err(failed)?;
     let names = |id: &str| world.order_name(id);
     let definition = &system.saga.config.definition;
-    let violations =
+    let (violations, statuses) =
         invariants::check(world.store(), world.broker(), definition, &world.orders, &names).await.map_err(failed)?;
     let mut stats = world.stats.clone();
-    stats.statuses = statuses(world.store(), &world.orders).await.map_err(failed)?;
+    stats.statuses = statuses;
     world.store().close().await;
     Ok(Outcome { scenario: scenario.clone(), trace: std::mem::take(&mut world.trace), violations, stats })
-}
-
-async fn statuses(
-    store: &crate::store::Store,
-    ids: &[String],
-) -> Result<std::collections::BTreeMap<String, u64>, crate::store::StoreError> {
-    let mut counts = std::collections::BTreeMap::new();
-    for order in crate::services::gameday::audit::orders(store, ids).await?.values() {
-        *counts.entry(order.status.clone()).or_default() += 1;
-    }
-    Ok(counts)
 }

@@ -141,6 +141,7 @@ fn wrong_arguments_are_refused_saying_what_to_give() {
     let only_payment = tempfile::tempdir().unwrap();
     std::fs::copy(repository().join("pipelines/payment.toml"), only_payment.path().join("payment.toml")).unwrap();
     let long = "x".repeat(100_000);
+    let too_many_ids = (0..10_001u64).map(|i| format!("{i:010x}")).collect::<Vec<_>>().join(",");
     for (args, says) in [
         (
             vec!["--faults", "fire=0.1"],
@@ -149,6 +150,8 @@ fn wrong_arguments_are_refused_saying_what_to_give() {
         (vec!["--faults", "drop=0.9"], "the rate of `drop` must be a number from 0 to 0.5"),
         (vec!["--faults", long.as_str()], "is not `kind=rate`"),
         (vec!["--keep-faults", "17"], "fault ids as a trace shows them"),
+        (vec!["--keep-faults", "ääääa"], "fault ids as a trace shows them"),
+        (vec!["--keep-faults", too_many_ids.as_str()], "at most 10,000 fault ids"),
         (vec!["--mutant", "nope"], "the broken variants are charge-without-checks, inbox-skipped"),
         (vec!["--orders", "0"], "0 is not in 1..=1000"),
         (vec!["--orders", "100000"], "100000 is not in 1..=1000"),

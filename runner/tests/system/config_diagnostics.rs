@@ -870,6 +870,29 @@ fn each_case_reports_exactly_its_diagnostics() {
 }
 
 #[test]
+fn absurd_step_mappings_are_bounded_and_their_names_shown_short() {
+    let saga =
+        "[saga]\ntrigger = \"order.created\"\non_completed = \"order.completed\"\non_cancelled = \"order.cancelled\"\n\
+                on_failed = \"order.failed\"\n\n[[saga.steps]]\nname = \"payment\"\nrequest = \"payment.requested\"\n\
+                success = \"payment.charged\"\ntimeout = \"10s\"\nirreversible = true\n";
+    // 101 mappings: one problem for the table, none per mapping.
+    let many: String =
+        (0..101).map(|i| format!("\n[[saga.step_mapping]]\nfrom = \"old-{i}\"\nto = \"payment\"\n")).collect();
+    let problems = check_one(&format!("{saga}{many}"));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].ends_with("101 step mappings; at most 100"), "{problems:?}");
+    // A 100,000-character name with a NUL: the message shows 60 characters and no control character.
+    let long = format!("{}\\u0000{}", "x".repeat(50), "y".repeat(100_000));
+    let problems = check_one(&format!("{saga}\n[[saga.step_mapping]]\nfrom = \"gone\"\nto = \"{long}\"\n"));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains(&format!("`{}?{}…` is not a step of this saga", "x".repeat(50), "y".repeat(9))),
+        "{problems:?}"
+    );
+    assert!(problems[0].len() < 300, "{}", problems[0].len());
+}
+
+#[test]
 fn case_names_are_unique() {
     let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
     names.sort_unstable();
