@@ -14,7 +14,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection as _, Executor};
 
 pub use config::StoreConfig;
 
@@ -74,6 +74,9 @@ pub struct Store {
     url: String,
 }
 
+/// A pooled connection idle this long is tested before it is handed out.
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 static MIGRATIONS_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static MIGRATIONS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -88,7 +91,20 @@ impl Store {
             Dialect::Postgres => config.url.clone(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let mut pool = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            // The pool already tests a connection when it is returned (sqlx pings it then);
+            // testing it again on every acquire cost each transaction one more round trip.
+            // Only a connection that sat idle is tested: the database may have restarted.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= TEST_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         pool = match dialect {
             // One connection: SQLite has one writer, and a single connection cannot deadlock
             // on lock upgrades; other processes on the same file wait via busy_timeout.

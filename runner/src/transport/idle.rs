@@ -7,8 +7,11 @@
 //! this process, so consumers fetch with a short wait while messages come, pause their
 //! partitions once nothing came for [`IDLE_AFTER`], and resume when the shared producer has
 //! a record of one of their topics acknowledged ([`rung`]), or after [`LOOK_ANYWAY`] in case
-//! something else wrote to the broker (or a record reached the consumer's queue in the
-//! instant it paused: the pause drops it, to be fetched again). Other brokers answer a
+//! something else wrote to the broker (another process reaching it by its address); each
+//! look that finds nothing doubles the wait, up to [`LOOK_ANYWAY_AT_MOST`], since every
+//! look costs a dozen fetches (a record that reached the consumer's queue in the instant it
+//! paused is dropped by the pause and fetched again: the bell that announced it is not
+//! marked seen, so it wakes the consumer at once). Other brokers answer a
 //! fetch as data arrives, or not (then `[broker] fetch_wait` bounds a hop): their consumers
 //! never pause for idleness.
 
@@ -28,8 +31,13 @@ use super::Consumer;
 /// been fetched by then.
 pub const IDLE_AFTER: Duration = Duration::from_millis(25);
 
-/// A paused consumer looks at its partitions this often even when nothing rang.
+/// A paused consumer looks at its partitions this long after it paused even when nothing
+/// rang; each look that found nothing doubles the wait, up to [`LOOK_ANYWAY_AT_MOST`].
 pub const LOOK_ANYWAY: Duration = Duration::from_secs(1);
+
+/// The longest a paused consumer goes without looking: how late a record written to the
+/// embedded broker by another process may be seen.
+pub const LOOK_ANYWAY_AT_MOST: Duration = Duration::from_secs(8);
 
 /// The bells: one per topic and one per subscription pattern; a bell's value counts the
 /// records of its topics this process's producers had acknowledged.
@@ -87,6 +95,8 @@ pub struct Idleness {
     expecting: bool,
     /// When a bell last woke it (see [`WAKE_GRACE`]).
     woke_at: Instant,
+    /// Looks in a row, since the last message or bell, that were not asked for by a bell.
+    quiet_looks: u32,
     /// The last wake-up query's round trip, in microseconds: a slow broker (a latency fault)
     /// answers a fetch that late, and pausing sooner would drop the answer every time.
     round_trip_us: Arc<AtomicU64>,
@@ -112,6 +122,7 @@ impl Idleness {
             paused: false,
             expecting: false,
             woke_at: Instant::now().checked_sub(WAKE_GRACE).unwrap_or_else(Instant::now),
+            quiet_looks: 0,
             round_trip_us: Arc::default(),
         }
     }
@@ -139,6 +150,12 @@ impl Idleness {
         self.last_message = Instant::now();
         self.paused = false;
         self.expecting = false;
+        self.quiet_looks = 0;
+    }
+
+    /// How long a paused consumer waits for a bell before it looks anyway.
+    fn look_after(&self) -> Duration {
+        LOOK_ANYWAY.saturating_mul(1 << self.quiet_looks.min(16)).min(LOOK_ANYWAY_AT_MOST)
     }
 
     /// When it counts as idle, if nothing comes before: [`IDLE_AFTER`], or three round trips
@@ -165,17 +182,18 @@ impl Idleness {
         self.last_message = Instant::now();
     }
 
-    /// Resolves when a bell of its topics rang since the last resume (true), or
-    /// [`LOOK_ANYWAY`] passed (false).
+    /// Resolves when a bell of its topics rang since the last resume (true), or it is time
+    /// to look anyway (false).
     pub async fn woken(&mut self) -> bool {
+        let look_after = self.look_after();
         if self.bells.is_empty() {
-            tokio::time::sleep(LOOK_ANYWAY).await;
+            tokio::time::sleep(look_after).await;
             return false;
         }
         let rang = futures::future::select_all(self.bells.iter_mut().map(|bell| Box::pin(bell.changed())));
         tokio::select! {
             _ = rang => true,
-            _ = tokio::time::sleep(LOOK_ANYWAY) => false,
+            _ = tokio::time::sleep(look_after) => false,
         }
     }
 
@@ -191,7 +209,10 @@ impl Idleness {
         for bell in &mut self.bells {
             bell.borrow_and_update();
         }
+        let quiet_looks = if rang { 0 } else { self.quiet_looks.saturating_add(1) };
         self.active();
+        // A message fetched during the look resets the count (`active`).
+        self.quiet_looks = quiet_looks;
         self.expecting = rang;
         if rang {
             self.woke_at = Instant::now();
@@ -234,6 +255,23 @@ mod tests {
         let started = Instant::now();
         assert!(!idle.woken().await);
         assert!(started.elapsed() >= LOOK_ANYWAY);
+    }
+
+    /// Looks that find nothing come less and less often, up to `LOOK_ANYWAY_AT_MOST`; a
+    /// message or a bell brings the first wait back.
+    #[test]
+    fn quiet_looks_back_off_and_activity_resets_them() {
+        let mut idle = Idleness::new(true, &[]);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            waits.push(idle.look_after().as_secs());
+            idle.quiet_looks = idle.quiet_looks.saturating_add(1);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 8, 8, 8, 8]);
+        idle.quiet_looks = u32::MAX;
+        assert_eq!(idle.look_after(), LOOK_ANYWAY_AT_MOST);
+        idle.active();
+        assert_eq!(idle.look_after(), LOOK_ANYWAY);
     }
 
     /// Another topic's ring wakes nothing; a pattern's topic wakes the pattern's consumer.

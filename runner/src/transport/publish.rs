@@ -24,7 +24,7 @@ pub const BOUNDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// as soon as a report is there, so this only bounds how late it notices it should stop; a
 /// long wait matters because each call spins through its last millisecond (the timeout is
 /// given to librdkafka in whole milliseconds).
-const POLL_WAIT: Duration = Duration::from_millis(1000);
+const POLL_WAIT: Duration = Duration::from_secs(5);
 
 /// What a `corrupt` fault puts on the topic instead of the payload.
 pub(super) const CORRUPTED_PAYLOAD: &[u8] = b"\x00\xffchaos: corrupted payload\xfe";
