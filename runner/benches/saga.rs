@@ -4,7 +4,7 @@
 //! 1. ceiling: `--writers` connections commit one-row insert transactions for
 //!    `--ceiling-seconds` on a throw-away database `chaos_bench_<hex>` (dropped at the end);
 //! 2. for each store: `runner up pipelines` as a child process (embedded broker); idle CPU
-//!    over 10 s once ready; a burst of `--orders` orders from `--clients` keep-alive clients,
+//!    over 10 s, 20 s after it got ready (start-up work over); a burst of `--orders` orders from `--clients` keep-alive clients,
 //!    every order followed to its end (orders/s = orders ÷ first POST to last terminal state);
 //!    then `--paced-orders` at `--rate` orders/s; latency = `updatedAtMs − createdAtMs`;
 //!    CPU per order of the runner and of every PostgreSQL process; the runner's peak RSS.
@@ -23,6 +23,10 @@ use runner::load::{self, Load, Settled};
 use serde_json::json;
 use sqlx::{Connection, Executor};
 use uuid::Uuid;
+
+/// How long after `/readyz` the idle window starts: long enough for start-up work to end
+/// (group joins, the first lag samples, paused consumers' first looks at 1, 2 and 4 s).
+const IDLE_SETTLE: Duration = Duration::from_secs(20);
 
 mod common;
 use common::{cpu_seconds, cpu_seconds_of_all, free_port, proc_status_kb, signal_term};
@@ -356,8 +360,9 @@ async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyh
         .await
         .with_context(|| format!("runner up never got ready; see {}", log.display()))?;
 
-    // Idle: settled after start-up, nothing posted.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Idle: nothing posted, once start-up work (migrations, group joins, the first lag
+    // samples and looks of paused consumers) is over.
+    tokio::time::sleep(IDLE_SETTLE).await;
     let idle_from = (cpu_seconds(pid).unwrap_or(0.0), Instant::now());
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_cpu_share = (cpu_seconds(pid).unwrap_or(0.0) - idle_from.0) / idle_from.1.elapsed().as_secs_f64();

@@ -229,7 +229,7 @@ pub async fn move_instances(store: &crate::store::Store, next: &SagaConfig, move
                 action: "moved".to_string(),
                 detail: Some(format!("to saga definition {} (step mapping)", versions.current_hash())),
             };
-            sagas::add_history(&mut tx, &instance.id, &[line], now).await?;
+            sagas::add_history(&mut tx, &instance.id, &[line], now);
             tx.commit().await?;
             Ok::<_, StoreError>(())
         }
@@ -483,7 +483,7 @@ pub async fn transition_in(
         Some(_) => step_outcome(tx, def, event, now).await?,
         None => None,
     };
-    inbox::record(tx, inbox_name, &event.id, None, now).await.map_err(store_error)?;
+    inbox::record(tx, inbox_name, &event.id, None, now);
     Ok(Some(Committed { transition, definition, finished, outcome, started_ms, now }))
 }
 
@@ -629,7 +629,7 @@ async fn apply(
     transition: &Transition,
     now: i64,
 ) -> Result<Vec<&'static str>, HandleError> {
-    sagas::add_history(tx, saga_id, &transition.history, now).await.map_err(store_error)?;
+    sagas::add_history(tx, saga_id, &transition.history, now);
     let mut finished = Vec::new();
     for command in &transition.commands {
         let mut topic = None;

@@ -164,9 +164,7 @@ pub async fn handle_in(
         Outcome::Failure(payload) => (config.on_failure.as_deref(), payload),
     };
     let payload_text = payload.to_string();
-    inbox::record(tx, inbox_name, &request.id, event_type.map(|t| (t, payload_text.as_str())), now)
-        .await
-        .map_err(store_error)?;
+    inbox::record(tx, inbox_name, &request.id, event_type.map(|t| (t, payload_text.as_str())), now);
     match event_type {
         Some(event_type) => writer.emit(tx, &reply(event_type, payload)).await?,
         None => tracing::warn!(

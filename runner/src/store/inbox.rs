@@ -12,6 +12,10 @@ pub struct Recorded {
 }
 
 pub async fn find(tx: &mut Tx, consumer: &str, message_id: &str) -> Result<Option<Recorded>, StoreError> {
+    if let Some(reply) = tx.held_inbox(consumer, message_id) {
+        let (reply_type, reply_payload) = reply.unzip();
+        return Ok(Some(Recorded { reply_type, reply_payload }));
+    }
     let row = sqlx::query("SELECT reply_type, reply_payload FROM inbox WHERE consumer = $1 AND message_id = $2")
         .bind(consumer)
         .bind(message_id)
@@ -23,20 +27,7 @@ pub async fn find(tx: &mut Tx, consumer: &str, message_id: &str) -> Result<Optio
     })
 }
 
-pub async fn record(
-    tx: &mut Tx,
-    consumer: &str,
-    message_id: &str,
-    reply: Option<(&str, &str)>,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO inbox (consumer, message_id, reply_type, reply_payload, handled_at_ms) VALUES ($1, $2, $3, $4, $5)")
-        .bind(consumer)
-        .bind(message_id)
-        .bind(reply.map(|r| r.0))
-        .bind(reply.map(|r| r.1))
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Records a handled message and its reply, sent with the transaction's commit.
+pub fn record(tx: &mut Tx, consumer: &str, message_id: &str, reply: Option<(&str, &str)>, now_ms: i64) {
+    tx.hold_inbox(consumer, message_id, reply, now_ms);
 }

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod orders;
 pub mod outbox;
 pub mod sagas;
+mod tx;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -18,7 +19,7 @@ use sqlx::{AnyPool, Connection as _, Executor};
 
 pub use config::StoreConfig;
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub use tx::Tx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -141,7 +142,7 @@ impl Store {
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(Tx::new(self.pool.begin().await?, self.dialect))
     }
 
     /// Whether the database answers.

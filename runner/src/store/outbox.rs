@@ -3,30 +3,13 @@
 
 use sqlx::Row;
 
-use super::{Dialect, Store, StoreError, Tx};
-use crate::event::{Event, AGGREGATE_TYPE};
+use super::{Store, StoreError, Tx};
+use crate::event::Event;
 
-/// Adds an event to the outbox inside the caller's transaction.
-pub async fn insert(tx: &mut Tx, dialect: Dialect, event: &Event) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at, topic) \
-         VALUES ({}, $2, $3, $4, {}, $6, $7, $8, $9)",
-        dialect.uuid("$1"),
-        dialect.json("$5")
-    );
-    sqlx::query(&sql)
-        .bind(&event.id)
-        .bind(AGGREGATE_TYPE)
-        .bind(&event.key)
-        .bind(&event.event_type)
-        .bind(event.payload.to_string())
-        .bind(&event.traceparent)
-        .bind(&event.source)
-        .bind(&event.time)
-        .bind(&event.topic)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Adds an event to the outbox inside the caller's transaction (sent with its commit, in
+/// the order the events were added).
+pub fn insert(tx: &mut Tx, event: &Event) {
+    tx.hold_outbox(event);
 }
 
 /// A row waiting to be published.

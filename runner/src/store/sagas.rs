@@ -184,18 +184,11 @@ async fn write_state(
     }
 }
 
-pub async fn add_history(tx: &mut Tx, id: &str, entries: &[HistoryEntry], now_ms: i64) -> Result<(), StoreError> {
+/// Adds history lines, sent with the transaction's commit.
+pub fn add_history(tx: &mut Tx, id: &str, entries: &[HistoryEntry], now_ms: i64) {
     for entry in entries {
-        sqlx::query("INSERT INTO saga_history (saga_id, step, action, detail, at_ms) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(&entry.step)
-            .bind(&entry.action)
-            .bind(&entry.detail)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?;
+        tx.hold_history(id, &entry.step, &entry.action, entry.detail.as_deref(), now_ms);
     }
-    Ok(())
 }
 
 /// Sagas whose timeout or backoff is due.

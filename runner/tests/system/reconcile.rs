@@ -34,9 +34,11 @@ async fn reconcile(file: &Path, args: &[&str]) -> Outcome {
 async fn insert(store: &Store, events: &[Event], marked: bool) {
     let mut tx = store.begin().await.unwrap();
     for event in events {
-        outbox::insert(&mut tx, store.dialect(), event).await.unwrap();
+        outbox::insert(&mut tx, event);
     }
     if marked {
+        // The rows are held until commit: written now, so the update sees them.
+        tx.flush().await.unwrap();
         let ids: Vec<String> = events.iter().map(|e| format!("'{}'", e.id)).collect();
         sqlx::query(&format!("UPDATE outbox SET published_at_ms = {} WHERE id IN ({})", now_ms(), ids.join(",")))
             .execute(&mut *tx)

@@ -153,7 +153,8 @@ async fn wal_relay_deleting_published_rows_and_ignoring_deletes() {
     let store = system.store();
     let event = Event::new("order.created", "order-deleted", "test", json!({ "n": 0 }), None);
     let mut tx = store.begin().await.unwrap();
-    outbox::insert(&mut tx, store.dialect(), &event).await.unwrap();
+    outbox::insert(&mut tx, &event);
+    tx.flush().await.unwrap();
     sqlx::query("DELETE FROM outbox WHERE id = CAST($1 AS uuid)").bind(&event.id).execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     let received = consume(&system.bootstrap(), 1).await;

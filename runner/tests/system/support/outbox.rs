@@ -26,7 +26,7 @@ pub fn relay_pipeline(settings: &str, database_url: &str, brokers: &str) -> Pipe
 pub async fn write_events(store: &Store, events: &[Event]) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     for event in events {
-        outbox::insert(&mut tx, store.dialect(), event).await?;
+        outbox::insert(&mut tx, event);
     }
     tx.commit().await?;
     Ok(())
