@@ -211,7 +211,7 @@ fn chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
 
 /// The largest power of two at most `n` and [`MAX_ROWS`] (`n` > 0).
 fn chunk_size(n: usize) -> usize {
-    let n = n.min(MAX_ROWS).max(1);
+    let n = n.clamp(1, MAX_ROWS);
     1 << (usize::BITS - 1 - n.leading_zeros())
 }
 
