@@ -21,6 +21,7 @@ mod dead_letters;
 mod dlq_admin;
 mod event_schemas;
 mod gameday;
+mod held_writes;
 mod hostile_requests;
 mod hot_reload;
 mod http_api;

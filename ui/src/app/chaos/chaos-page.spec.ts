@@ -42,7 +42,7 @@ describe('ChaosPage', () => {
     answer([
       view('flaky', { expiresAtMs: Date.now() + 125_000 }),
       view('paused', { state: 'disabled' }, false),
-      view('from-file', { source: { kind: 'file', service: 'payment-svc' }, expiresAtMs: Date.now() - 10 }),
+      view('from-file', { source: { kind: 'file', service: 'payment-svc' }, expiresAtMs: Date.now() - 60_000 }),
     ]);
     await fixture.whenStable();
   });
