@@ -69,10 +69,6 @@ impl Tx {
         Tx { inner, dialect, held: Held::default() }
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// Writes what it holds, then commits.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         self.flush().await?;
@@ -118,83 +114,128 @@ impl Tx {
     /// Sends every held row, in the order each table's rows were held.
     pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
         let held = std::mem::take(&mut self.held);
-        let dialect = self.dialect;
-        let outbox_row = |p: &mut Params| {
-            format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
-                dialect.uuid(&p.next()),
-                p.next(),
-                p.next(),
-                p.next(),
-                dialect.json(&p.next()),
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next()
-            )
+        let (conn, dialect) = (&mut *self.inner, self.dialect);
+        insert(conn, Table::Outbox, dialect, &held.outbox, |query, event| {
+            query
+                .bind(&event.id)
+                .bind(AGGREGATE_TYPE)
+                .bind(&event.key)
+                .bind(&event.event_type)
+                .bind(event.payload.to_string())
+                .bind(&event.traceparent)
+                .bind(&event.source)
+                .bind(&event.time)
+                .bind(&event.topic)
+        })
+        .await?;
+        insert(conn, Table::Inbox, dialect, &held.inbox, |query, row| {
+            let (reply_type, reply_payload) = row.reply.as_ref().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
+            query.bind(&row.consumer).bind(&row.message_id).bind(reply_type).bind(reply_payload).bind(row.at_ms)
+        })
+        .await?;
+        insert(conn, Table::History, dialect, &held.history, |query, row| {
+            query.bind(&row.saga_id).bind(&row.step).bind(&row.action).bind(&row.detail).bind(row.at_ms)
+        })
+        .await
+    }
+}
+
+type Query<'r> = sqlx::query::Query<'r, Any, sqlx::any::AnyArguments<'r>>;
+
+/// Inserts `rows` into `table` in statements of a power of two of rows, each row's values
+/// bound by `bind` in the table's column order.
+async fn insert<'r, R>(
+    conn: &mut AnyConnection,
+    table: Table,
+    dialect: Dialect,
+    rows: &'r [R],
+    bind: impl Fn(Query<'r>, &'r R) -> Query<'r>,
+) -> Result<(), sqlx::Error> {
+    for chunk in chunks(rows) {
+        let query = chunk.iter().fold(sqlx::query(table.sql(dialect, chunk.len())), &bind);
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A table whose rows a transaction holds.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Outbox,
+    Inbox,
+    History,
+}
+
+/// How many statement shapes a table has: 1, 2, 4, … [`MAX_ROWS`] rows.
+const SHAPES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
+
+impl Table {
+    const ALL: [Table; 3] = [Table::Outbox, Table::Inbox, Table::History];
+    const DIALECTS: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
+
+    /// The insert of `rows` rows (a power of two, at most [`MAX_ROWS`]), written once per
+    /// process: the flush runs on every commit.
+    fn sql(self, dialect: Dialect, rows: usize) -> &'static str {
+        static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let all = ALL.get_or_init(|| {
+            let mut all = Vec::new();
+            for table in Table::ALL {
+                for dialect in Table::DIALECTS {
+                    all.extend((0..SHAPES).map(|shape| statement(table, dialect, 1 << shape)));
+                }
+            }
+            all
+        });
+        let dialect_index = match dialect {
+            Dialect::Postgres => 0,
+            Dialect::Sqlite => 1,
         };
-        let outbox_head = "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at, topic) VALUES ";
-        for chunk in chunks(&held.outbox) {
-            let sql = statement(outbox_head, chunk.len(), outbox_row);
-            let mut query = sqlx::query::<Any>(&sql);
-            for event in chunk {
-                query = query
-                    .bind(&event.id)
-                    .bind(AGGREGATE_TYPE)
-                    .bind(&event.key)
-                    .bind(&event.event_type)
-                    .bind(event.payload.to_string())
-                    .bind(&event.traceparent)
-                    .bind(&event.source)
-                    .bind(&event.time)
-                    .bind(&event.topic);
-            }
-            query.execute(&mut *self.inner).await?;
+        let shape = rows.trailing_zeros() as usize;
+        debug_assert!(rows.is_power_of_two() && shape < SHAPES, "{rows} rows is not a statement shape");
+        &all[(self as usize * Table::DIALECTS.len() + dialect_index) * SHAPES + shape.min(SHAPES - 1)]
+    }
+
+    /// The insert up to `VALUES `.
+    fn head(self) -> &'static str {
+        match self {
+            Table::Outbox => "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, source, occurred_at, topic) VALUES ",
+            Table::Inbox => "INSERT INTO inbox (consumer, message_id, reply_type, reply_payload, handled_at_ms) VALUES ",
+            Table::History => "INSERT INTO saga_history (saga_id, step, action, detail, at_ms) VALUES ",
         }
-        let five = |p: &mut Params| format!("({}, {}, {}, {}, {})", p.next(), p.next(), p.next(), p.next(), p.next());
-        let inbox_head = "INSERT INTO inbox (consumer, message_id, reply_type, reply_payload, handled_at_ms) VALUES ";
-        for chunk in chunks(&held.inbox) {
-            let sql = statement(inbox_head, chunk.len(), five);
-            let mut query = sqlx::query::<Any>(&sql);
-            for row in chunk {
-                let (reply_type, reply_payload) = row.reply.as_ref().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
-                query = query
-                    .bind(&row.consumer)
-                    .bind(&row.message_id)
-                    .bind(reply_type)
-                    .bind(reply_payload)
-                    .bind(row.at_ms);
-            }
-            query.execute(&mut *self.inner).await?;
+    }
+
+    /// One row's value tuple, its placeholders numbered from `first`.
+    fn tuple(self, dialect: Dialect, first: usize) -> String {
+        let p = |i: usize| format!("${}", first + i);
+        match self {
+            Table::Outbox => format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                dialect.uuid(&p(0)),
+                p(1),
+                p(2),
+                p(3),
+                dialect.json(&p(4)),
+                p(5),
+                p(6),
+                p(7),
+                p(8)
+            ),
+            Table::Inbox | Table::History => format!("({}, {}, {}, {}, {})", p(0), p(1), p(2), p(3), p(4)),
         }
-        let history_head = "INSERT INTO saga_history (saga_id, step, action, detail, at_ms) VALUES ";
-        for chunk in chunks(&held.history) {
-            let sql = statement(history_head, chunk.len(), five);
-            let mut query = sqlx::query::<Any>(&sql);
-            for row in chunk {
-                query = query.bind(&row.saga_id).bind(&row.step).bind(&row.action).bind(&row.detail).bind(row.at_ms);
-            }
-            query.execute(&mut *self.inner).await?;
+    }
+
+    fn columns(self) -> usize {
+        match self {
+            Table::Outbox => 9,
+            Table::Inbox | Table::History => 5,
         }
-        Ok(())
     }
 }
 
-/// Numbered placeholders `$1`, `$2`, … handed out in order.
-struct Params(usize);
-
-impl Params {
-    fn next(&mut self) -> String {
-        self.0 += 1;
-        format!("${}", self.0)
-    }
-}
-
-/// `head` followed by `rows` value tuples, each written by `row`.
-fn statement(head: &str, rows: usize, mut row: impl FnMut(&mut Params) -> String) -> String {
-    let mut params = Params(0);
-    let tuples: Vec<String> = (0..rows).map(|_| row(&mut params)).collect();
-    format!("{head}{}", tuples.join(", "))
+/// The insert of `rows` rows into `table`.
+fn statement(table: Table, dialect: Dialect, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows).map(|row| table.tuple(dialect, 1 + row * table.columns())).collect();
+    format!("{}{}", table.head(), tuples.join(", "))
 }
 
 /// `rows` cut into runs of a power of two, largest first, none above [`MAX_ROWS`].
@@ -233,7 +274,21 @@ mod tests {
 
     #[test]
     fn a_statement_numbers_its_parameters_across_rows() {
-        let sql = statement("INSERT INTO t (a, b) VALUES ", 3, |p| format!("({}, {})", p.next(), p.next()));
-        assert_eq!(sql, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)");
+        assert_eq!(
+            Table::Inbox.sql(Dialect::Sqlite, 2),
+            "INSERT INTO inbox (consumer, message_id, reply_type, reply_payload, handled_at_ms) VALUES \
+             ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)"
+        );
+        let outbox = Table::Outbox.sql(Dialect::Postgres, 64);
+        assert!(outbox.ends_with("(CAST($568 AS uuid), $569, $570, $571, CAST($572 AS jsonb), $573, $574, $575, $576)"));
+        for table in Table::ALL {
+            for dialect in Table::DIALECTS {
+                for shape in 0..SHAPES {
+                    let rows = 1 << shape;
+                    let sql = table.sql(dialect, rows);
+                    assert_eq!(sql.matches('$').count(), rows * table.columns(), "{table:?} {dialect:?} {rows}");
+                }
+            }
+        }
     }
 }

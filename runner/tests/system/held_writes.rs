@@ -1,6 +1,8 @@
 //! A transaction's held rows (outbox, inbox, saga history) reach the database at commit, in
 //! the order they were held, across multi-row statements of 64, 32, … rows; an inbox lookup in
-//! the same transaction sees a held entry; a rollback leaves nothing. On PostgreSQL and SQLite.
+//! the same transaction sees a held entry; a rollback leaves nothing; 20 transactions at once
+//! each keep their rows; a row PostgreSQL refuses (a NUL byte) fails the commit whole. On
+//! PostgreSQL and SQLite.
 
 use runner::event::Event;
 use runner::store::sagas::HistoryEntry;
@@ -79,11 +81,55 @@ async fn held_rows_arrive_in_order_at_commit(store: &Store) {
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM inbox WHERE consumer = 'held/test'").await, 2);
 }
 
+/// 20 transactions at once, each holding 10 outbox rows: all 200 written, each transaction's
+/// rows in its own order.
+async fn twenty_at_once(store: &Store) {
+    let before = scalar(store, "SELECT COUNT(*) FROM outbox").await;
+    let writers = (0..20).map(|t| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            for i in 0..10 {
+                outbox::insert(
+                    &mut tx,
+                    &Event::new("order.created", &format!("at-once-{t:02}"), "test", json!({ "i": i }), None),
+                );
+            }
+            tx.commit().await.unwrap();
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer.unwrap();
+    }
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM outbox").await, before + 200);
+    let published = outbox::unpublished(store, 1000, None).await.unwrap();
+    for t in 0..20 {
+        let key = format!("at-once-{t:02}");
+        let order: Vec<i64> =
+            published.iter().filter(|p| p.event.key == key).map(|p| p.event.payload["i"].as_i64().unwrap()).collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>(), "{key}");
+    }
+}
+
 #[tokio::test]
 async fn held_rows_on_postgres() {
     let db = TempPg::create("chaos_held").await;
-    let store = Store::connect(&StoreConfig::for_url(&db.url, 2).unwrap()).await.unwrap();
+    let store = Store::connect(&StoreConfig::for_url(&db.url, 4).unwrap()).await.unwrap();
     held_rows_arrive_in_order_at_commit(&store).await;
+    twenty_at_once(&store).await;
+    // A NUL byte PostgreSQL's text refuses: the commit fails with the database's reason,
+    // and nothing the transaction held or wrote is left.
+    let mut tx = store.begin().await.unwrap();
+    outbox::insert(&mut tx, &Event::new("order.created", "held-nul-ok", "test", json!({}), None));
+    sagas::add_history(
+        &mut tx,
+        "saga-nul",
+        &[HistoryEntry { step: "a\0b".to_string(), action: "requested".into(), detail: None }],
+        5,
+    );
+    let error = tx.commit().await.expect_err("a NUL byte is refused").to_string();
+    assert!(error.contains("0x00"), "{error}");
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM outbox WHERE aggregateid = 'held-nul-ok'").await, 0);
     store.close().await;
     db.drop_database().await;
 }
@@ -94,4 +140,5 @@ async fn held_rows_on_sqlite() {
     let url = format!("sqlite://{}", dir.path().join("held.db").display());
     let store = Store::connect(&StoreConfig::for_url(&url, 1).unwrap()).await.unwrap();
     held_rows_arrive_in_order_at_commit(&store).await;
+    twenty_at_once(&store).await;
 }
