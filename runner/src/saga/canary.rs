@@ -1,7 +1,7 @@
 //! Canary routing and automated canary analysis for one saga step.
 //!
 //! A stable hash of the order id decides whether an order's request for the step goes to the
-//! canary's topic; the first decision is kept per saga (table `saga_routes`) so retries meet the
+//! canary's topic; the first decision is kept per saga (in the saga row's `routes`) so retries meet the
 //! same version. The percentage comes from the pipeline file (hot-reloaded), from chaos-svc
 //! (control topic), or from the analysis; the most recent change wins. The analysis compares
 //! the canary's failure rate and latency with stable's over a window, as Flagger and Argo

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::{store_error, ServiceContext};
-use crate::store::Tx;
+use crate::store::{ReadAhead, Tx};
 use crate::telemetry;
 use crate::transport::HandleError;
 
@@ -31,6 +31,8 @@ type Work<T> = Box<dyn for<'t> Fn(&'t mut Tx) -> BoxFuture<'t, Result<T, HandleE
 
 struct Job<T> {
     work: Work<T>,
+    /// What the work will look up, read for the whole group at once.
+    reads: ReadAhead,
     /// The message's span: its work runs inside it (logs and outgoing `traceparent`s belong
     /// to the message's trace, not to the committer's task).
     span: tracing::Span,
@@ -74,8 +76,9 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 
     /// Runs `work` in the next group and returns its result once that group committed (or
-    /// the error that stopped it in its own transaction).
-    pub async fn run<F>(&self, work: F) -> Result<T, HandleError>
+    /// the error that stopped it in its own transaction). `reads` names the rows it will
+    /// look up: the group reads them together before its work runs.
+    pub async fn run<F>(&self, reads: ReadAhead, work: F) -> Result<T, HandleError>
     where
         F: for<'t> Fn(&'t mut Tx) -> BoxFuture<'t, Result<T, HandleError>> + Send + Sync + 'static,
     {
@@ -83,12 +86,12 @@ impl<T: Send + 'static> GroupCommit<T> {
         let span = tracing::Span::current();
         let Some((jobs, _)) = &self.jobs else {
             metrics::histogram!(telemetry::TRANSACTION_MESSAGES, "consumer" => self.name.to_string()).record(1.0);
-            return alone(&self.ctx, &work, &span).await;
+            return alone(&self.ctx, &work, &reads, &span).await;
         };
         // The committer lives as long as this handle; it is gone only when a handler panicked
         // in it, and then the consumer fails the same way (its supervisor restarts it).
         let (done, result) = oneshot::channel();
-        let answered = match jobs.send(Job { work, span, done }).await {
+        let answered = match jobs.send(Job { work, reads, span, done }).await {
             Ok(()) => result.await.ok(),
             Err(_) => None,
         };
@@ -123,13 +126,15 @@ async fn commit_group<T>(ctx: &ServiceContext, name: &str, group: &mut Vec<Job<T
         }
     }
     for job in group.drain(..) {
-        let _ = job.done.send(alone(ctx, &job.work, &job.span).await);
+        let _ = job.done.send(alone(ctx, &job.work, &job.reads, &job.span).await);
     }
 }
 
 /// Every message of `group` in one transaction; the first failure rolls all of it back.
 async fn together<T>(ctx: &ServiceContext, group: &[Job<T>]) -> Result<Vec<T>, HandleError> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
+    let reads: Vec<&ReadAhead> = group.iter().map(|job| &job.reads).collect();
+    tx.read_ahead(&reads).await.map_err(|e| store_error(e.into()))?;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         results.push((job.work)(&mut tx).instrument(job.span.clone()).await?);
@@ -140,8 +145,14 @@ async fn together<T>(ctx: &ServiceContext, group: &[Job<T>]) -> Result<Vec<T>, H
 
 /// One message in a transaction of its own (dropped uncommitted, it rolls back); a relay in
 /// this process is woken once it committed.
-async fn alone<T>(ctx: &ServiceContext, work: &Work<T>, span: &tracing::Span) -> Result<T, HandleError> {
+async fn alone<T>(
+    ctx: &ServiceContext,
+    work: &Work<T>,
+    reads: &ReadAhead,
+    span: &tracing::Span,
+) -> Result<T, HandleError> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
+    tx.read_ahead(&[reads]).await.map_err(|e| store_error(e.into()))?;
     let result = work(&mut tx).instrument(span.clone()).await?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     ctx.outbox_written.notify_one();
@@ -203,7 +214,7 @@ mod tests {
             let (committer, runs, gate) = (committer.clone(), runs.clone(), gate.clone());
             async move {
                 committer
-                    .run(move |tx| {
+                    .run(ReadAhead::default(), move |tx| {
                         let (runs, gate) = (runs.clone(), gate.clone());
                         async move {
                             runs.fetch_add(if id == 3 { 1000 } else { 1 }, Ordering::SeqCst);

@@ -14,7 +14,8 @@ use crate::event::{now_ms, Event};
 use crate::saga::canary::{Canary, Variant};
 use crate::saga::machine::{self, advance, Command, Input, SagaDefinition, SagaState, Transition};
 use crate::saga::SagaConfig;
-use crate::store::{inbox, orders, sagas, StoreError, Tx};
+use crate::store::sagas::{Route, Routes};
+use crate::store::{inbox, orders, sagas, ReadAhead, StoreError, Tx};
 use crate::supervise;
 use crate::telemetry;
 use crate::transport::dead_letter::{self, ErrorKind};
@@ -395,8 +396,9 @@ async fn on_message(
 ) -> Result<(), HandleError> {
     let event = Arc::new(Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?);
     let (writer, shared, inbox_name) = (Arc::new(ctx.writer()), orchestrator.clone(), inbox_name.clone());
+    let reads = ReadAhead { inbox: Some((inbox_name.clone(), event.id.clone())), saga: Some(event.saga_id.clone()) };
     let committed = committer
-        .run(move |tx| {
+        .run(reads, move |tx| {
             let (writer, orchestrator, inbox_name, event) =
                 (writer.clone(), shared.clone(), inbox_name.clone(), event.clone());
             async move { transition_in(tx, &writer, &orchestrator, &inbox_name, &event, now_ms()).await }.boxed()
@@ -438,7 +440,7 @@ pub async fn transition_in(
         return Ok(None);
     }
     let saga_id = event.saga_id.as_str();
-    let stored = sagas::load(tx, saga_id).await.map_err(store_error)?;
+    let mut stored = sagas::load(tx, saga_id).await.map_err(store_error)?;
     let versions = &orchestrator.versions;
     let definition = match &stored {
         Some(saga) => versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?,
@@ -446,6 +448,7 @@ pub async fn transition_in(
     };
     let def = definition.as_ref();
     let started_ms = stored.as_ref().map_or(now, |s| s.created_at_ms);
+    let mut routes = stored.as_mut().map(|s| std::mem::take(&mut s.routes)).unwrap_or_default();
     let mut finished = Vec::new();
     let input = if event.dead_letter {
         Input::DeadLettered { request: &event.event_type, detail: event.detail.as_deref() }
@@ -455,13 +458,18 @@ pub async fn transition_in(
         Input::Reply { event_type: &event.event_type, detail: event.detail.as_deref() }
     };
     let transition = advance(def, stored.as_ref().map(|s| &s.state), input, now);
+    // Read before this transition records new requests: the answer's time is from the
+    // request it answers.
+    let outcome = transition.state.as_ref().and_then(|_| step_outcome(def, event, &routes, now));
     if let Some(state) = &transition.state {
         let (data, traceparent) = match &stored {
             Some(saga) => (saga.data.clone(), saga.traceparent.clone()),
             None => (event.payload.clone(), event.traceparent.clone()),
         };
+        let parent = event.traceparent.as_deref().or(traceparent.as_deref());
+        finished = apply(writer, orchestrator, def, tx, saga_id, &data, parent, &transition, &mut routes, now).await?;
         match &stored {
-            Some(saga) => sagas::update(tx, saga_id, saga.version, state, now).await,
+            Some(saga) => sagas::update(tx, saga_id, saga.version, state, &routes, now).await,
             None => {
                 if !versions.kept.load(std::sync::atomic::Ordering::Acquire) {
                     // Not known to be kept yet (the database was away at start): kept with it.
@@ -470,19 +478,13 @@ pub async fn transition_in(
                     sagas::save_definition(tx, &def.name, hash, &json, now).await.map_err(store_error)?;
                 }
                 let hash = &versions.current_hash;
-                sagas::insert(tx, saga_id, &def.name, hash, state, &data, traceparent.as_deref(), now).await
+                sagas::insert(tx, saga_id, &def.name, hash, state, &routes, &data, traceparent.as_deref(), now).await
             }
         }
         .map_err(store_error)?;
-        let parent = event.traceparent.as_deref().or(traceparent.as_deref());
-        finished = apply(writer, orchestrator, def, tx, saga_id, &data, parent, &transition, now).await?;
     } else if stored.is_none() {
         tracing::debug!(saga = saga_id, event_type = event.event_type, "reply for an unknown saga ignored");
     }
-    let outcome = match &transition.state {
-        Some(_) => step_outcome(tx, def, event, now).await?,
-        None => None,
-    };
     inbox::record(tx, inbox_name, &event.id, None, now);
     Ok(Some(Committed { transition, definition, finished, outcome, started_ms, now }))
 }
@@ -539,13 +541,8 @@ impl StepResult {
 }
 
 /// When an accepted arrival answers a step's request (reply, refusal or dead letter).
-async fn step_outcome(
-    tx: &mut Tx,
-    def: &SagaDefinition,
-    event: &Arrival,
-    now: i64,
-) -> Result<Option<StepOutcome>, HandleError> {
-    let answered = def.steps.iter().find_map(|step| {
+fn step_outcome(def: &SagaDefinition, event: &Arrival, routes: &Routes, now: i64) -> Option<StepOutcome> {
+    let (step, ok) = def.steps.iter().find_map(|step| {
         if event.dead_letter {
             (event.event_type == step.request).then_some((step, false))
         } else if event.event_type == step.success {
@@ -555,27 +552,19 @@ async fn step_outcome(
         } else {
             None
         }
-    });
-    let Some((step, ok)) = answered else { return Ok(None) };
+    })?;
     let result = if ok { StepResult::Success } else { StepResult::Failure };
-    routed_outcome(tx, &event.saga_id, &step.name, result, now).await
+    routed_outcome(routes, &step.name, result, now)
 }
 
 /// The outcome of a step's latest request, with the variant and time its route recorded.
-async fn routed_outcome(
-    tx: &mut Tx,
-    saga_id: &str,
-    step: &str,
-    result: StepResult,
-    now: i64,
-) -> Result<Option<StepOutcome>, HandleError> {
-    let route = sagas::route(tx, saga_id, step).await.map_err(store_error)?;
-    Ok(route.map(|(variant, sent_at)| StepOutcome {
+fn routed_outcome(routes: &Routes, step: &str, result: StepResult, now: i64) -> Option<StepOutcome> {
+    routes.get(step).map(|route| StepOutcome {
         step: step.to_string(),
-        variant: Variant::parse(&variant),
+        variant: Variant::parse(&route.variant),
         result,
-        latency_ms: now - sent_at,
-    }))
+        latency_ms: now - route.sent_at_ms,
+    })
 }
 
 /// Counts a step's answer (`saga_step_*`, with its variant) and feeds the canary's analysis.
@@ -627,6 +616,7 @@ async fn apply(
     data: &serde_json::Value,
     traceparent: Option<&str>,
     transition: &Transition,
+    routes: &mut Routes,
     now: i64,
 ) -> Result<Vec<&'static str>, HandleError> {
     sagas::add_history(tx, saga_id, &transition.history, now);
@@ -635,7 +625,7 @@ async fn apply(
         let mut topic = None;
         let (event_type, payload) = match command {
             Command::Send { event_type, step, .. } => {
-                topic = route(orchestrator, def, tx, saga_id, step, event_type, now).await?;
+                topic = route(orchestrator, def, routes, saga_id, step, event_type, now);
                 (event_type, data.clone())
             }
             Command::Finish { status, event_type, reason } => {
@@ -653,30 +643,32 @@ async fn apply(
 }
 
 /// The topic of a step request: the canary's for orders routed to it. The first request of a
-/// saga's canary step fixes its variant, so retries go where the first one went.
-async fn route(
+/// saga's canary step fixes its variant, so retries go where the first one went; every
+/// request of a step records when it went.
+fn route(
     orchestrator: &Orchestrator,
     def: &SagaDefinition,
-    tx: &mut Tx,
+    routes: &mut Routes,
     saga_id: &str,
     step: &str,
     event_type: &str,
     now: i64,
-) -> Result<Option<String>, HandleError> {
+) -> Option<String> {
     // Only a step's own request is routed and timed; compensations go to the stable service.
     if !def.steps.iter().any(|s| s.name == step && s.request == event_type) {
-        return Ok(None);
+        return None;
     }
     let canary = orchestrator.canary.as_ref().map(|c| (c, c.config())).filter(|(_, config)| config.step == step);
-    let variant = match sagas::route(tx, saga_id, step).await.map_err(store_error)? {
-        Some((variant, _)) => Variant::parse(&variant),
-        None => canary.as_ref().map_or(Variant::Stable, |(canary, _)| canary.route(saga_id)),
-    };
-    sagas::set_route(tx, saga_id, step, variant.as_str(), now).await.map_err(store_error)?;
-    let Some((_, config)) = canary else { return Ok(None) };
+    let route = routes.entry(step.to_string()).or_insert_with(|| {
+        let variant = canary.as_ref().map_or(Variant::Stable, |(canary, _)| canary.route(saga_id));
+        Route { variant: variant.as_str().to_string(), sent_at_ms: now }
+    });
+    route.sent_at_ms = now;
+    let variant = Variant::parse(&route.variant);
+    let (_, config) = canary?;
     metrics::counter!(crate::telemetry::CANARY_REQUESTS, "step" => step.to_string(), "variant" => variant.as_str())
         .increment(1);
-    Ok((variant == Variant::Canary).then_some(config.topic))
+    (variant == Variant::Canary).then_some(config.topic)
 }
 
 /// How often the sagas are counted by state (`sagas` gauge).
@@ -756,22 +748,35 @@ pub async fn tick_in(
     saga_id: &str,
     now: i64,
 ) -> Result<Option<Ticked>, HandleError> {
-    let Some(saga) = sagas::load(tx, saga_id).await.map_err(store_error)? else { return Ok(None) };
+    let Some(mut saga) = sagas::load(tx, saga_id).await.map_err(store_error)? else { return Ok(None) };
     let definition = orchestrator.versions.for_instance(tx, saga.definition.as_deref()).await.map_err(store_error)?;
     let def = definition.as_ref();
     let transition = advance(def, Some(&saga.state), Input::Tick, now);
     let Some(state) = &transition.state else { return Ok(None) };
     // Steps whose request went unanswered, read before a retry records its new send time.
-    let mut timed_out = Vec::new();
-    for entry in transition.history.iter().filter(|h| h.action == machine::TIMED_OUT) {
-        timed_out.extend(routed_outcome(tx, saga_id, &entry.step, StepResult::Timeout, now).await?);
-    }
-    sagas::update(tx, saga_id, saga.version, state, now).await.map_err(store_error)?;
+    let timed_out = transition
+        .history
+        .iter()
+        .filter(|h| h.action == machine::TIMED_OUT)
+        .filter_map(|entry| routed_outcome(&saga.routes, &entry.step, StepResult::Timeout, now))
+        .collect();
+    let mut routes = std::mem::take(&mut saga.routes);
     // A timeout has no message to continue from: its span hangs off the saga's own trace.
     let span = tracing::info_span!("saga timer", otel.name = format!("{} timer", def.name), saga.id = saga_id);
     crate::traces::set_parent(&span, saga.traceparent.as_deref());
-    let applied =
-        apply(writer, orchestrator, def, tx, saga_id, &saga.data, saga.traceparent.as_deref(), &transition, now);
+    let applied = apply(
+        writer,
+        orchestrator,
+        def,
+        tx,
+        saga_id,
+        &saga.data,
+        saga.traceparent.as_deref(),
+        &transition,
+        &mut routes,
+        now,
+    );
     let finished = tracing::Instrument::instrument(applied, span).await?;
+    sagas::update(tx, saga_id, saga.version, state, &routes, now).await.map_err(store_error)?;
     Ok(Some(Ticked { transition, definition, finished, timed_out, started_ms: saga.created_at_ms, now }))
 }

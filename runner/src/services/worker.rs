@@ -9,7 +9,7 @@ use futures::FutureExt as _;
 use crate::diagnostic::KeyPath;
 use crate::event::{now_ms, Event};
 use crate::handlers::{Handler, HandlerError, Outcome};
-use crate::store::{inbox, Tx};
+use crate::store::{inbox, ReadAhead, Tx};
 use crate::telemetry;
 use crate::transport::{consume, DeliveryRetry, HandleError, Incoming, TopicRole, TopicUse, TransportError};
 
@@ -115,8 +115,9 @@ async fn handle(
     ctx.check_received(&incoming.event)?;
     let request = Arc::new(incoming.event);
     let (writer, config, inbox_name) = (Arc::new(ctx.writer()), config.clone(), inbox_name.clone());
+    let reads = ReadAhead { inbox: Some((inbox_name.clone(), request.id.clone())), saga: None };
     committer
-        .run(move |tx| {
+        .run(reads, move |tx| {
             let (writer, config, inbox_name, request) =
                 (writer.clone(), config.clone(), inbox_name.clone(), request.clone());
             async move { handle_in(tx, &writer, &config, &inbox_name, &request, now_ms()).await }.boxed()

@@ -3,6 +3,7 @@
 //! Migrations live in `runner/migrations/{postgres,sqlite}` and run on start-up. SQL that
 //! differs between the two databases goes through [`Dialect`]; everything else is shared.
 
+mod ahead;
 mod config;
 pub mod inbox;
 pub mod orders;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Connection as _, Executor};
 
 pub use config::StoreConfig;
 
+pub use ahead::ReadAhead;
 pub use tx::Tx;
 
 #[derive(Debug, thiserror::Error)]

@@ -23,8 +23,22 @@ pub struct HistoryEntry {
     pub detail: Option<String>,
 }
 
+/// A step's route: the variant its first request went to (retries go there too) and when
+/// its latest request went (for the step's answer time).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub variant: String,
+    pub sent_at_ms: i64,
+}
+
+/// A saga's routes by step name, kept in its row (column `routes`, JSON).
+pub type Routes = std::collections::BTreeMap<String, Route>;
+
 pub struct StoredSaga<S> {
     pub state: S,
+    /// The routes of the steps it has sent requests to.
+    pub routes: Routes,
     pub version: i64,
     /// The trigger event's payload, sent along with every step request.
     pub data: serde_json::Value,
@@ -34,23 +48,60 @@ pub struct StoredSaga<S> {
     pub definition: Option<String>,
 }
 
+/// The columns of a saga row, in [`SagaRow::read`]'s order.
+pub(super) const COLUMNS: &str = "state, version, data, traceparent, created_at_ms, definition, routes";
+
+/// A saga row as read, its JSON not parsed yet (kept so by a read-ahead).
+pub(super) struct SagaRow {
+    state: String,
+    version: i64,
+    data: String,
+    traceparent: Option<String>,
+    created_at_ms: i64,
+    definition: Option<String>,
+    routes: String,
+}
+
+impl SagaRow {
+    /// Reads [`COLUMNS`] from `row`, the first at index `first`.
+    pub(super) fn read(row: &sqlx::any::AnyRow, first: usize) -> Result<Self, sqlx::Error> {
+        Ok(SagaRow {
+            state: row.try_get(first)?,
+            version: row.try_get(first + 1)?,
+            data: row.try_get(first + 2)?,
+            traceparent: row.try_get(first + 3)?,
+            created_at_ms: row.try_get(first + 4)?,
+            definition: row.try_get(first + 5)?,
+            routes: row.try_get(first + 6)?,
+        })
+    }
+
+    fn parse<S: SagaRecord>(self, id: &str) -> Result<StoredSaga<S>, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("saga {id} {what}: {e}"));
+        Ok(StoredSaga {
+            state: serde_json::from_str(&self.state).map_err(|e| corrupt("state", e))?,
+            routes: serde_json::from_str(&self.routes).map_err(|e| corrupt("routes", e))?,
+            version: self.version,
+            data: serde_json::from_str(&self.data).map_err(|e| corrupt("data", e))?,
+            traceparent: self.traceparent,
+            created_at_ms: self.created_at_ms,
+            definition: self.definition,
+        })
+    }
+}
+
+/// The saga `id`, from what the transaction read ahead or else from the table.
 pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
-    let row =
-        sqlx::query("SELECT state, version, data, traceparent, created_at_ms, definition FROM sagas WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
-    let state: String = row.try_get(0)?;
-    let data: String = row.try_get(2)?;
-    Ok(Some(StoredSaga {
-        state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("saga {id} state: {e}")))?,
-        version: row.try_get(1)?,
-        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("saga {id} data: {e}")))?,
-        traceparent: row.try_get(3)?,
-        created_at_ms: row.try_get(4)?,
-        definition: row.try_get(5)?,
-    }))
+    let row = match tx.known_mut().take_saga(id) {
+        Some(known) => known,
+        None => {
+            static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let sql = SQL.get_or_init(|| format!("SELECT {COLUMNS} FROM sagas WHERE id = $1"));
+            let row = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?;
+            row.map(|row| SagaRow::read(&row, 0)).transpose()?
+        }
+    };
+    row.map(|row| row.parse(id)).transpose()
 }
 
 /// Creates a saga on the definition of hash `definition`; when another writer created it
@@ -63,13 +114,14 @@ pub async fn insert(
     saga: &str,
     definition: &str,
     state: &impl SagaRecord,
+    routes: &Routes,
     data: &serde_json::Value,
     traceparent: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms, definition) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8, $9)",
+        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms, definition, routes) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8, $9, $10)",
     )
     .bind(id)
     .bind(saga)
@@ -80,9 +132,14 @@ pub async fn insert(
     .bind(traceparent)
     .bind(now_ms)
     .bind(definition)
+    .bind(routes_json(routes))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn routes_json(routes: &Routes) -> String {
+    serde_json::to_string(routes).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// Moves a saga still at `version` to the definition of hash `definition`, in `state`
@@ -95,7 +152,7 @@ pub async fn migrate(
     state: &impl SagaRecord,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    write_state(tx, id, version, state, Some(definition), now_ms).await
+    write_state(tx, id, version, state, None, Some(definition), now_ms).await
 }
 
 /// Keeps a definition (as JSON) under its hash; one already kept stays as it is.
@@ -144,29 +201,31 @@ pub async fn definitions_in_flight(store: &Store, saga: &str) -> Result<Vec<(Str
     rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
-/// Writes the new state if the saga is still at `version`.
+/// Writes the new state and routes if the saga is still at `version`.
 pub async fn update(
     tx: &mut Tx,
     id: &str,
     version: i64,
     state: &impl SagaRecord,
+    routes: &Routes,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    write_state(tx, id, version, state, None, now_ms).await
+    write_state(tx, id, version, state, Some(routes), None, now_ms).await
 }
 
-/// The optimistic write of a saga's state (and, when given, its definition).
+/// The optimistic write of a saga's state (and, when given, its routes and its definition).
 async fn write_state(
     tx: &mut Tx,
     id: &str,
     version: i64,
     state: &impl SagaRecord,
+    routes: Option<&Routes>,
     definition: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let result = sqlx::query(
         "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = COALESCE($4, definition), \
-         version = version + 1, updated_at_ms = $5 WHERE id = $6 AND version = $7",
+         routes = COALESCE($8, routes), version = version + 1, updated_at_ms = $5 WHERE id = $6 AND version = $7",
     )
     .bind(serde_json::to_string(state).unwrap_or_default())
     .bind(state.status_name())
@@ -175,6 +234,7 @@ async fn write_state(
     .bind(now_ms)
     .bind(id)
     .bind(version)
+    .bind(routes.map(routes_json))
     .execute(&mut **tx)
     .await?;
     if result.rows_affected() == 1 {
@@ -207,31 +267,6 @@ pub async fn next_wake(store: &Store, saga: &str) -> Result<Option<i64>, StoreEr
         .fetch_one(store.pool())
         .await?;
     Ok(row.try_get(0)?)
-}
-
-/// The variant a saga's step was first sent to, and when its latest request was sent.
-pub async fn route(tx: &mut Tx, saga_id: &str, step: &str) -> Result<Option<(String, i64)>, StoreError> {
-    let row = sqlx::query("SELECT variant, sent_at_ms FROM saga_routes WHERE saga_id = $1 AND step = $2")
-        .bind(saga_id)
-        .bind(step)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
-}
-
-/// Records a request of a step: the variant is kept from the first one, the time updated.
-pub async fn set_route(tx: &mut Tx, saga_id: &str, step: &str, variant: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO saga_routes (saga_id, step, variant, sent_at_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (saga_id, step) DO UPDATE SET sent_at_ms = excluded.sent_at_ms",
-    )
-    .bind(saga_id)
-    .bind(step)
-    .bind(variant)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Saga instances by status.

@@ -14,6 +14,7 @@ use std::ops::{Deref, DerefMut};
 
 use sqlx::{Any, AnyConnection};
 
+use super::ahead::{Known, ReadAhead};
 use super::Dialect;
 use crate::event::{Event, AGGREGATE_TYPE};
 
@@ -26,6 +27,8 @@ pub struct Tx {
     inner: sqlx::Transaction<'static, Any>,
     dialect: Dialect,
     held: Held,
+    /// Rows read ahead for the lookups to come.
+    known: Known,
 }
 
 /// Rows written by the transaction, not sent yet.
@@ -66,7 +69,21 @@ impl DerefMut for Tx {
 
 impl Tx {
     pub(super) fn new(inner: sqlx::Transaction<'static, Any>, dialect: Dialect) -> Self {
-        Tx { inner, dialect, held: Held::default() }
+        Tx { inner, dialect, held: Held::default(), known: Known::default() }
+    }
+
+    /// Reads, in a statement or two, the inbox entries and sagas a group's messages will
+    /// look up (see [`super::ahead`]).
+    pub async fn read_ahead(&mut self, reads: &[&ReadAhead]) -> Result<(), sqlx::Error> {
+        super::ahead::read(self, reads).await
+    }
+
+    pub(super) fn known(&self) -> &Known {
+        &self.known
+    }
+
+    pub(super) fn known_mut(&mut self) -> &mut Known {
+        &mut self.known
     }
 
     /// Writes what it holds, then commits.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::support::{
-    assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, System, TempPg, ADMIN_TOKEN,
+    assert_guarantees, eventually, scalar, shipped_pipelines, simple_order, System, TempPg, ADMIN_TOKEN, PAYMENT_ROUTES,
 };
 
 fn system_with(
@@ -61,7 +61,7 @@ async fn split_follows_the_percentage_and_no_order_meets_both_versions() {
         for chunk in ids.chunks(500) {
             let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
             let rows = sqlx::query(&format!(
-                "SELECT variant, COUNT(*) FROM saga_routes WHERE step = 'payment' AND saga_id IN ({list}) GROUP BY variant"
+                "SELECT variant, COUNT(*) FROM {PAYMENT_ROUTES} WHERE variant IS NOT NULL AND saga_id IN ({list}) GROUP BY variant"
             ))
             .fetch_all(system.store().pool())
             .await
@@ -86,8 +86,10 @@ async fn split_follows_the_percentage_and_no_order_meets_both_versions() {
     assert_eq!(both, 0, "orders answered by both versions");
     let mismatched = scalar(
         store,
-        "SELECT COUNT(*) FROM outbox o JOIN saga_routes r ON r.saga_id = o.aggregateid AND r.step = 'payment' \
-         WHERE o.type = 'payment.charged' AND ((r.variant = 'canary') <> (o.source = 'payment-svc-canary'))",
+        &format!(
+            "SELECT COUNT(*) FROM outbox o JOIN {PAYMENT_ROUTES} ON r.saga_id = o.aggregateid \
+             WHERE o.type = 'payment.charged' AND ((r.variant = 'canary') <> (o.source = 'payment-svc-canary'))"
+        ),
     )
     .await;
     assert_eq!(mismatched, 0, "replies from the version the route does not name");
@@ -150,10 +152,11 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     // After the rollback new orders all go to stable. Orders posted before it may still be
     // routed in a transaction that decided before the rollback: they end first.
     system.wait_all_terminal(posted, Duration::from_secs(60)).await;
-    let before = scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await;
+    let canary_routed = format!("SELECT COUNT(*) FROM {PAYMENT_ROUTES} WHERE variant = 'canary'");
+    let before = scalar(system.store(), &canary_routed).await;
     let more = post_many(&system, posted, 40).await.len();
     system.wait_all_terminal(posted + more, Duration::from_secs(60)).await;
-    assert_eq!(scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await, before);
+    assert_eq!(scalar(system.store(), &canary_routed).await, before);
     assert_guarantees(system.store()).await;
     system.stop().await;
     db.drop_database().await;
@@ -197,12 +200,14 @@ async fn a_canary_that_never_answers_is_rolled_back_on_its_timeouts() {
     system.wait_all_terminal(posted, Duration::from_secs(60)).await;
     let timed_out = scalar(
         system.store(),
-        "SELECT COUNT(*) FROM orders o JOIN saga_routes r ON r.saga_id = o.id \
-         WHERE r.step = 'payment' AND r.variant = 'canary' AND o.status = 'CANCELLED'",
+        &format!(
+            "SELECT COUNT(*) FROM orders o JOIN {PAYMENT_ROUTES} ON r.saga_id = o.id \
+             WHERE r.variant = 'canary' AND o.status = 'CANCELLED'"
+        ),
     )
     .await;
     let routed =
-        scalar(system.store(), "SELECT COUNT(*) FROM saga_routes WHERE step = 'payment' AND variant = 'canary'").await;
+        scalar(system.store(), &format!("SELECT COUNT(*) FROM {PAYMENT_ROUTES} WHERE variant = 'canary'")).await;
     assert_eq!(timed_out, routed, "every order sent to the silent canary is cancelled");
     println!("rolled back after {posted} orders; {routed} met the silent canary: {}", rollback["reason"]);
     assert_guarantees(system.store()).await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{append, assert_guarantees, edit, eventually, scalar, shipped_copy, simple_order, System, TempPg};
+use crate::support::{
+    append, assert_guarantees, edit, eventually, scalar, shipped_copy, simple_order, System, TempPg, PAYMENT_ROUTES,
+};
 
 async fn status(system: &System, service: &str) -> Value {
     let body = system.get("/api/runtime/config").await;
@@ -83,7 +85,7 @@ async fn reload_applies_chaos_and_canary_changes_while_orders_flow() {
     let chaos = system.get("/api/runtime/chaos").await;
     let delays = chaos["injections"].as_array().unwrap().iter().filter(|i| i["rule"] == "reloaded-latency").count();
     assert!(delays > 0);
-    let canary = scalar(store, "SELECT COUNT(*) FROM saga_routes WHERE variant = 'canary'").await;
+    let canary = scalar(store, &format!("SELECT COUNT(*) FROM {PAYMENT_ROUTES} WHERE variant = 'canary'")).await;
     assert!(canary > 0, "no canary traffic after the percentage changed");
     // The rejected edit did not stop the canary: it kept its 50 %.
     let view = system.get("/api/runtime/canary").await;

@@ -85,6 +85,11 @@ pub fn temp_sqlite() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
+/// Each saga's payment route on PostgreSQL, as a table `r`: the variant its payment request
+/// went to (NULL before it was sent), from the saga row's routes.
+pub const PAYMENT_ROUTES: &str =
+    "(SELECT id AS saga_id, CAST(routes AS jsonb) -> 'payment' ->> 'variant' AS variant FROM sagas) r";
+
 /// The single number a query returns (as BIGINT on both databases; SUM is NUMERIC on PostgreSQL).
 pub async fn scalar(store: &Store, sql: &str) -> i64 {
     let row = sqlx::query(&format!("SELECT CAST(({sql}) AS BIGINT)"))

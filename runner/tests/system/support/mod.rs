@@ -17,7 +17,7 @@ use runner::store::Store;
 use serde_json::Value;
 use sqlx::Row;
 
-pub use database::{scalar, temp_sqlite, TempPg};
+pub use database::{scalar, temp_sqlite, TempPg, PAYMENT_ROUTES};
 pub use system::System;
 pub use topics::{read_numbered, read_topic, TopicRecord};
 

@@ -1,0 +1,173 @@
+//! Read-ahead: the rows a group of messages will look up — each message's inbox entry and its
+//! saga — read at the start of the group's transaction in one statement per table, instead of
+//! one statement per message and table.
+//!
+//! What was read is kept in the transaction ([`Known`]) and answers the lookups that follow
+//! (`inbox::find`, `sagas::load`). A saga read ahead answers one load only: the transaction
+//! may write it afterwards, and a second load reads it again. Under PostgreSQL's read
+//! committed (each statement sees what was committed when it started) a row read a moment
+//! earlier is no staler than one read later could have been: a concurrent writer still meets
+//! the saga's version check or the inbox's primary key at write time, and the group rolls
+//! back as it did before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::Row;
+
+use super::inbox::Recorded;
+use super::sagas::SagaRow;
+use super::Tx;
+
+/// What one message's work will look up, handed to its group before the work runs.
+#[derive(Debug, Clone, Default)]
+pub struct ReadAhead {
+    /// Its inbox entry: (consumer, message id).
+    pub inbox: Option<(Arc<str>, String)>,
+    /// Its saga's row, by id.
+    pub saga: Option<String>,
+}
+
+/// The answers read ahead, kept by the transaction.
+#[derive(Default)]
+pub(super) struct Known {
+    /// Inbox entries by (consumer, message id); `None`: the message was not handled.
+    inbox: HashMap<(Arc<str>, String), Option<Recorded>>,
+    /// Saga rows by id; `None`: no such saga.
+    sagas: HashMap<String, Option<SagaRow>>,
+}
+
+impl Known {
+    /// The inbox entry of a message read ahead (`Some(None)`: read, and not there).
+    pub(super) fn inbox(&self, consumer: &str, message_id: &str) -> Option<Option<Recorded>> {
+        // A group's keys share one consumer name: no need for a borrowed-key map.
+        self.inbox.iter().find(|((c, m), _)| &**c == consumer && m == message_id).map(|(_, found)| found.clone())
+    }
+
+    /// The saga row read ahead, once (`Some(None)`: read, and not there).
+    pub(super) fn take_saga(&mut self, id: &str) -> Option<Option<SagaRow>> {
+        self.sagas.remove(id)
+    }
+}
+
+/// The most keys one read-ahead statement carries.
+const MAX_KEYS: usize = 64;
+
+/// How many statement shapes each read has: 1, 2, 4, … [`MAX_KEYS`] keys.
+const SHAPES: usize = MAX_KEYS.trailing_zeros() as usize + 1;
+
+/// Reads every entry and saga `reads` name into `tx`'s known rows.
+pub(super) async fn read(tx: &mut Tx, reads: &[&ReadAhead]) -> Result<(), sqlx::Error> {
+    let mut inbox: HashMap<Arc<str>, Vec<&str>> = HashMap::new();
+    let mut sagas: Vec<&str> = Vec::new();
+    for read in reads {
+        if let Some((consumer, id)) = &read.inbox {
+            inbox.entry(consumer.clone()).or_default().push(id);
+        }
+        sagas.extend(read.saga.as_deref());
+    }
+    for (consumer, mut ids) in inbox {
+        dedup(&mut ids);
+        for chunk in ids.chunks(MAX_KEYS) {
+            let query =
+                padded(chunk).fold(sqlx::query(sql(Read::Inbox, chunk.len())).bind(&*consumer), |q, id| q.bind(id));
+            let rows = query.fetch_all(&mut **tx).await?;
+            let known = &mut tx.known_mut().inbox;
+            for id in chunk {
+                known.insert((consumer.clone(), id.to_string()), None);
+            }
+            for row in rows {
+                let id: String = row.try_get(0)?;
+                let recorded = Recorded { reply_type: row.try_get(1)?, reply_payload: row.try_get(2)? };
+                known.insert((consumer.clone(), id), Some(recorded));
+            }
+        }
+    }
+    dedup(&mut sagas);
+    for chunk in sagas.chunks(MAX_KEYS) {
+        let query = padded(chunk).fold(sqlx::query(sql(Read::Sagas, chunk.len())), |q, id| q.bind(id));
+        let rows = query.fetch_all(&mut **tx).await?;
+        let known = &mut tx.known_mut().sagas;
+        for id in chunk {
+            known.insert(id.to_string(), None);
+        }
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            known.insert(id, Some(SagaRow::read(&row, 1)?));
+        }
+    }
+    Ok(())
+}
+
+fn dedup(ids: &mut Vec<&str>) {
+    ids.sort_unstable();
+    ids.dedup();
+}
+
+/// `keys` made up to the statement's shape (the next power of two) by repeating the last:
+/// a repeated key in `IN (…)` changes nothing, and a connection prepares few shapes.
+fn padded<'k>(keys: &'k [&'k str]) -> impl Iterator<Item = &'k str> {
+    let shape = keys.len().next_power_of_two();
+    let last = keys.last().copied().unwrap_or_default();
+    keys.iter().copied().chain(std::iter::repeat_n(last, shape - keys.len()))
+}
+
+/// A read-ahead statement.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    Inbox,
+    Sagas,
+}
+
+/// The read of `keys` keys, padded to its shape, written once per process.
+fn sql(read: Read, keys: usize) -> &'static str {
+    static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        [Read::Inbox, Read::Sagas]
+            .into_iter()
+            .flat_map(|read| (0..SHAPES).map(move |shape| statement(read, 1 << shape)))
+            .collect()
+    });
+    let shape = keys.next_power_of_two().trailing_zeros() as usize;
+    debug_assert!(keys > 0 && shape < SHAPES, "{keys} keys is not a read-ahead shape");
+    &all[read as usize * SHAPES + shape.min(SHAPES - 1)]
+}
+
+fn statement(read: Read, keys: usize) -> String {
+    let list = |first: usize| (first..first + keys).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    match read {
+        Read::Inbox => format!(
+            "SELECT message_id, reply_type, reply_payload FROM inbox WHERE consumer = $1 AND message_id IN ({})",
+            list(2)
+        ),
+        Read::Sagas => format!("SELECT id, {} FROM sagas WHERE id IN ({})", super::sagas::COLUMNS, list(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_padded_to_a_power_of_two_with_the_last_one() {
+        let padded = |keys: &[&str]| padded(keys).map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(padded(&["a"]), ["a"]);
+        assert_eq!(padded(&["a", "b", "c"]), ["a", "b", "c", "c"]);
+        assert_eq!(padded(&["a"; 64]).len(), 64);
+        assert_eq!(padded(&["x"; 33]).len(), 64);
+    }
+
+    #[test]
+    fn each_shape_numbers_its_parameters() {
+        assert_eq!(
+            sql(Read::Inbox, 3),
+            "SELECT message_id, reply_type, reply_payload FROM inbox WHERE consumer = $1 AND message_id IN ($2, $3, $4, $5)"
+        );
+        for shape in 0..SHAPES {
+            let keys = 1 << shape;
+            assert_eq!(sql(Read::Inbox, keys).matches('$').count(), keys + 1);
+            assert_eq!(sql(Read::Sagas, keys).matches('$').count(), keys);
+            assert!(sql(Read::Sagas, keys).ends_with(&format!("${keys})")));
+        }
+    }
+}
