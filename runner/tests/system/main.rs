@@ -33,6 +33,7 @@ mod otel_collector;
 mod payment_outage;
 mod processes;
 mod prometheus_scrape;
+mod read_ahead;
 mod reconcile;
 mod relay;
 mod relay_crash;
