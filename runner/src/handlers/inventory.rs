@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::{refused, row_status, HandlerError, Outcome};
 use crate::order::OrderPayload;
+use crate::store::effects::EffectTable;
 use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -33,7 +34,7 @@ pub async fn seed(store: &Store, params: &ReserveParams) -> Result<(), StoreErro
 
 pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let reserved = || Outcome::Success(json!({ "orderId": order.order_id, "items": order.items }));
-    match row_status(tx, "reservations", &order.order_id).await? {
+    match row_status(tx, EffectTable::Reservations, &order.order_id).await? {
         Some((status, _)) if status == "reserved" => return Ok(reserved()),
         Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's reservation was already released")),
@@ -43,20 +44,39 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
     for item in &order.items {
         *wanted.entry(item.sku.as_str()).or_default() += item.quantity;
     }
+    // Each SKU is taken at once (in SKU order, as every reservation locks them): the common
+    // case costs one statement per SKU. Only a SKU that cannot be taken is looked at, to say
+    // why, and what was taken before it is given back.
+    let mut taken: Vec<(&str, i64)> = Vec::with_capacity(wanted.len());
     let mut problem = None;
     for (sku, quantity) in &wanted {
+        let updated = sqlx::query("UPDATE stock SET available = available - $1 WHERE sku = $2 AND available >= $1")
+            .bind(quantity)
+            .bind(*sku)
+            .execute(&mut **tx)
+            .await?;
+        if updated.rows_affected() == 1 {
+            taken.push((sku, *quantity));
+            continue;
+        }
         let row =
             sqlx::query("SELECT available FROM stock WHERE sku = $1").bind(*sku).fetch_optional(&mut **tx).await?;
-        match row {
-            None => problem = Some(format!("unknown SKU {sku}")),
-            Some(row) if row.try_get::<i64, _>(0)? < *quantity => {
-                problem = Some(format!("insufficient stock for {sku}"))
-            }
-            Some(_) => continue,
-        }
+        problem = Some(match row {
+            None => format!("unknown SKU {sku}"),
+            Some(row) if row.try_get::<i64, _>(0)? < *quantity => format!("insufficient stock for {sku}"),
+            // Stock came back between the update and the look: retry the whole message.
+            Some(_) => return Err(HandlerError::Store(StoreError::Conflict(format!("stock of {sku}")))),
+        });
         break;
     }
     if let Some(reason) = problem {
+        for (sku, quantity) in taken {
+            sqlx::query("UPDATE stock SET available = available + $1 WHERE sku = $2")
+                .bind(quantity)
+                .bind(sku)
+                .execute(&mut **tx)
+                .await?;
+        }
         sqlx::query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'rejected', $2)")
             .bind(&order.order_id)
             .bind(&reason)
@@ -64,16 +84,7 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
             .await?;
         return Ok(refused(order, reason));
     }
-    for (sku, quantity) in &wanted {
-        let updated = sqlx::query("UPDATE stock SET available = available - $1 WHERE sku = $2 AND available >= $1")
-            .bind(quantity)
-            .bind(*sku)
-            .execute(&mut **tx)
-            .await?;
-        if updated.rows_affected() != 1 {
-            // Stock moved between the check and the update: retry the whole message.
-            return Err(HandlerError::Store(StoreError::Conflict(format!("stock of {sku}"))));
-        }
+    for (sku, quantity) in &taken {
         sqlx::query("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
             .bind(&order.order_id)
             .bind(*sku)
@@ -91,7 +102,7 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
 
 pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let released = || Outcome::Success(json!({ "orderId": order.order_id }));
-    match row_status(tx, "reservations", &order.order_id).await? {
+    match row_status(tx, EffectTable::Reservations, &order.order_id).await? {
         Some((status, _)) if status == "reserved" => {
             let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
                 .bind(&order.order_id)

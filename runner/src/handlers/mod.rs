@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::diagnostic::{KeyPath, Problem, Segment};
 use crate::order::OrderPayload;
+use crate::store::effects::{self, EffectTable};
 use crate::store::{Store, StoreError, Tx};
 
 type Params = BTreeMap<String, Value>;
@@ -41,6 +41,15 @@ impl Handler {
             Handler::InventoryRelease => "inventory.release",
             Handler::ShippingSchedule(_) => "shipping.schedule",
             Handler::ShippingCancel => "shipping.cancel",
+        }
+    }
+
+    /// The table whose row per order makes the handler idempotent (read ahead by its group).
+    pub fn effect_table(&self) -> EffectTable {
+        match self {
+            Handler::PaymentCharge(_) | Handler::PaymentRefund => EffectTable::Payments,
+            Handler::InventoryReserve(_) | Handler::InventoryRelease => EffectTable::Reservations,
+            Handler::ShippingSchedule(_) | Handler::ShippingCancel => EffectTable::Shipments,
         }
     }
 }
@@ -186,17 +195,10 @@ impl Handler {
 /// `shipments`): the row that makes a repeated request answer as the first one did.
 async fn row_status(
     tx: &mut Tx,
-    table: &'static str,
+    table: EffectTable,
     order_id: &str,
 ) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    let row = sqlx::query(&format!("SELECT status, reason FROM {table} WHERE order_id = $1"))
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-        None => None,
-    })
+    Ok(effects::status(tx, table, order_id).await?)
 }
 
 /// A failure reply with its reason.

@@ -396,7 +396,11 @@ async fn on_message(
 ) -> Result<(), HandleError> {
     let event = Arc::new(Arrival::read(ctx, orchestrator, &raw, from_dead_letters)?);
     let (writer, shared, inbox_name) = (Arc::new(ctx.writer()), orchestrator.clone(), inbox_name.clone());
-    let reads = ReadAhead { inbox: Some((inbox_name.clone(), event.id.clone())), saga: Some(event.saga_id.clone()) };
+    let reads = ReadAhead {
+        inbox: Some((inbox_name.clone(), event.id.clone())),
+        saga: Some(event.saga_id.clone()),
+        effect: None,
+    };
     let committed = committer
         .run(reads, move |tx| {
             let (writer, orchestrator, inbox_name, event) =

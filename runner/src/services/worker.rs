@@ -115,7 +115,12 @@ async fn handle(
     ctx.check_received(&incoming.event)?;
     let request = Arc::new(incoming.event);
     let (writer, config, inbox_name) = (Arc::new(ctx.writer()), config.clone(), inbox_name.clone());
-    let reads = ReadAhead { inbox: Some((inbox_name.clone(), request.id.clone())), saga: None };
+    // The message key is the order id (a key that is not only costs the lookup its read-ahead).
+    let reads = ReadAhead {
+        inbox: Some((inbox_name.clone(), request.id.clone())),
+        saga: None,
+        effect: Some((config.handler.effect_table(), request.key.clone())),
+    };
     committer
         .run(reads, move |tx| {
             let (writer, config, inbox_name, request) =

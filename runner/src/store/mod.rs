@@ -5,6 +5,7 @@
 
 mod ahead;
 mod config;
+pub mod effects;
 pub mod inbox;
 pub mod orders;
 pub mod outbox;

@@ -26,6 +26,7 @@ mod hostile_requests;
 mod hot_reload;
 mod http_api;
 mod http_hardening;
+mod inventory_reserve;
 mod json_logs;
 mod keyed_concurrency;
 mod kubernetes;

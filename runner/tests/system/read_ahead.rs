@@ -1,11 +1,12 @@
-//! A group's read-ahead (inbox entries and sagas in one statement per table) answers the
-//! lookups that follow exactly as the tables would, a saga once (a second load reads the
-//! table again); and migration 0006 moves every step route from `saga_routes` into its saga's
+//! A group's read-ahead (inbox entries, sagas and effect rows in one statement per table)
+//! answers the lookups that follow exactly as the tables would, a saga or an effect row once
+//! (a second lookup reads the table again); and migration 0006 moves every step route from `saga_routes` into its saga's
 //! row. On PostgreSQL and SQLite.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use runner::store::effects::{self, EffectTable};
 use runner::store::sagas::{self, Route, Routes, SagaRecord};
 use runner::store::{inbox, ReadAhead, Store, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -30,8 +31,8 @@ fn routes(variant: &str, sent_at_ms: i64) -> Routes {
     BTreeMap::from([("payment".to_string(), Route { variant: variant.to_string(), sent_at_ms })])
 }
 
-/// 40 sagas and 40 inbox entries exist (of the 100 ids read ahead: 64 + 36 keys, two statements
-/// each); every lookup gives what the tables hold, absent ones included.
+/// 40 sagas, 40 inbox entries and 40 payments exist (of the 100 ids read ahead: 64 + 36 keys,
+/// two statements each); every lookup gives what the tables hold, absent ones included.
 async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
     let consumer: Arc<str> = "orchestrator/saga-order".into();
     let mut tx = store.begin().await.unwrap();
@@ -44,6 +45,16 @@ async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
             .unwrap();
         let reply = (i % 2 == 0).then_some(("payment.charged", r#"{"n":1}"#));
         inbox::record(&mut tx, &consumer, &format!("message-{i:03}"), reply, 1);
+        let (status, reason) = if i % 2 == 0 { ("charged", None) } else { ("declined", Some("over the limit")) };
+        sqlx::query(
+            "INSERT INTO payments (order_id, customer_id, amount, currency, status, reason) VALUES ($1, 'c', 10, 'EUR', $2, $3)",
+        )
+        .bind(&id)
+        .bind(status)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -51,6 +62,7 @@ async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
         .map(|i| ReadAhead {
             inbox: Some((consumer.clone(), format!("message-{i:03}"))),
             saga: Some(format!("order-{i:03}")),
+            effect: Some((EffectTable::Payments, format!("order-{i:03}"))),
         })
         .collect();
     let mut tx = store.begin().await.unwrap();
@@ -76,7 +88,20 @@ async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
             None if i >= 40 => {}
             other => panic!("saga {i}: {:?}", other.map(|s| s.state)),
         }
+        let payment = effects::status(&mut tx, EffectTable::Payments, &format!("order-{i:03}")).await.unwrap();
+        let expected = (i < 40).then(|| match i % 2 {
+            0 => ("charged".to_string(), None),
+            _ => ("declined".to_string(), Some("over the limit".to_string())),
+        });
+        assert_eq!(payment, expected, "payment {i}");
     }
+    // An effect row read ahead answers once: one the transaction then wrote is read next time.
+    sqlx::query("UPDATE payments SET status = 'refunded' WHERE order_id = 'order-000'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let refunded = effects::status(&mut tx, EffectTable::Payments, "order-000").await.unwrap();
+    assert_eq!(refunded, Some(("refunded".to_string(), None)));
     // A saga read ahead answers one load: one the transaction then created is found next time.
     let state = Step(77);
     sagas::insert(&mut tx, "order-077", "order", "hash", &state, &Routes::new(), &json!({}), None, 1).await.unwrap();
@@ -111,7 +136,7 @@ async fn read_ahead_on_postgres() {
     sagas::insert(&mut tx, "order-gone", "order", "hash", &Step(3), &Routes::new(), &json!({}), None, 1).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    let read = ReadAhead { inbox: None, saga: Some("order-gone".into()) };
+    let read = ReadAhead { inbox: None, saga: Some("order-gone".into()), effect: None };
     tx.read_ahead(&[&read]).await.unwrap();
     sqlx::query("DELETE FROM sagas WHERE id = 'order-gone'").execute(store.pool()).await.unwrap();
     assert!(sagas::load::<Step>(&mut tx, "order-gone").await.unwrap().is_some(), "the row read ahead");
