@@ -1,20 +1,23 @@
 //! order-api: `POST /api/orders` writes the order and its `order.created` outbox row in one
-//! transaction and answers `202`; `GET /api/orders/{id}` and `GET /api/orders` read them.
+//! transaction (shared with the POSTs that arrive meanwhile) and answers `202`; `GET /api/orders/{id}` and `GET /api/orders` read them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::FutureExt as _;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::ServiceContext;
+use super::group_commit::GroupCommit;
+use super::{store_error, ServiceContext};
 use crate::event::{now_ms, Event};
 use crate::http::{known_params, ApiError, BodyRules, JsonBody, Page, Routes};
 use crate::order::{NewOrder, OrderPayload};
-use crate::store::{orders, StoreError};
+use crate::store::{orders, ReadAhead};
 
 /// `[order_api]`, compiled.
 #[derive(Debug, Clone)]
@@ -31,17 +34,27 @@ pub const PREFIX: &str = "/api/orders";
 struct AppState {
     ctx: ServiceContext,
     config: OrderApiConfig,
+    /// Concurrent POSTs commit together (see [`super::group_commit`]).
+    committer: Arc<GroupCommit<()>>,
 }
+
+/// The most orders one transaction writes: POSTs that arrive while the previous group
+/// commits wait for the next one (no timer waits for more; a lone POST commits alone).
+const MAX_GROUP: usize = 64;
+
+/// POSTs handed to the committer at once, at most; more wait for room.
+const MAX_WAITING: usize = 256;
 
 /// The router, with paths relative to [`PREFIX`].
 pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Routes {
     let body = BodyRules { limit: config.max_body_bytes, noun: "the order", invalid: "invalid order" };
+    let committer = Arc::new(GroupCommit::start(&ctx, &format!("{}/orders", ctx.service), MAX_WAITING, MAX_GROUP));
     Routes::new()
         .get("/", list)
         // Placing an order is what the system is for: open to every client, no admin token.
         .public_post("/", create)
         .get("/{id}", show)
-        .with_state(AppState { ctx, config })
+        .with_state(AppState { ctx, config, committer })
         .map(|routes| body.apply(routes))
 }
 
@@ -80,11 +93,19 @@ async fn create(
     }
     let event = Event::new(&state.config.created_event, &payload.order_id, &ctx.service, body, Some(traceparent));
     let now = now_ms();
-    let mut tx = ctx.begin().await?;
-    orders::insert(&mut tx, &payload, now).await?;
-    ctx.emit(&mut tx, &event).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    ctx.outbox_written.notify_one();
+    let (writer, written) = (Arc::new(ctx.writer()), Arc::new((payload.clone(), event.clone())));
+    state
+        .committer
+        .run(ReadAhead::default(), move |tx| {
+            let (writer, written) = (writer.clone(), written.clone());
+            async move {
+                let (payload, event) = &*written;
+                orders::insert(tx, payload, now).await.map_err(store_error)?;
+                writer.emit(tx, event).await
+            }
+            .boxed()
+        })
+        .await?;
     tracing::info!(
         service = ctx.service,
         order_id = payload.order_id,

@@ -64,6 +64,16 @@ pub(crate) async fn run_500_orders(system: &System) {
     let ids = system.post_orders(bodies, 25).await;
     let expected: BTreeMap<String, Path> = ids.into_iter().zip(paths).collect();
     assert_eq!(expected.len(), 500);
+    // Concurrent POSTs commit together: 500 orders in fewer transactions, each order once.
+    let metrics = system.metrics().await;
+    let series = |name: &str| {
+        let prefix = format!("consumer_transaction_messages_{name}{{consumer=\"order-api/orders\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok()).unwrap_or_default()
+    };
+    let (orders, transactions) = (series("sum"), series("count"));
+    assert_eq!(orders, 500.0, "every order written once");
+    assert!(transactions < 500.0, "{transactions} transactions for 500 orders");
+    println!("order-api: 500 orders in {transactions} transactions");
     let statuses = system.wait_all_terminal(500, Duration::from_secs(240)).await;
     let store = system.store();
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
