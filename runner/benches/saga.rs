@@ -58,8 +58,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     stores: Vec<String>,
     /// `max_in_flight` of every consumer and of the saga, one run per value (written into
-    /// a copy of the pipelines).
-    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    /// a copy of the pipelines); the default is the shipped one.
+    #[arg(long, value_delimiter = ',', default_value = "128")]
     in_flight: Vec<u32>,
     /// `max_group` of every consumer and of the saga, one run per value and `max_in_flight`
     /// (values above that `max_in_flight` are skipped); unset, the default: groups of up to
@@ -82,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.in_flight.iter().any(|n| !(1..=1024).contains(n)) {
         bail!("--in-flight values must be 1 to 1024");
+    }
+    let distinct: std::collections::BTreeSet<u32> = args.in_flight.iter().copied().collect();
+    if distinct.len() != args.in_flight.len() {
+        bail!("--in-flight values must differ (each value's run has a database of its own name)");
     }
     if args.max_group.iter().any(|n| !(1..=1024).contains(n)) {
         bail!("--max-group values must be 1 to 1024");

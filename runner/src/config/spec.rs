@@ -474,7 +474,7 @@ pub struct ConsumerSpec {
     /// Where messages go after the last attempt (default `<topic>.dlq`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
-    /// Messages handled at once, one per key (order id) at a time, 1 to 1024 (default 64).
+    /// Messages handled at once, one per key (order id) at a time, 1 to 1024 (default 128).
     /// At the limit nothing more is fetched until one finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
@@ -524,7 +524,7 @@ pub struct SagaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Messages the orchestrator handles at once, one per saga at a time, 1 to 1024
-    /// (default 64). At the limit nothing more is fetched until one finishes.
+    /// (default 128). At the limit nothing more is fetched until one finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
     /// Ready messages committed together in one database transaction at most (group

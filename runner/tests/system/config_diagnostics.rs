@@ -226,7 +226,7 @@ max_in_flight = 4
 max_group = 8
 "#,
         expected: &[
-            "test.toml:5:13: max_group = 0 is out of range: 1 (a transaction per message) to max_in_flight (64)",
+            "test.toml:5:13: max_group = 0 is out of range: 1 (a transaction per message) to max_in_flight (128)",
             "test.toml:12:13: max_group = 8 is out of range: 1 (a transaction per message) to max_in_flight (4)",
         ],
     },

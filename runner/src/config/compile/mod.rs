@@ -41,7 +41,7 @@ pub(crate) struct Bounds {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Messages a consumer handles at once when its file does not say.
-pub(crate) const DEFAULT_IN_FLIGHT: usize = 64;
+pub(crate) const DEFAULT_IN_FLIGHT: usize = 128;
 /// The most a consumer may handle at once: each holds a message and a database connection.
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 
