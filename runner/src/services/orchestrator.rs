@@ -368,6 +368,12 @@ impl Arrival {
                 .as_deref()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .ok_or_else(|| HandleError::new(ErrorKind::Rejected, "dead letter without a key (the saga id)"))?;
+            if saga_id.contains('\0') {
+                return Err(HandleError::new(
+                    ErrorKind::Rejected,
+                    "dead letter whose key (the saga id) holds a NUL byte",
+                ));
+            }
             let mut request = raw
                 .header(dead_letter::ORIGINAL_TOPIC)
                 .unwrap_or_else(|| raw.topic.trim_end_matches(".dlq").to_string());

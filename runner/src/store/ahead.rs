@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::effects::{EffectStatus, EffectTable};
@@ -35,19 +36,18 @@ pub struct ReadAhead {
 /// The answers read ahead, kept by the transaction.
 #[derive(Default)]
 pub(super) struct Known {
-    /// Inbox entries by (consumer, message id); `None`: the message was not handled.
-    inbox: HashMap<(Arc<str>, String), Option<Recorded>>,
+    /// Inbox entries by consumer and message id; `None`: the message was not handled.
+    inbox: HashMap<Arc<str>, HashMap<String, Option<Recorded>>>,
     /// Saga rows by id; `None`: no such saga.
     sagas: HashMap<String, Option<SagaRow>>,
     /// Effect rows' status and reason by table and order id; `None`: no row.
-    effects: HashMap<(EffectTable, String), Option<EffectStatus>>,
+    effects: HashMap<EffectTable, HashMap<String, Option<EffectStatus>>>,
 }
 
 impl Known {
     /// The inbox entry of a message read ahead (`Some(None)`: read, and not there).
     pub(super) fn inbox(&self, consumer: &str, message_id: &str) -> Option<Option<Recorded>> {
-        // A group's keys share one consumer name: no need for a borrowed-key map.
-        self.inbox.iter().find(|((c, m), _)| &**c == consumer && m == message_id).map(|(_, found)| found.clone())
+        self.inbox.get(consumer)?.get(message_id).cloned()
     }
 
     /// The saga row read ahead, once (`Some(None)`: read, and not there).
@@ -57,10 +57,7 @@ impl Known {
 
     /// The effect row read ahead, once (`Some(None)`: read, and not there).
     pub(super) fn take_effect(&mut self, table: EffectTable, order_id: &str) -> Option<Option<EffectStatus>> {
-        if self.effects.is_empty() {
-            return None;
-        }
-        self.effects.remove(&(table, order_id.to_string()))
+        self.effects.get_mut(&table)?.remove(order_id)
     }
 }
 
@@ -84,57 +81,48 @@ pub(super) async fn read(tx: &mut Tx, reads: &[&ReadAhead]) -> Result<(), sqlx::
             effects.entry(*table).or_default().push(order_id);
         }
     }
-    for (consumer, mut ids) in inbox {
-        dedup(&mut ids);
-        for chunk in ids.chunks(MAX_KEYS) {
-            let query =
-                padded(chunk).fold(sqlx::query(sql(Read::Inbox, chunk.len())).bind(&*consumer), |q, id| q.bind(id));
-            let rows = query.fetch_all(&mut **tx).await?;
-            let known = &mut tx.known_mut().inbox;
-            for id in chunk {
-                known.insert((consumer.clone(), id.to_string()), None);
-            }
-            for row in rows {
-                let id: String = row.try_get(0)?;
-                let recorded = Recorded { reply_type: row.try_get(1)?, reply_payload: row.try_get(2)? };
-                known.insert((consumer.clone(), id), Some(recorded));
-            }
-        }
-    }
-    dedup(&mut sagas);
-    for chunk in sagas.chunks(MAX_KEYS) {
-        let query = padded(chunk).fold(sqlx::query(sql(Read::Sagas, chunk.len())), |q, id| q.bind(id));
-        let rows = query.fetch_all(&mut **tx).await?;
-        let known = &mut tx.known_mut().sagas;
-        for id in chunk {
-            known.insert(id.to_string(), None);
-        }
+    for (consumer, ids) in inbox {
+        let (ids, rows) = fetch(tx, Read::Inbox, Some(&consumer), ids).await?;
+        let known = tx.known_mut().inbox.entry(consumer).or_default();
+        known.extend(ids.iter().map(|id| (id.to_string(), None)));
         for row in rows {
-            let id: String = row.try_get(0)?;
-            known.insert(id, Some(SagaRow::read(&row, 1)?));
+            let recorded = Recorded { reply_type: row.try_get(1)?, reply_payload: row.try_get(2)? };
+            known.insert(row.try_get(0)?, Some(recorded));
         }
     }
-    for (table, mut ids) in effects {
-        dedup(&mut ids);
-        for chunk in ids.chunks(MAX_KEYS) {
-            let query = padded(chunk).fold(sqlx::query(sql(Read::Effect(table), chunk.len())), |q, id| q.bind(id));
-            let rows = query.fetch_all(&mut **tx).await?;
-            let known = &mut tx.known_mut().effects;
-            for id in chunk {
-                known.insert((table, id.to_string()), None);
-            }
-            for row in rows {
-                let id: String = row.try_get(0)?;
-                known.insert((table, id), Some((row.try_get(1)?, row.try_get(2)?)));
-            }
+    let (ids, rows) = fetch(tx, Read::Sagas, None, sagas).await?;
+    let known = &mut tx.known_mut().sagas;
+    known.extend(ids.iter().map(|id| (id.to_string(), None)));
+    for row in rows {
+        known.insert(row.try_get(0)?, Some(SagaRow::read(&row, 1)?));
+    }
+    for (table, ids) in effects {
+        let (ids, rows) = fetch(tx, Read::Effect(table), None, ids).await?;
+        let known = tx.known_mut().effects.entry(table).or_default();
+        known.extend(ids.iter().map(|id| (id.to_string(), None)));
+        for row in rows {
+            known.insert(row.try_get(0)?, Some((row.try_get(1)?, row.try_get(2)?)));
         }
     }
     Ok(())
 }
 
-fn dedup(ids: &mut Vec<&str>) {
-    ids.sort_unstable();
-    ids.dedup();
+/// The rows `read` finds for `keys` (after `consumer`, for the inbox), in statements of at
+/// most [`MAX_KEYS`] keys; also the keys, each once.
+async fn fetch<'k>(
+    tx: &mut Tx,
+    read: Read,
+    consumer: Option<&str>,
+    mut keys: Vec<&'k str>,
+) -> Result<(Vec<&'k str>, Vec<AnyRow>), sqlx::Error> {
+    keys.sort_unstable();
+    keys.dedup();
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_KEYS) {
+        let query = consumer.into_iter().fold(sqlx::query(sql(read, chunk.len())), |q, c| q.bind(c));
+        rows.extend(padded(chunk).fold(query, |q, key| q.bind(key)).fetch_all(&mut **tx).await?);
+    }
+    Ok((keys, rows))
 }
 
 /// `keys` made up to the statement's shape (the next power of two) by repeating the last:

@@ -62,6 +62,11 @@ impl RawMessage {
         let id = self.header("ce_id").ok_or("missing header ce_id")?;
         let event_type = self.header("ce_type").unwrap_or_else(|| self.topic.clone());
         let key = self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).ok_or("missing key")?;
+        // Both are looked up and stored as text: PostgreSQL refuses a NUL byte in text, and a
+        // message it cannot look up would be retried as an outage forever.
+        if id.contains('\0') || key.contains('\0') {
+            return Err("ce_id and the key must not contain a NUL byte".to_string());
+        }
         let payload = self.payload.as_deref().ok_or("empty payload")?;
         let payload = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
         Ok(Event {
@@ -561,4 +566,31 @@ fn corrupted(raw: &RawMessage) -> RawMessage {
     let mut copy = raw.clone();
     copy.payload = Some(super::publish::CORRUPTED_PAYLOAD.to_vec());
     copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(id: &str, key: &str) -> RawMessage {
+        RawMessage {
+            topic: "payment.requested".into(),
+            partition: 0,
+            offset: 7,
+            timestamp_ms: None,
+            key: Some(key.as_bytes().to_vec()),
+            payload: Some(br#"{"orderId":"o-1"}"#.to_vec()),
+            headers: vec![("ce_id".into(), id.as_bytes().to_vec())],
+        }
+    }
+
+    #[test]
+    fn a_nul_byte_in_the_id_or_the_key_makes_a_record_undecodable() {
+        let event = raw("id-1", "o-1").decode().unwrap();
+        assert_eq!((event.id.as_str(), event.key.as_str()), ("id-1", "o-1"));
+        for (id, key) in [("id\0-1", "o-1"), ("id-1", "o\0-1")] {
+            let reason = raw(id, key).decode().unwrap_err();
+            assert!(reason.contains("NUL"), "{reason}");
+        }
+    }
 }
