@@ -9,7 +9,7 @@ mod paging;
 mod routes;
 mod server;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -76,6 +76,13 @@ impl IntoResponse for ApiError {
             body["fields"] =
                 self.fields.iter().map(|(field, message)| json!({ "field": field, "message": message })).collect();
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // A body refused unread (too large, or too slow) leaves the rest of it on the
+        // connection: the client is told it closes, so it does not send its next request on a
+        // connection the server is closing (a pooled client saw that as an incomplete answer).
+        if matches!(self.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }

@@ -176,6 +176,8 @@ async fn sizes_and_media_types_are_checked_before_reading() {
         assert!(answered < Duration::from_secs(1), "{path} {extra}: answered after {answered:?}");
         assert!(!seen.answer.contains("100 Continue"), "{path}: no body is asked for: {}", seen.answer);
         assert!(seen.answer.contains("-byte limit; send a smaller one"), "{}", seen.answer);
+        // The unread body stays on the connection: the answer says it closes.
+        assert!(seen.answer.to_ascii_lowercase().contains("connection: close"), "{}", seen.answer);
     }
     // One byte over order-api's 64 KiB is refused unsent; exactly the limit is read (and is
     // not JSON; the connection would stay open for the next request without `close`).
