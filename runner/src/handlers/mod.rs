@@ -44,18 +44,6 @@ impl Handler {
         }
     }
 
-    /// Whether messages of different orders write the same rows (inventory's `stock`): such
-    /// a handler's groups must commit one at a time.
-    pub fn shares_rows(&self) -> bool {
-        match self {
-            Handler::InventoryReserve(_) | Handler::InventoryRelease => true,
-            Handler::PaymentCharge(_)
-            | Handler::PaymentRefund
-            | Handler::ShippingSchedule(_)
-            | Handler::ShippingCancel => false,
-        }
-    }
-
     /// The table whose row per order makes the handler idempotent (read ahead by its group).
     pub fn effect_table(&self) -> EffectTable {
         match self {

@@ -5,12 +5,10 @@
 //!
 //! A group is what has queued up while the previous transaction ran (no timer waits for more):
 //! one message at a time when traffic is light, up to the consumer's `max_group` under load,
-//! when fewer commits (and round trips) per message pay. Where messages of different keys
-//! write the same rows, a consumer's groups commit one after the other: groups side by side
-//! hold their rows' locks longer than single messages do and deadlock on hot rows (the saga
-//! benchmark measured 422 deadlocks on `stock` with four groups of four at once, and a tenth
-//! of the throughput). Where every row belongs to one key (the saga's, a payment's), two
-//! groups commit side by side: one is written while the other waits for its commit. With `max_group = 1` there is no committer:
+//! when fewer commits (and round trips) per message pay. A consumer's groups commit one after
+//! the other: groups side by side hold their rows' locks longer than single messages do and
+//! deadlock on hot rows (the saga benchmark measured 422 deadlocks on `stock` with four groups
+//! of four at once, and a tenth of the throughput). With `max_group = 1` there is no committer:
 //! each message commits in its own transaction, beside the others in flight.
 
 use std::sync::Arc;
@@ -53,14 +51,13 @@ pub struct GroupCommit<T> {
 
 impl<T: Send + 'static> GroupCommit<T> {
     /// Starts the committer of consumer `name`, which has up to `max_in_flight` messages
-    /// running; a group holds at most `max_group` of them, and `at_once` groups commit side
-    /// by side (more than one only where no two messages of different keys write one row).
-    pub fn start(ctx: &ServiceContext, name: &str, max_in_flight: usize, max_group: usize, at_once: usize) -> Self {
+    /// running; a group holds at most `max_group` of them.
+    pub fn start(ctx: &ServiceContext, name: &str, max_in_flight: usize, max_group: usize) -> Self {
         if max_group <= 1 {
             return GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: None };
         }
         let (jobs, queue) = mpsc::channel(max_in_flight.max(1));
-        let task = tokio::spawn(commit_groups(ctx.clone(), name.into(), queue, max_group, at_once.max(1)));
+        let task = tokio::spawn(commit_groups(ctx.clone(), name.to_string(), queue, max_group));
         GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: Some((jobs, task)) }
     }
 
@@ -102,33 +99,12 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 }
 
-/// Takes what has queued (up to `max_group` messages) as one group and commits it, with at
-/// most `at_once` groups committing at a time, until the queue closes.
-async fn commit_groups<T: Send + 'static>(
-    ctx: ServiceContext,
-    name: Arc<str>,
-    mut queue: mpsc::Receiver<Job<T>>,
-    max_group: usize,
-    at_once: usize,
-) {
-    let room = Arc::new(tokio::sync::Semaphore::new(at_once));
-    let mut committing = tokio::task::JoinSet::new();
-    loop {
-        let Ok(permit) = room.clone().acquire_owned().await else { break };
-        let mut group = Vec::with_capacity(max_group);
-        if queue.recv_many(&mut group, max_group).await == 0 {
-            break;
-        }
-        let (ctx, name) = (ctx.clone(), name.clone());
-        committing.spawn(async move {
-            commit_group(&ctx, &name, &mut group).await;
-            drop(permit);
-        });
-        // A group whose handler panicked dropped its messages' answers: they fail, and the
-        // consumer with them (its supervisor restarts it).
-        while committing.try_join_next().is_some() {}
+/// Takes what has queued (up to `max_group` messages) as one group, commits it, and again.
+async fn commit_groups<T>(ctx: ServiceContext, name: String, mut queue: mpsc::Receiver<Job<T>>, max_group: usize) {
+    let mut group = Vec::with_capacity(max_group);
+    while queue.recv_many(&mut group, max_group).await > 0 {
+        commit_group(&ctx, &name, &mut group).await;
     }
-    while committing.join_next().await.is_some() {}
 }
 
 /// One group: together when it holds several messages, and each alone when that failed.
@@ -231,7 +207,7 @@ mod tests {
     async fn a_failing_message_fails_alone_and_its_group_commits_without_it() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(&dir).await;
-        let committer = Arc::new(GroupCommit::<i64>::start(&ctx, "payment-svc/charge", 8, 8, 1));
+        let committer = Arc::new(GroupCommit::<i64>::start(&ctx, "payment-svc/charge", 8, 8));
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
         let message = |id: i64| {

@@ -113,10 +113,6 @@ pub struct Move {
     pub state: SagaState,
 }
 
-/// Groups the orchestrator commits side by side: while one waits for its commit, the next
-/// is written.
-const GROUPS_AT_ONCE: usize = 2;
-
 /// The most instances in flight read to weigh a change of definition.
 pub const MAX_IN_FLIGHT_READ: u32 = 100_000;
 
@@ -304,9 +300,7 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
     // Dead letters of the saga's requests (and of its canary's): each fails its step.
     let dead_letter_topics =
         crate::transport::topics_where(&config.topic_uses(), |u| u.consumes() && u.event_type.is_none());
-    // Every row a saga message writes belongs to its order, and an order has one message
-    // in flight: groups side by side never wait on each other's rows.
-    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group, GROUPS_AT_ONCE);
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group);
     let inbox_name: Arc<str> = name.as_str().into();
     consume_raw(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |raw: Arc<RawMessage>| {
         let from_dead_letters = dead_letter_topics.contains(&raw.topic);

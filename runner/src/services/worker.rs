@@ -62,10 +62,7 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
     policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
-    // Handlers whose messages share rows (stock) commit one group at a time: groups side by
-    // side deadlocked on them (see `group_commit`).
-    let at_once = if config.handler.shares_rows() { 1 } else { 2 };
-    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group, at_once);
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group);
     let config = Arc::new(config);
     let inbox_name: Arc<str> = name.as_str().into();
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");

@@ -21,7 +21,6 @@ mod dead_letters;
 mod dlq_admin;
 mod event_schemas;
 mod gameday;
-mod groups_side_by_side;
 mod held_writes;
 mod hostile_requests;
 mod hot_reload;
