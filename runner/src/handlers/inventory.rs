@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
 
-use super::{refused, row_status, HandlerError, Outcome};
+use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::EffectTable;
+use crate::store::effects::{self, EffectTable};
 use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -34,7 +34,7 @@ pub async fn seed(store: &Store, params: &ReserveParams) -> Result<(), StoreErro
 
 pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let reserved = || Outcome::Success(json!({ "orderId": order.order_id, "items": order.items }));
-    match row_status(tx, EffectTable::Reservations, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Reservations, &order.order_id).await? {
         Some((status, _)) if status == "reserved" => return Ok(reserved()),
         Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's reservation was already released")),
@@ -102,7 +102,7 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
 
 pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let released = || Outcome::Success(json!({ "orderId": order.order_id }));
-    match row_status(tx, EffectTable::Reservations, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Reservations, &order.order_id).await? {
         Some((status, _)) if status == "reserved" => {
             let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
                 .bind(&order.order_id)

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{KeyPath, Problem, Segment};
 use crate::order::OrderPayload;
-use crate::store::effects::{self, EffectTable};
+use crate::store::effects::EffectTable;
 use crate::store::{Store, StoreError, Tx};
 
 type Params = BTreeMap<String, Value>;
@@ -189,16 +189,6 @@ impl Handler {
             Handler::ShippingCancel => shipping::cancel(tx, &order, now_ms).await,
         }
     }
-}
-
-/// The status and reason of the order's row in a service table (`payments`, `reservations`,
-/// `shipments`): the row that makes a repeated request answer as the first one did.
-async fn row_status(
-    tx: &mut Tx,
-    table: EffectTable,
-    order_id: &str,
-) -> Result<Option<(String, Option<String>)>, HandlerError> {
-    Ok(effects::status(tx, table, order_id).await?)
 }
 
 /// A failure reply with its reason.

@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{refused, row_status, HandlerError, Outcome};
+use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::EffectTable;
+use crate::store::effects::{self, EffectTable};
 use crate::store::Tx;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,7 +30,7 @@ pub async fn charge(
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
     let charged = json!({ "orderId": order.order_id, "amount": order.total, "currency": order.currency });
-    match row_status(tx, EffectTable::Payments, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Payments, &order.order_id).await? {
         Some((status, _)) if status == "charged" => return Ok(Outcome::Success(charged)),
         Some((status, reason)) if status == "declined" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's payment was already cancelled")),
@@ -68,7 +68,7 @@ pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Ou
     let refunded = |amount: i64| {
         Outcome::Success(json!({ "orderId": order.order_id, "refunded": amount, "currency": order.currency }))
     };
-    match row_status(tx, EffectTable::Payments, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Payments, &order.order_id).await? {
         Some((status, _)) if status == "charged" => {
             sqlx::query("UPDATE payments SET status = 'refunded', refunded_at_ms = $1 WHERE order_id = $2 AND status = 'charged'")
                 .bind(now_ms)

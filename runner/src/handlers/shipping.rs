@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{refused, row_status, HandlerError, Outcome};
+use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::EffectTable;
+use crate::store::effects::{self, EffectTable};
 use crate::store::Tx;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,7 +24,7 @@ pub async fn schedule(
 ) -> Result<Outcome, HandlerError> {
     let country = &order.ship_to.country;
     let scheduled = || Outcome::Success(json!({ "orderId": order.order_id, "country": country }));
-    match row_status(tx, EffectTable::Shipments, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Shipments, &order.order_id).await? {
         Some((status, _)) if status == "scheduled" => return Ok(scheduled()),
         Some((status, reason)) if status == "rejected" => return Ok(refused(order, reason.unwrap_or_default())),
         Some(_) => return Ok(refused(order, "the order's shipment was already cancelled")),
@@ -51,7 +51,7 @@ pub async fn schedule(
 
 pub async fn cancel(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Outcome, HandlerError> {
     let cancelled = Outcome::Success(json!({ "orderId": order.order_id }));
-    match row_status(tx, EffectTable::Shipments, &order.order_id).await? {
+    match effects::status(tx, EffectTable::Shipments, &order.order_id).await? {
         Some((status, _)) if status == "scheduled" => {
             sqlx::query("UPDATE shipments SET status = 'cancelled', cancelled_at_ms = $1 WHERE order_id = $2")
                 .bind(now_ms)

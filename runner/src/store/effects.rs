@@ -14,6 +14,7 @@ pub enum EffectTable {
 }
 
 impl EffectTable {
+    /// Every table, each at its own discriminant (statements are kept by `table as usize`).
     pub const ALL: [EffectTable; 3] = [EffectTable::Payments, EffectTable::Reservations, EffectTable::Shipments];
 
     pub fn name(self) -> &'static str {
@@ -43,4 +44,16 @@ pub async fn status(tx: &mut Tx, table: EffectTable, order_id: &str) -> Result<O
         Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_sits_at_its_own_index() {
+        for (i, table) in EffectTable::ALL.iter().enumerate() {
+            assert_eq!(*table as usize, i, "{table:?}");
+        }
+    }
 }
