@@ -17,6 +17,12 @@ use runner::store::Store;
 use runner::transport::Broker;
 use runner::transport::Brokers;
 
+/// mimalloc instead of the system's malloc: under a burst glibc's malloc and free were about
+/// a quarter of the runner's own CPU (docs/benchmarks.md, 2026-12-07, later). Without
+/// transparent huge pages (`no_thp`): with them the burst's peak RSS grew from 92 to 130 MB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "runner", version, about = "Runs Chaos Symphony services from TOML pipeline files")]
 #[command(args_conflicts_with_subcommands = true)]

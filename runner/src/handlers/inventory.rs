@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::{self, EffectTable};
+use crate::store::effects::{self, EffectTable, NewRow};
 use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -77,26 +77,16 @@ pub async fn reserve(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
                 .execute(&mut **tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'rejected', $2)")
-            .bind(&order.order_id)
-            .bind(&reason)
-            .execute(&mut **tx)
-            .await?;
+        let (order_id, why) = (order.order_id.as_str(), Some(reason.as_str()));
+        effects::insert(tx, NewRow::Reservation { order_id, status: "rejected", reason: why, reserved_at_ms: None });
         return Ok(refused(order, reason));
     }
-    for (sku, quantity) in &taken {
-        sqlx::query("INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)")
-            .bind(&order.order_id)
-            .bind(*sku)
-            .bind(quantity)
-            .execute(&mut **tx)
-            .await?;
+    let order_id = order.order_id.as_str();
+    for (sku, quantity) in taken {
+        effects::insert(tx, NewRow::ReservationLine { order_id, sku, quantity });
     }
-    sqlx::query("INSERT INTO reservations (order_id, status, reserved_at_ms) VALUES ($1, 'reserved', $2)")
-        .bind(&order.order_id)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    let reserved_at_ms = Some(now_ms);
+    effects::insert(tx, NewRow::Reservation { order_id, status: "reserved", reason: None, reserved_at_ms });
     Ok(reserved())
 }
 
@@ -126,10 +116,8 @@ pub async fn release(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<O
         Some(_) => Ok(released()),
         None => {
             // Released before the reservation arrived: void it so a late request is refused.
-            sqlx::query("INSERT INTO reservations (order_id, status, reason) VALUES ($1, 'voided', 'released before reservation')")
-                .bind(&order.order_id)
-                .execute(&mut **tx)
-                .await?;
+            let (order_id, reason) = (order.order_id.as_str(), Some("released before reservation"));
+            effects::insert(tx, NewRow::Reservation { order_id, status: "voided", reason, reserved_at_ms: None });
             Ok(released())
         }
     }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::{self, EffectTable};
+use crate::store::effects::{self, EffectTable, NewRow};
 use crate::store::Tx;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,17 +47,18 @@ pub async fn charge(
         None
     };
     let (status, charged_at) = if decline.is_some() { ("declined", None) } else { ("charged", Some(now_ms)) };
-    sqlx::query("INSERT INTO payments (order_id, customer_id, amount, currency, status, reason, charged_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&order.order_id)
-        .bind(&order.customer_id)
-        .bind(order.total)
-        .bind(&order.currency)
-        .bind(status)
-        .bind(&decline)
-        .bind(charged_at)
-        .execute(&mut **tx)
-        .await
-        ?;
+    effects::insert(
+        tx,
+        NewRow::Payment {
+            order_id: &order.order_id,
+            customer_id: &order.customer_id,
+            amount: order.total,
+            currency: &order.currency,
+            status,
+            reason: decline.as_deref(),
+            charged_at_ms: charged_at,
+        },
+    );
     Ok(match decline {
         Some(reason) => refused(order, reason),
         None => Outcome::Success(charged),
@@ -83,14 +84,18 @@ pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Ou
         None => {
             // Refund before the charge arrived (the charge request timed out): void the payment
             // so a late charge request is declined instead of taking money for a cancelled order.
-            sqlx::query("INSERT INTO payments (order_id, customer_id, amount, currency, status, reason) VALUES ($1, $2, $3, $4, 'voided', 'refunded before charge')")
-                .bind(&order.order_id)
-                .bind(&order.customer_id)
-                .bind(order.total)
-                .bind(&order.currency)
-                .execute(&mut **tx)
-                .await
-                ?;
+            effects::insert(
+                tx,
+                NewRow::Payment {
+                    order_id: &order.order_id,
+                    customer_id: &order.customer_id,
+                    amount: order.total,
+                    currency: &order.currency,
+                    status: "voided",
+                    reason: Some("refunded before charge"),
+                    charged_at_ms: None,
+                },
+            );
             Ok(refunded(0))
         }
     }

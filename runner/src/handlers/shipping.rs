@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{refused, HandlerError, Outcome};
 use crate::order::OrderPayload;
-use crate::store::effects::{self, EffectTable};
+use crate::store::effects::{self, EffectTable, NewRow};
 use crate::store::Tx;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,20 +32,13 @@ pub async fn schedule(
     }
     if params.refuse_countries.iter().any(|c| c == country) {
         let reason = format!("no shipping to {country}");
-        sqlx::query("INSERT INTO shipments (order_id, country, status, reason) VALUES ($1, $2, 'rejected', $3)")
-            .bind(&order.order_id)
-            .bind(country)
-            .bind(&reason)
-            .execute(&mut **tx)
-            .await?;
+        let (order_id, reason_text) = (order.order_id.as_str(), Some(reason.as_str()));
+        let row = NewRow::Shipment { order_id, country, status: "rejected", reason: reason_text, scheduled_at_ms: None };
+        effects::insert(tx, row);
         return Ok(refused(order, reason));
     }
-    sqlx::query("INSERT INTO shipments (order_id, country, status, scheduled_at_ms) VALUES ($1, $2, 'scheduled', $3)")
-        .bind(&order.order_id)
-        .bind(country)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    let order_id = order.order_id.as_str();
+    effects::insert(tx, NewRow::Shipment { order_id, country, status: "scheduled", reason: None, scheduled_at_ms: Some(now_ms) });
     Ok(scheduled())
 }
 

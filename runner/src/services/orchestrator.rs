@@ -639,7 +639,7 @@ async fn apply(
                 (event_type, data.clone())
             }
             Command::Finish { status, event_type, reason } => {
-                orders::set_status(tx, saga_id, status.as_str(), reason.as_deref(), now).await.map_err(store_error)?;
+                orders::set_status(tx, saga_id, status.as_str(), reason.as_deref(), now);
                 finished.push(status.as_str());
                 (event_type, json!({ "orderId": saga_id, "status": status.as_str(), "reason": reason }))
             }

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::group_commit::GroupCommit;
-use super::{store_error, ServiceContext};
+use super::ServiceContext;
 use crate::event::{now_ms, Event};
 use crate::http::{known_params, ApiError, BodyRules, JsonBody, Page, Routes};
 use crate::order::{NewOrder, OrderPayload};
@@ -100,7 +100,7 @@ async fn create(
             let (writer, written) = (writer.clone(), written.clone());
             async move {
                 let (payload, event) = &*written;
-                orders::insert(tx, payload, now).await.map_err(store_error)?;
+                orders::insert(tx, payload, now);
                 writer.emit(tx, event).await
             }
             .boxed()

@@ -385,7 +385,7 @@ impl<'a> World<'a> {
             None,
         );
         let mut tx = self.store.begin().await?;
-        orders::insert(&mut tx, &payload, self.now).await?;
+        orders::insert(&mut tx, &payload, self.now);
         writer.emit(&mut tx, &event).await.map_err(|e| StoreError::Corrupt(e.message))?;
         tx.commit().await?;
         self.note(&writer.service, format!("accepted {name} ({detail})"));

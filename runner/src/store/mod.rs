@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod orders;
 pub mod outbox;
 pub mod sagas;
+mod held;
 mod tx;
 
 use std::str::FromStr;

@@ -3,41 +3,29 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::held::Table;
 use super::{Store, StoreError, Tx};
 use crate::order::{Item, OrderPayload, ShipTo};
 
-pub async fn insert(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO orders (id, customer_id, currency, total, items, ship_to, status, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7)",
-    )
-    .bind(&order.order_id)
-    .bind(&order.customer_id)
-    .bind(&order.currency)
-    .bind(order.total)
-    .bind(serde_json::to_string(&order.items).unwrap_or_default())
-    .bind(serde_json::to_string(&order.ship_to).unwrap_or_default())
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Takes an order, written with the commit.
+pub fn insert(tx: &mut Tx, order: &OrderPayload, now_ms: i64) {
+    let row = vec![
+        order.order_id.as_str().into(),
+        order.customer_id.as_str().into(),
+        order.currency.as_str().into(),
+        order.total.into(),
+        serde_json::to_string(&order.items).unwrap_or_default().into(),
+        serde_json::to_string(&order.ship_to).unwrap_or_default().into(),
+        "PENDING".into(),
+        now_ms.into(),
+        now_ms.into(),
+    ];
+    tx.hold(Table::Orders, row);
 }
 
-pub async fn set_status(
-    tx: &mut Tx,
-    order_id: &str,
-    status: &str,
-    reason: Option<&str>,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE orders SET status = $1, reason = $2, updated_at_ms = $3 WHERE id = $4")
-        .bind(status)
-        .bind(reason)
-        .bind(now_ms)
-        .bind(order_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Sets the order's status when its saga ended, written with the commit.
+pub fn set_status(tx: &mut Tx, order_id: &str, status: &str, reason: Option<&str>, now_ms: i64) {
+    tx.hold_replacing(Table::OrderStatus, vec![order_id.into(), status.into(), reason.into(), now_ms.into()]);
 }
 
 #[derive(Debug, Clone, Serialize)]

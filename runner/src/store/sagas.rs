@@ -5,7 +5,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::held::Table;
 use super::{Store, StoreError, Tx};
+
+/// The held writes of a saga row: a statement that reads or writes the row sends them first.
+const WRITES: &[Table] = &[Table::Sagas, Table::SagaUpdates];
 
 /// What the store needs of a saga's state besides its JSON: the columns it is queried by.
 pub trait SagaRecord: Serialize + DeserializeOwned {
@@ -92,6 +96,7 @@ impl SagaRow {
 
 /// The saga `id`, from what the transaction read ahead or else from the table.
 pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
+    tx.settle(WRITES, id).await?;
     let row = match tx.known_mut().take_saga(id) {
         Some(known) => known,
         None => {
@@ -104,9 +109,9 @@ pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredS
     row.map(|row| row.parse(id)).transpose()
 }
 
-/// Creates a saga on the definition of hash `definition`; when another writer created it
-/// first, the unique key fails the insert and the caller retries the whole message (then
-/// finding the saga).
+/// Creates a saga on the definition of hash `definition`, written with the commit; when
+/// another writer created it first, the unique key fails the commit and the caller retries
+/// the whole message (then finding the saga).
 #[allow(clippy::too_many_arguments)]
 pub async fn insert(
     tx: &mut Tx,
@@ -119,22 +124,22 @@ pub async fn insert(
     traceparent: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO sagas (id, saga, state, status, version, wake_at_ms, data, traceparent, created_at_ms, updated_at_ms, definition, routes) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8, $9, $10)",
-    )
-    .bind(id)
-    .bind(saga)
-    .bind(serde_json::to_string(state).unwrap_or_default())
-    .bind(state.status_name())
-    .bind(state.wake_at_ms())
-    .bind(data.to_string())
-    .bind(traceparent)
-    .bind(now_ms)
-    .bind(definition)
-    .bind(routes_json(routes))
-    .execute(&mut **tx)
-    .await?;
+    tx.settle(WRITES, id).await?;
+    let row = vec![
+        id.into(),
+        saga.into(),
+        serde_json::to_string(state).unwrap_or_default().into(),
+        state.status_name().into(),
+        1.into(),
+        state.wake_at_ms().into(),
+        data.to_string().into(),
+        traceparent.into(),
+        now_ms.into(),
+        now_ms.into(),
+        definition.into(),
+        routes_json(routes).into(),
+    ];
+    tx.hold(Table::Sagas, row);
     Ok(())
 }
 
@@ -152,7 +157,25 @@ pub async fn migrate(
     state: &impl SagaRecord,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    write_state(tx, id, version, state, None, Some(definition), now_ms).await
+    tx.settle(WRITES, id).await?;
+    let result = sqlx::query(
+        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = $4, version = version + 1, \
+         updated_at_ms = $5 WHERE id = $6 AND version = $7",
+    )
+    .bind(serde_json::to_string(state).unwrap_or_default())
+    .bind(state.status_name())
+    .bind(state.wake_at_ms())
+    .bind(definition)
+    .bind(now_ms)
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!("saga {id}")))
+    }
 }
 
 /// Keeps a definition (as JSON) under its hash; one already kept stays as it is.
@@ -172,6 +195,7 @@ pub async fn save_definition(tx: &mut Tx, saga: &str, hash: &str, json: &str, no
 
 /// Gives instances of `saga` from before versions were kept the definition `hash`.
 pub async fn adopt_unversioned(tx: &mut Tx, saga: &str, hash: &str) -> Result<u64, StoreError> {
+    tx.flush().await?;
     let result = sqlx::query("UPDATE sagas SET definition = $1 WHERE definition IS NULL AND saga = $2")
         .bind(hash)
         .bind(saga)
@@ -201,7 +225,8 @@ pub async fn definitions_in_flight(store: &Store, saga: &str) -> Result<Vec<(Str
     rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
-/// Writes the new state and routes if the saga is still at `version`.
+/// Writes the new state and routes with the commit, if the saga is then still at `version`
+/// (else the commit fails with a conflict).
 pub async fn update(
     tx: &mut Tx,
     id: &str,
@@ -210,38 +235,19 @@ pub async fn update(
     routes: &Routes,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    write_state(tx, id, version, state, Some(routes), None, now_ms).await
-}
-
-/// The optimistic write of a saga's state (and, when given, its routes and its definition).
-async fn write_state(
-    tx: &mut Tx,
-    id: &str,
-    version: i64,
-    state: &impl SagaRecord,
-    routes: Option<&Routes>,
-    definition: Option<&str>,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let result = sqlx::query(
-        "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = COALESCE($4, definition), \
-         routes = COALESCE($8, routes), version = version + 1, updated_at_ms = $5 WHERE id = $6 AND version = $7",
-    )
-    .bind(serde_json::to_string(state).unwrap_or_default())
-    .bind(state.status_name())
-    .bind(state.wake_at_ms())
-    .bind(definition)
-    .bind(now_ms)
-    .bind(id)
-    .bind(version)
-    .bind(routes.map(routes_json))
-    .execute(&mut **tx)
-    .await?;
-    if result.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(format!("saga {id}")))
-    }
+    // One held write per saga: a second write of the same saga goes after the first.
+    tx.settle(WRITES, id).await?;
+    let row = vec![
+        id.into(),
+        serde_json::to_string(state).unwrap_or_default().into(),
+        state.status_name().into(),
+        state.wake_at_ms().into(),
+        routes_json(routes).into(),
+        now_ms.into(),
+        version.into(),
+    ];
+    tx.hold(Table::SagaUpdates, row);
+    Ok(())
 }
 
 /// Adds history lines, sent with the transaction's commit.

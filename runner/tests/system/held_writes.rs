@@ -1,12 +1,17 @@
 //! A transaction's held rows (outbox, inbox, saga history) reach the database at commit, in
 //! the order they were held, across multi-row statements of 64, 32, … rows; an inbox lookup in
 //! the same transaction sees a held entry; a rollback leaves nothing; 20 transactions at once
-//! each keep their rows; a row PostgreSQL refuses (a NUL byte) fails the commit whole. On
-//! PostgreSQL and SQLite.
+//! each keep their rows; a row PostgreSQL refuses (a NUL byte) fails the commit whole. New
+//! and updated sagas, orders and their final status, and the workers' effect rows are held
+//! too: a lookup of a held one in the same transaction sees it, a saga written over a version
+//! that moved fails the commit as a conflict naming it and leaves nothing. On PostgreSQL and
+//! SQLite.
 
 use runner::event::Event;
-use runner::store::sagas::HistoryEntry;
-use runner::store::{inbox, outbox, sagas, Store, StoreConfig};
+use runner::order::{Item, OrderPayload, ShipTo};
+use runner::store::effects::{self, EffectTable, NewRow};
+use runner::store::sagas::{HistoryEntry, Routes, SagaRecord};
+use runner::store::{inbox, orders, outbox, sagas, Store, StoreConfig, StoreError};
 use serde_json::json;
 use sqlx::Row;
 
@@ -111,12 +116,119 @@ async fn twenty_at_once(store: &Store) {
     }
 }
 
+/// A saga state for the test: a counter, done at 3.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Counter {
+    n: i64,
+}
+
+impl SagaRecord for Counter {
+    fn status_name(&self) -> &'static str {
+        if self.n >= 3 {
+            "COMPLETED"
+        } else {
+            "PENDING"
+        }
+    }
+    fn wake_at_ms(&self) -> Option<i64> {
+        (self.n < 3).then_some(1_000 + self.n)
+    }
+}
+
+fn order(i: usize) -> OrderPayload {
+    OrderPayload {
+        order_id: format!("order-{i:03}"),
+        customer_id: format!("customer-{i}"),
+        currency: "EUR".into(),
+        total: 100 + i as i64,
+        items: vec![Item { sku: "SKU-A".into(), quantity: 1, unit_price: 100 + i as i64 }],
+        ship_to: ShipTo { country: "NL".into(), city: None, postal_code: None, street: None },
+    }
+}
+
+/// 70 sagas, orders and payments held and written at commit (statements of 64, 4 and 2 rows);
+/// 70 saga updates in one transaction, once with one version that moved (a conflict naming
+/// that saga, nothing written) and once right; a saga written twice in a transaction; an
+/// order's status set twice (the last wins).
+async fn held_sagas_orders_and_effects(store: &Store) {
+    let ids: Vec<String> = (0..70).map(|i| format!("order-{i:03}")).collect();
+    let routes = Routes::new();
+    let mut tx = store.begin().await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let data = json!({ "orderId": id });
+        sagas::insert(&mut tx, id, "order", "hash-1", &Counter { n: 0 }, &routes, &data, None, 10).await.unwrap();
+        orders::insert(&mut tx, &order(i), 10);
+        let payment = NewRow::Payment {
+            order_id: id,
+            customer_id: "customer",
+            amount: i as i64,
+            currency: "EUR",
+            status: "charged",
+            reason: None,
+            charged_at_ms: Some(10),
+        };
+        effects::insert(&mut tx, payment);
+    }
+    let written: i64 = sqlx::query("SELECT COUNT(*) FROM sagas").fetch_one(&mut *tx).await.unwrap().get(0);
+    assert_eq!(written, 0, "held sagas are not written before they are looked up or committed");
+    // Looking one up sends what is held first: the lookup sees it.
+    let status = effects::status(&mut tx, EffectTable::Payments, "order-005").await.unwrap();
+    assert_eq!(status, Some(("charged".to_string(), None)));
+    let saga = sagas::load::<Counter>(&mut tx, "order-069").await.unwrap().expect("a held saga is found");
+    assert_eq!((saga.state, saga.version), (Counter { n: 0 }, 1));
+    tx.commit().await.unwrap();
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM sagas").await, 70);
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'PENDING'").await, 70);
+    assert_eq!(scalar(store, "SELECT SUM(amount) FROM payments").await, (0..70).sum::<i64>());
+
+    // Every saga written over its version, but one over a version it is no longer at.
+    let mut tx = store.begin().await.unwrap();
+    for id in &ids {
+        let version = if id == "order-066" { 7 } else { 1 };
+        sagas::update(&mut tx, id, version, &Counter { n: 1 }, &routes, 20).await.unwrap();
+    }
+    match tx.commit().await {
+        Err(StoreError::Conflict(what)) => assert_eq!(what, "saga order-066"),
+        other => panic!("expected a conflict on order-066, got {other:?}"),
+    }
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM sagas WHERE version = 1").await, 70, "nothing was written");
+
+    let mut tx = store.begin().await.unwrap();
+    for id in &ids {
+        sagas::update(&mut tx, id, 1, &Counter { n: 1 }, &routes, 20).await.unwrap();
+    }
+    // Written twice in one transaction: the second write goes over the first.
+    let saga = sagas::load::<Counter>(&mut tx, "order-000").await.unwrap().unwrap();
+    assert_eq!((saga.state, saga.version), (Counter { n: 1 }, 2));
+    sagas::update(&mut tx, "order-000", 2, &Counter { n: 3 }, &routes, 30).await.unwrap();
+    orders::set_status(&mut tx, "order-000", "CANCELLED", Some("first"), 30);
+    orders::set_status(&mut tx, "order-001", "COMPLETED", None, 30);
+    orders::set_status(&mut tx, "order-000", "COMPLETED", None, 31);
+    tx.commit().await.unwrap();
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM sagas WHERE version = 2 AND status = 'PENDING'").await, 69);
+    assert_eq!(scalar(store, "SELECT SUM(wake_at_ms) FROM sagas WHERE version = 2").await, 69 * 1_001);
+    let row = sqlx::query("SELECT version, status, wake_at_ms, updated_at_ms FROM sagas WHERE id = 'order-000'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (version, status, wake): (i64, String, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((version, status.as_str(), wake, row.get::<i64, _>(3)), (3, "COMPLETED", None, 30));
+    let row = sqlx::query("SELECT status, reason, updated_at_ms FROM orders WHERE id = 'order-000'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (status, reason): (String, Option<String>) = (row.get(0), row.get(1));
+    assert_eq!((status.as_str(), reason, row.get::<i64, _>(2)), ("COMPLETED", None, 31), "the last status wins");
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await, 2);
+}
+
 #[tokio::test]
 async fn held_rows_on_postgres() {
     let db = TempPg::create("chaos_held").await;
     let store = Store::connect(&StoreConfig::for_url(&db.url, 4).unwrap()).await.unwrap();
     held_rows_arrive_in_order_at_commit(&store).await;
     twenty_at_once(&store).await;
+    held_sagas_orders_and_effects(&store).await;
     // A NUL byte PostgreSQL's text refuses: the commit fails with the database's reason,
     // and nothing the transaction held or wrote is left.
     let mut tx = store.begin().await.unwrap();
@@ -141,4 +253,5 @@ async fn held_rows_on_sqlite() {
     let store = Store::connect(&StoreConfig::for_url(&url, 1).unwrap()).await.unwrap();
     held_rows_arrive_in_order_at_commit(&store).await;
     twenty_at_once(&store).await;
+    held_sagas_orders_and_effects(&store).await;
 }

@@ -118,6 +118,7 @@ async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
 async fn corrupt_routes_are_reported(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     sagas::insert(&mut tx, "order-bad", "order", "hash", &Step(1), &Routes::new(), &json!({}), None, 1).await.unwrap();
+    tx.flush().await.unwrap(); // the insert is held; the raw statement below must find the row
     sqlx::query("UPDATE sagas SET routes = 'not json' WHERE id = 'order-bad'").execute(&mut *tx).await.unwrap();
     let error = sagas::load::<Step>(&mut tx, "order-bad").await.err().expect("corrupt routes fail the load");
     assert!(error.to_string().contains("order-bad routes"), "{error}");
