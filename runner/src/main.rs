@@ -23,6 +23,20 @@ use runner::transport::Brokers;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (the same index in its v2 and v3; the
+/// sys crate names no constant for it). Checked against the bundled build: with
+/// `MIMALLOC_PURGE_DELAY=7` in the environment, `mi_option_get(15)` reads 7.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS at once instead of a second later (the bundled
+/// mimalloc's default): the burst's peak RSS was 101–105 MB with the delay and 94–98 MB
+/// without.
+fn return_freed_memory_at_once() {
+    // SAFETY: sets one integer option of the allocator; any value is valid for it, and the
+    // allocator reads options with atomics, so other threads may allocate meanwhile.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Parser)]
 #[command(name = "runner", version, about = "Runs Chaos Symphony services from TOML pipeline files")]
 #[command(args_conflicts_with_subcommands = true)]
@@ -222,6 +236,7 @@ struct ReconcileArgs {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_at_once();
     runner::telemetry::process_started();
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Gameday { .. })) && std::env::var_os("RUST_LOG").is_none() {

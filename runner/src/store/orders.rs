@@ -86,12 +86,18 @@ fn view(row: &sqlx::any::AnyRow) -> Result<OrderView, StoreError> {
 
 /// One order with its saga history, oldest entry first.
 pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
-        .bind(order_id)
-        .fetch_optional(store.pool())
-        .await?;
+    // The order and its saga's traceparent in one statement: order-api answers a poll of
+    // every order, so each statement saved here is one per order.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!("SELECT {COLUMNS}, (SELECT traceparent FROM sagas WHERE sagas.id = orders.id) FROM orders WHERE id = $1")
+    });
+    let row = sqlx::query(sql).bind(order_id).fetch_optional(store.pool()).await?;
     let Some(row) = row else { return Ok(None) };
     let mut order = view(&row)?;
+    let traceparent: Option<String> = row.try_get(11)?;
+    // `00-<trace id>-<span id>-<flags>`
+    order.trace_id = traceparent.and_then(|t| t.split('-').nth(1).map(str::to_string));
     let rows = sqlx::query("SELECT step, action, detail, at_ms FROM saga_history WHERE saga_id = $1 ORDER BY seq")
         .bind(order_id)
         .fetch_all(store.pool())
@@ -103,14 +109,6 @@ pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, Sto
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     order.history = Some(history);
-    let traceparent: Option<Option<String>> = sqlx::query("SELECT traceparent FROM sagas WHERE id = $1")
-        .bind(order_id)
-        .fetch_optional(store.pool())
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    // `00-<trace id>-<span id>-<flags>`
-    order.trace_id = traceparent.flatten().and_then(|t| t.split('-').nth(1).map(str::to_string));
     Ok(Some(order))
 }
 
