@@ -17,20 +17,20 @@ use runner::store::Store;
 use runner::transport::Broker;
 use runner::transport::Brokers;
 
-/// mimalloc instead of the system's malloc: under a burst glibc's malloc and free were about
-/// a quarter of the runner's own CPU (docs/benchmarks.md, 2026-12-07, later). Without
-/// transparent huge pages (`no_thp`): with them the burst's peak RSS grew from 92 to 130 MB.
+/// mimalloc (its v2) instead of the system's malloc: under a burst glibc's malloc and free
+/// were about a quarter of the runner's own CPU (docs/benchmarks.md, 2026-12-07, later).
+/// Without transparent huge pages (`no_thp`): with them the burst's peak RSS grew from 92 to
+/// 130 MB; v3 kept 99–100 MB where v2 keeps 92–97.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (the same index in its v2 and v3; the
-/// sys crate names no constant for it). Checked against the bundled build: with
+/// sys crate names no constant for it). Checked against both bundled builds: with
 /// `MIMALLOC_PURGE_DELAY=7` in the environment, `mi_option_get(15)` reads 7.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed memory goes back to the OS at once instead of a second later (the bundled
-/// mimalloc's default): the burst's peak RSS was 101–105 MB with the delay and 94–98 MB
-/// without.
+/// Freed memory goes back to the OS at once instead of after a delay (10 ms in v2, a second
+/// in v3): with v3 the burst's peak RSS was 101–105 MB with the delay and 94–100 MB without.
 fn return_freed_memory_at_once() {
     // SAFETY: sets one integer option of the allocator; any value is valid for it, and the
     // allocator reads options with atomics, so other threads may allocate meanwhile.
