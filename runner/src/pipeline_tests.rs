@@ -181,7 +181,7 @@ async fn run_handler_case(case: &HandlerCase, source: &SourceMap) -> CaseResult 
             let outcome = case.handler.handle(&mut tx, &message.request, 1_000 * (n as i64 + 1)).await;
             match outcome {
                 Ok(outcome) => {
-                    tx.commit().await.map_err(crate::store::StoreError::from)?;
+                    tx.commit().await?;
                     Ok(Ok(outcome))
                 }
                 Err(e) => Ok(Err(e)),

@@ -47,18 +47,7 @@ pub async fn charge(
         None
     };
     let (status, charged_at) = if decline.is_some() { ("declined", None) } else { ("charged", Some(now_ms)) };
-    effects::insert(
-        tx,
-        NewRow::Payment {
-            order_id: &order.order_id,
-            customer_id: &order.customer_id,
-            amount: order.total,
-            currency: &order.currency,
-            status,
-            reason: decline.as_deref(),
-            charged_at_ms: charged_at,
-        },
-    );
+    effects::insert(tx, payment(order, status, decline.as_deref(), charged_at));
     Ok(match decline {
         Some(reason) => refused(order, reason),
         None => Outcome::Success(charged),
@@ -84,19 +73,26 @@ pub async fn refund(tx: &mut Tx, order: &OrderPayload, now_ms: i64) -> Result<Ou
         None => {
             // Refund before the charge arrived (the charge request timed out): void the payment
             // so a late charge request is declined instead of taking money for a cancelled order.
-            effects::insert(
-                tx,
-                NewRow::Payment {
-                    order_id: &order.order_id,
-                    customer_id: &order.customer_id,
-                    amount: order.total,
-                    currency: &order.currency,
-                    status: "voided",
-                    reason: Some("refunded before charge"),
-                    charged_at_ms: None,
-                },
-            );
+            effects::insert(tx, payment(order, "voided", Some("refunded before charge"), None));
             Ok(refunded(0))
         }
+    }
+}
+
+/// The order's `payments` row with `status`.
+fn payment<'a>(
+    order: &'a OrderPayload,
+    status: &'a str,
+    reason: Option<&'a str>,
+    charged_at_ms: Option<i64>,
+) -> NewRow<'a> {
+    NewRow::Payment {
+        order_id: &order.order_id,
+        customer_id: &order.customer_id,
+        amount: order.total,
+        currency: &order.currency,
+        status,
+        reason,
+        charged_at_ms,
     }
 }

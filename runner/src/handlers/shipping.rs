@@ -33,12 +33,16 @@ pub async fn schedule(
     if params.refuse_countries.iter().any(|c| c == country) {
         let reason = format!("no shipping to {country}");
         let (order_id, reason_text) = (order.order_id.as_str(), Some(reason.as_str()));
-        let row = NewRow::Shipment { order_id, country, status: "rejected", reason: reason_text, scheduled_at_ms: None };
+        let row =
+            NewRow::Shipment { order_id, country, status: "rejected", reason: reason_text, scheduled_at_ms: None };
         effects::insert(tx, row);
         return Ok(refused(order, reason));
     }
     let order_id = order.order_id.as_str();
-    effects::insert(tx, NewRow::Shipment { order_id, country, status: "scheduled", reason: None, scheduled_at_ms: Some(now_ms) });
+    effects::insert(
+        tx,
+        NewRow::Shipment { order_id, country, status: "scheduled", reason: None, scheduled_at_ms: Some(now_ms) },
+    );
     Ok(scheduled())
 }
 

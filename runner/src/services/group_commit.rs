@@ -139,7 +139,7 @@ async fn together<T>(ctx: &ServiceContext, group: &[Job<T>]) -> Result<Vec<T>, H
     for job in group {
         results.push((job.work)(&mut tx).instrument(job.span.clone()).await?);
     }
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    tx.commit().await.map_err(store_error)?;
     Ok(results)
 }
 
@@ -154,7 +154,7 @@ async fn alone<T>(
     let mut tx = ctx.begin().await.map_err(store_error)?;
     tx.read_ahead(&[reads]).await.map_err(|e| store_error(e.into()))?;
     let result = work(&mut tx).instrument(span.clone()).await?;
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    tx.commit().await.map_err(store_error)?;
     ctx.outbox_written.notify_one();
     Ok(result)
 }

@@ -730,7 +730,7 @@ async fn run_timer(ctx: ServiceContext, orchestrator: Arc<Orchestrator>) {
 async fn tick(ctx: &ServiceContext, orchestrator: &Orchestrator, saga_id: &str) -> Result<(), HandleError> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
     let Some(ticked) = tick_in(&mut tx, &ctx.writer(), orchestrator, saga_id, now_ms()).await? else { return Ok(()) };
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    tx.commit().await.map_err(store_error)?;
     ctx.outbox_written.notify_one();
     for outcome in &ticked.timed_out {
         record_step(orchestrator, outcome);

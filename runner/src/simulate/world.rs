@@ -884,7 +884,7 @@ impl<'a> World<'a> {
                 }
             }
         };
-        tx.commit().await.map_err(|e| store_error(e.into()))?;
+        tx.commit().await.map_err(store_error)?;
         Ok(outcome)
     }
 

@@ -147,9 +147,10 @@ impl Table {
                     ("handled_at_ms", Int),
                 ],
             ),
-            Table::History => {
-                ("saga_history", &[("saga_id", Text), ("step", Text), ("action", Text), ("detail", Text), ("at_ms", Int)])
-            }
+            Table::History => (
+                "saga_history",
+                &[("saga_id", Text), ("step", Text), ("action", Text), ("detail", Text), ("at_ms", Int)],
+            ),
             Table::Sagas => (
                 "sagas",
                 &[
@@ -299,9 +300,7 @@ fn statement(table: Table, dialect: Dialect, rows: usize) -> String {
             ],
             true,
         ),
-        Table::OrderStatus => {
-            update(&["status = v.column2", "reason = v.column3", "updated_at_ms = v.column4"], false)
-        }
+        Table::OrderStatus => update(&["status = v.column2", "reason = v.column3", "updated_at_ms = v.column4"], false),
         Table::Outbox
         | Table::Inbox
         | Table::History

@@ -6,11 +6,11 @@
 mod ahead;
 mod config;
 pub mod effects;
+mod held;
 pub mod inbox;
 pub mod orders;
 pub mod outbox;
 pub mod sagas;
-mod held;
 mod tx;
 
 use std::str::FromStr;

@@ -90,7 +90,9 @@ pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, Sto
     // every order, so each statement saved here is one per order.
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        format!("SELECT {COLUMNS}, (SELECT traceparent FROM sagas WHERE sagas.id = orders.id) FROM orders WHERE id = $1")
+        format!(
+            "SELECT {COLUMNS}, (SELECT traceparent FROM sagas WHERE sagas.id = orders.id) FROM orders WHERE id = $1"
+        )
     });
     let row = sqlx::query(sql).bind(order_id).fetch_optional(store.pool()).await?;
     let Some(row) = row else { return Ok(None) };

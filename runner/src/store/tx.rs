@@ -151,8 +151,11 @@ impl Tx {
                 let matched = query.fetch_all(&mut *self.inner).await?;
                 if matched.len() < chunk.len() {
                     let matched: Vec<String> = matched.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
-                    let moved: Vec<&str> =
-                        chunk.iter().filter_map(|row| row[0].as_text()).filter(|id| !matched.iter().any(|m| m == id)).collect();
+                    let moved: Vec<&str> = chunk
+                        .iter()
+                        .filter_map(|row| row[0].as_text())
+                        .filter(|id| !matched.iter().any(|m| m == id))
+                        .collect();
                     return Err(StoreError::Conflict(format!("saga {}", moved.join(", "))));
                 }
             }
