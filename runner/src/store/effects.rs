@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::held::Table;
+use super::held::{ReadBy, Table};
 use super::{StoreError, Tx};
 
 /// A table of effect rows, keyed by order id.
@@ -111,8 +111,7 @@ pub fn insert(tx: &mut Tx, row: NewRow<'_>) {
 /// Sends the held rows when one of them is the order's: called before a statement reads or
 /// changes the order's effect rows, which must see them.
 pub async fn settle(tx: &mut Tx, order_id: &str) -> Result<(), StoreError> {
-    const TABLES: &[Table] = &[Table::Payments, Table::Reservations, Table::ReservationLines, Table::Shipments];
-    tx.settle(TABLES, order_id).await
+    tx.settle(ReadBy::OrderEffects, order_id).await
 }
 
 #[cfg(test)]

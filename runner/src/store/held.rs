@@ -97,6 +97,16 @@ pub enum Table {
     Shipments,
 }
 
+/// Which lookup inside the transaction must see a table's held rows (keyed by the row's
+/// first column): before it runs, what is held is sent ([`super::Tx::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBy {
+    /// `sagas::load` and the saga's other writes.
+    Saga,
+    /// `effects::status` and the workers' statements on their rows.
+    OrderEffects,
+}
+
 /// How many statement shapes a table has: 1, 2, 4, … [`MAX_ROWS`] rows.
 const SHAPES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
 
@@ -217,6 +227,18 @@ impl Table {
                 "shipments",
                 &[("order_id", Text), ("country", Text), ("status", Text), ("reason", Text), ("scheduled_at_ms", Int)],
             ),
+        }
+    }
+
+    /// The lookup that must see this table's held rows; `None`: nothing reads them back in
+    /// the transaction (the inbox's own lookup answers from the held rows).
+    pub fn read_by(self) -> Option<ReadBy> {
+        match self {
+            Table::Sagas | Table::SagaUpdates => Some(ReadBy::Saga),
+            Table::Payments | Table::Reservations | Table::ReservationLines | Table::Shipments => {
+                Some(ReadBy::OrderEffects)
+            }
+            Table::Outbox | Table::Inbox | Table::History | Table::Orders | Table::OrderStatus => None,
         }
     }
 

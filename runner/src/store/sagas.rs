@@ -5,11 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::held::Table;
+use super::held::{ReadBy, Table};
 use super::{Store, StoreError, Tx};
-
-/// The held writes of a saga row: a statement that reads or writes the row sends them first.
-const WRITES: &[Table] = &[Table::Sagas, Table::SagaUpdates];
 
 /// What the store needs of a saga's state besides its JSON: the columns it is queried by.
 pub trait SagaRecord: Serialize + DeserializeOwned {
@@ -96,7 +93,7 @@ impl SagaRow {
 
 /// The saga `id`, from what the transaction read ahead or else from the table.
 pub async fn load<S: SagaRecord>(tx: &mut Tx, id: &str) -> Result<Option<StoredSaga<S>>, StoreError> {
-    tx.settle(WRITES, id).await?;
+    tx.settle(ReadBy::Saga, id).await?;
     let row = match tx.known_mut().take_saga(id) {
         Some(known) => known,
         None => {
@@ -124,7 +121,7 @@ pub async fn insert(
     traceparent: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    tx.settle(WRITES, id).await?;
+    tx.settle(ReadBy::Saga, id).await?;
     let row = vec![
         id.into(),
         saga.into(),
@@ -157,7 +154,7 @@ pub async fn migrate(
     state: &impl SagaRecord,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    tx.settle(WRITES, id).await?;
+    tx.settle(ReadBy::Saga, id).await?;
     let result = sqlx::query(
         "UPDATE sagas SET state = $1, status = $2, wake_at_ms = $3, definition = $4, version = version + 1, \
          updated_at_ms = $5 WHERE id = $6 AND version = $7",
@@ -236,7 +233,7 @@ pub async fn update(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     // One held write per saga: a second write of the same saga goes after the first.
-    tx.settle(WRITES, id).await?;
+    tx.settle(ReadBy::Saga, id).await?;
     let row = vec![
         id.into(),
         serde_json::to_string(state).unwrap_or_default().into(),

@@ -15,7 +15,7 @@ use std::ops::{Deref, DerefMut};
 use sqlx::{Any, AnyConnection, Row as _};
 
 use super::ahead::{Known, ReadAhead};
-use super::held::{chunks, Row, Table, Value};
+use super::held::{chunks, ReadBy, Row, Table, Value};
 use super::{Dialect, StoreError};
 use crate::event::{Event, AGGREGATE_TYPE};
 
@@ -87,15 +87,14 @@ impl Tx {
         }
     }
 
-    /// Whether a row of `table` keyed `key` (its first column) is held.
-    pub(super) fn holds(&self, table: Table, key: &str) -> bool {
-        self.held[table as usize].iter().any(|row| row[0].as_text() == Some(key))
-    }
-
-    /// Sends what it holds when a row of one of `tables` keyed `key` is among it: called
-    /// before a statement reads or writes that row, which must see the held write.
-    pub(super) async fn settle(&mut self, tables: &[Table], key: &str) -> Result<(), StoreError> {
-        if tables.iter().any(|table| self.holds(*table, key)) {
+    /// Sends what it holds when a row keyed `key` (its first column) of a table `lookup`
+    /// reads is among it: called before that lookup, or a statement on that row, runs.
+    pub(super) async fn settle(&mut self, lookup: ReadBy, key: &str) -> Result<(), StoreError> {
+        let held = Table::ALL
+            .into_iter()
+            .filter(|table| table.read_by() == Some(lookup))
+            .any(|table| self.held[table as usize].iter().any(|row| row[0].as_text() == Some(key)));
+        if held {
             self.flush().await?;
         }
         Ok(())

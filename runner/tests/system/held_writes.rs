@@ -4,7 +4,8 @@
 //! each keep their rows; a row PostgreSQL refuses (a NUL byte) fails the commit whole. New
 //! and updated sagas, orders and their final status, and the workers' effect rows are held
 //! too: a lookup of a held one in the same transaction sees it, a saga written over a version
-//! that moved fails the commit as a conflict naming it and leaves nothing. On PostgreSQL and
+//! that moved fails the commit as a conflict naming it and leaves nothing, and of 20
+//! transactions at once writing one saga over the same version one commits. On PostgreSQL and
 //! SQLite.
 
 use runner::event::Event;
@@ -220,6 +221,27 @@ async fn held_sagas_orders_and_effects(store: &Store) {
     let (status, reason): (String, Option<String>) = (row.get(0), row.get(1));
     assert_eq!((status.as_str(), reason, row.get::<i64, _>(2)), ("COMPLETED", None, 31), "the last status wins");
     assert_eq!(scalar(store, "SELECT COUNT(*) FROM orders WHERE status = 'COMPLETED'").await, 2);
+
+    // 20 transactions at once each write saga order-010 over version 2: one commits, the
+    // other 19 fail as conflicts naming it, and the saga moved once.
+    let writers = (0..20).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            sagas::update(&mut tx, "order-010", 2, &Counter { n: 2 }, &Routes::new(), 40 + n).await.unwrap();
+            tx.commit().await
+        })
+    });
+    let mut committed = 0;
+    for writer in futures::future::join_all(writers).await {
+        match writer.unwrap() {
+            Ok(()) => committed += 1,
+            Err(StoreError::Conflict(what)) => assert_eq!(what, "saga order-010"),
+            Err(other) => panic!("expected a conflict, got {other}"),
+        }
+    }
+    assert_eq!(committed, 1, "exactly one of 20 writers over the same version commits");
+    assert_eq!(scalar(store, "SELECT version FROM sagas WHERE id = 'order-010'").await, 3);
 }
 
 #[tokio::test]
