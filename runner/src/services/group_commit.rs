@@ -3,6 +3,10 @@
 //! message is handled again in a transaction of its own, so one poison message never fails
 //! its neighbours.
 //!
+//! A group first runs taking its messages as new (no inbox read; see [`InboxCheck`]); when
+//! one of them was handled before, the group runs again with its inbox entries read, and only
+//! a failure then splits it.
+//!
 //! A group is what has queued up while the previous transaction ran (no timer waits for more):
 //! one message at a time when traffic is light, up to the consumer's `max_group` under load,
 //! when fewer commits (and round trips) per message pay. A consumer's groups commit one after
@@ -18,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use super::{store_error, ServiceContext};
-use crate::store::{ReadAhead, Tx};
+use crate::store::{InboxCheck, ReadAhead, StoreError, Tx};
 use crate::telemetry;
 use crate::transport::HandleError;
 
@@ -107,40 +111,65 @@ async fn commit_groups<T>(ctx: ServiceContext, name: String, mut queue: mpsc::Re
     }
 }
 
-/// One group: together when it holds several messages, and each alone when that failed.
+/// One group: together when it holds several messages (taken as new, then, if one was not,
+/// with the inbox read), and each alone when that failed.
 async fn commit_group<T>(ctx: &ServiceContext, name: &str, group: &mut Vec<Job<T>>) {
     metrics::histogram!(telemetry::TRANSACTION_MESSAGES, "consumer" => name.to_string()).record(group.len() as f64);
     if group.len() > 1 {
-        match together(ctx, group).await {
-            Ok(results) => {
-                ctx.outbox_written.notify_one();
-                for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.done.send(Ok(result));
+        let mut check = InboxCheck::AssumeNew;
+        let failure = loop {
+            match together(ctx, group, check).await {
+                Ok(results) => {
+                    ctx.outbox_written.notify_one();
+                    for (job, result) in group.drain(..).zip(results) {
+                        let _ = job.done.send(Ok(result));
+                    }
+                    return;
                 }
-                return;
+                Err(Failed::Handled(e)) if check == InboxCheck::AssumeNew => {
+                    tracing::debug!(consumer = name, messages = group.len(), error = %e, "group rolled back; again with the inbox read");
+                    check = InboxCheck::Read;
+                }
+                Err(Failed::Handled(e)) => break store_error(e),
+                Err(Failed::Other(e)) => break e,
             }
-            Err(e) => {
-                metrics::counter!(telemetry::GROUP_COMMITS_SPLIT, "consumer" => name.to_string()).increment(1);
-                tracing::debug!(consumer = name, messages = group.len(), error = %e, "group rolled back; each message alone");
-            }
-        }
+        };
+        metrics::counter!(telemetry::GROUP_COMMITS_SPLIT, "consumer" => name.to_string()).increment(1);
+        tracing::debug!(consumer = name, messages = group.len(), error = %failure, "group rolled back; each message alone");
     }
     for job in group.drain(..) {
         let _ = job.done.send(alone(ctx, &job.work, &job.reads, &job.span).await);
     }
 }
 
+/// Why a group's transaction rolled back.
+enum Failed {
+    /// A message taken as new had been handled before (found when its inbox entry was
+    /// inserted at commit).
+    Handled(StoreError),
+    Other(HandleError),
+}
+
+impl From<HandleError> for Failed {
+    fn from(e: HandleError) -> Self {
+        Failed::Other(e)
+    }
+}
+
 /// Every message of `group` in one transaction; the first failure rolls all of it back.
-async fn together<T>(ctx: &ServiceContext, group: &[Job<T>]) -> Result<Vec<T>, HandleError> {
+async fn together<T>(ctx: &ServiceContext, group: &[Job<T>], check: InboxCheck) -> Result<Vec<T>, Failed> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
     let reads: Vec<&ReadAhead> = group.iter().map(|job| &job.reads).collect();
-    tx.read_ahead(&reads).await.map_err(|e| store_error(e.into()))?;
+    tx.read_ahead(&reads, check).await.map_err(|e| store_error(e.into()))?;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         results.push((job.work)(&mut tx).instrument(job.span.clone()).await?);
     }
-    tx.commit().await.map_err(store_error)?;
-    Ok(results)
+    match tx.commit().await {
+        Ok(()) => Ok(results),
+        Err(e @ StoreError::AlreadyHandled(_)) => Err(Failed::Handled(e)),
+        Err(e) => Err(Failed::Other(store_error(e))),
+    }
 }
 
 /// One message in a transaction of its own (dropped uncommitted, it rolls back); a relay in
@@ -152,7 +181,7 @@ async fn alone<T>(
     span: &tracing::Span,
 ) -> Result<T, HandleError> {
     let mut tx = ctx.begin().await.map_err(store_error)?;
-    tx.read_ahead(&[reads]).await.map_err(|e| store_error(e.into()))?;
+    tx.read_ahead(&[reads], InboxCheck::Read).await.map_err(|e| store_error(e.into()))?;
     let result = work(&mut tx).instrument(span.clone()).await?;
     tx.commit().await.map_err(store_error)?;
     ctx.outbox_written.notify_one();
@@ -198,6 +227,72 @@ mod tests {
             variant: "stable".into(),
             parts: crate::supervise::Supervisor::new(tokio_util::task::TaskTracker::new()),
         }
+    }
+
+    /// As above, message 0 holds the committer while seven more queue. Message 3 was handled
+    /// before (its inbox entry exists): the group, taking its messages as new, fails at
+    /// commit; it runs again with the inbox read, and commits whole, message 3 answered from
+    /// its entry. Nobody runs alone, nothing is done twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_handled_before_makes_its_group_read_the_inbox_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(&dir).await;
+        let consumer: Arc<str> = "payment-svc/charge".into();
+        let mut tx = ctx.store.begin().await.unwrap();
+        crate::store::inbox::record(&mut tx, &consumer, "m3", Some(("payment.charged", "earlier")), 1);
+        tx.commit().await.unwrap();
+        let committer = Arc::new(GroupCommit::<i64>::start(&ctx, &consumer, 8, 8));
+        let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..8).map(|_| AtomicUsize::new(0)).collect());
+        let gate = Arc::new(Semaphore::new(0));
+        let message = |id: i64| {
+            let (committer, runs, gate, consumer) = (committer.clone(), runs.clone(), gate.clone(), consumer.clone());
+            let reads = ReadAhead { inbox: Some((consumer.clone(), format!("m{id}"))), ..ReadAhead::default() };
+            async move {
+                committer
+                    .run(reads, move |tx| {
+                        let (runs, gate, consumer) = (runs.clone(), gate.clone(), consumer.clone());
+                        async move {
+                            runs[id as usize].fetch_add(1, Ordering::SeqCst);
+                            if id == 0 {
+                                let _ = gate.acquire().await;
+                            }
+                            let message_id = format!("m{id}");
+                            if crate::store::inbox::find(tx, &consumer, &message_id).await.unwrap().is_some() {
+                                return Ok(-id);
+                            }
+                            sqlx::query("INSERT INTO handled (id) VALUES ($1)")
+                                .bind(id)
+                                .execute(&mut **tx)
+                                .await
+                                .unwrap();
+                            crate::store::inbox::record(tx, &consumer, &message_id, None, 2);
+                            Ok(id)
+                        }
+                        .boxed()
+                    })
+                    .await
+            }
+        };
+        let first = tokio::spawn(message(0));
+        while runs[0].load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let others: Vec<_> = (1..8).map(|id| tokio::spawn(message(id))).collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        let answers: Vec<i64> =
+            futures::future::join_all(others).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+        assert_eq!(answers, vec![1, 2, -3, 4, 5, 6, 7], "message 3 answered from its entry");
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM handled ORDER BY id").fetch_all(ctx.store.pool()).await.unwrap();
+        assert_eq!(ids, vec![0, 1, 2, 4, 5, 6, 7], "each new message's effect once, none for message 3");
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(ctx.store.pool()).await.unwrap();
+        assert_eq!(entries, 8);
+        // Message 0 ran alone first (it held the committer); the group of seven ran twice: taken
+        // as new, then with the inbox read. Alone after that would be a third run.
+        let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        assert_eq!(runs[1..], [2; 7], "{runs:?}");
     }
 
     /// Message 0 holds the committer until the seven others have queued: they form one

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Connection as _, Executor};
 
 pub use config::StoreConfig;
 
-pub use ahead::ReadAhead;
+pub use ahead::{InboxCheck, ReadAhead};
 pub use tx::Tx;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("write conflict on {0}; retry")]
     Conflict(String),
+    /// A message taken as new ([`InboxCheck::AssumeNew`]) has an inbox entry already: its
+    /// transaction must roll back and run again with the entries read.
+    #[error("{0} handled before; read the inbox and retry")]
+    AlreadyHandled(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A chaos rule made the call fail; it passes like an outage of the database.
@@ -180,7 +184,7 @@ fn sqlite_url(url: &str) -> String {
 /// Whether a database error is worth retrying (busy, locked, serialization, connection lost).
 pub fn is_transient(error: &StoreError) -> bool {
     match error {
-        StoreError::Conflict(_) | StoreError::Injected(_) => true,
+        StoreError::Conflict(_) | StoreError::AlreadyHandled(_) | StoreError::Injected(_) => true,
         StoreError::Database(e) => {
             !matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. })
         }

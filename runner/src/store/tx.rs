@@ -14,7 +14,7 @@ use std::ops::{Deref, DerefMut};
 
 use sqlx::{Any, AnyConnection, Row as _};
 
-use super::ahead::{Known, ReadAhead};
+use super::ahead::{InboxCheck, Known, ReadAhead};
 use super::held::{chunks, ReadBy, Row, Table, Value};
 use super::{Dialect, StoreError};
 use crate::event::{Event, AGGREGATE_TYPE};
@@ -48,9 +48,9 @@ impl Tx {
     }
 
     /// Reads, in a statement or two, the inbox entries and sagas a group's messages will
-    /// look up (see [`super::ahead`]).
-    pub async fn read_ahead(&mut self, reads: &[&ReadAhead]) -> Result<(), sqlx::Error> {
-        super::ahead::read(self, reads).await
+    /// look up, or takes the messages as new as `inbox` says (see [`super::ahead`]).
+    pub async fn read_ahead(&mut self, reads: &[&ReadAhead], inbox: InboxCheck) -> Result<(), sqlx::Error> {
+        super::ahead::read(self, reads, inbox).await
     }
 
     pub(super) fn known(&self) -> &Known {
@@ -144,8 +144,19 @@ impl Tx {
             for chunk in chunks(rows) {
                 let query = chunk.iter().flatten().fold(sqlx::query(table.sql(self.dialect, chunk.len())), bind);
                 if !table.checks_version() {
-                    query.execute(&mut *self.inner).await?;
-                    continue;
+                    match query.execute(&mut *self.inner).await {
+                        Ok(_) => continue,
+                        // A message taken as new that was handled before (or is being handled
+                        // by another transaction, which committed first).
+                        Err(e) if table == Table::Inbox && is_unique_violation(&e) => {
+                            return Err(StoreError::AlreadyHandled(format!(
+                                "one of {} messages of {} was",
+                                chunk.len(),
+                                chunk[0][0].as_text().unwrap_or_default()
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 let matched = query.fetch_all(&mut *self.inner).await?;
                 if matched.len() < chunk.len() {
@@ -171,4 +182,8 @@ fn bind<'r>(query: Query<'r>, value: &'r Value) -> Query<'r> {
         Value::Text(text) => query.bind(text.as_deref()),
         Value::Int(n) => query.bind(*n),
     }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }

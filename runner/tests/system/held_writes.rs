@@ -5,8 +5,10 @@
 //! and updated sagas, orders and their final status, and the workers' effect rows are held
 //! too: a lookup of a held one in the same transaction sees it, a saga written over a version
 //! that moved fails the commit as a conflict naming it and leaves nothing, and of 20
-//! transactions at once writing one saga over the same version one commits. On PostgreSQL and
-//! SQLite.
+//! transactions at once writing one saga over the same version one commits. An inbox entry
+//! held for a message handled before (a group takes its messages as new) fails the commit as
+//! `AlreadyHandled` and leaves nothing; so does the loser of 20 transactions at once taking
+//! the same message as new. On PostgreSQL and SQLite.
 
 use runner::event::Event;
 use runner::order::{Item, OrderPayload, ShipTo};
@@ -115,6 +117,51 @@ async fn twenty_at_once(store: &Store) {
             published.iter().filter(|p| p.event.key == key).map(|p| p.event.payload["i"].as_i64().unwrap()).collect();
         assert_eq!(order, (0..10).collect::<Vec<_>>(), "{key}");
     }
+}
+
+/// A group takes its messages as new and holds their inbox entries: one handled before makes
+/// the commit fail as `AlreadyHandled` (a transient error) and nothing of the transaction stays;
+/// of 20 transactions at once taking the same message as new, one commits.
+async fn entry_of_a_message_handled_before(store: &Store) {
+    let mut tx = store.begin().await.unwrap();
+    inbox::record(&mut tx, "held/dup", "m-07", Some(("payment.charged", "{}")), 1);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    outbox::insert(&mut tx, &Event::new("payment.charged", "dup-order", "test", json!({}), None));
+    for i in 0..20 {
+        inbox::record(&mut tx, "held/dup", &format!("m-{i:02}"), None, 2);
+    }
+    let error = tx.commit().await.expect_err("m-07 has an entry");
+    assert!(matches!(error, StoreError::AlreadyHandled(_)), "{error:?}");
+    assert!(runner::store::is_transient(&error), "retried, not dead-lettered: {error}");
+    assert_eq!(error.to_string(), "one of 16 messages of held/dup was handled before; read the inbox and retry");
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM inbox WHERE consumer = 'held/dup'").await, 1);
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM outbox WHERE aggregateid = 'dup-order'").await, 0);
+    // The entry recorded first is untouched.
+    let mut tx = store.begin().await.unwrap();
+    let recorded = inbox::find(&mut tx, "held/dup", "m-07").await.unwrap().expect("recorded");
+    assert_eq!(recorded.reply_type.as_deref(), Some("payment.charged"));
+    tx.rollback().await.unwrap();
+
+    let writers = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            inbox::record(&mut tx, "held/dup", "m-race", None, 3);
+            tx.commit().await
+        })
+    });
+    let mut committed = 0;
+    for writer in futures::future::join_all(writers).await {
+        match writer.unwrap() {
+            Ok(()) => committed += 1,
+            Err(StoreError::AlreadyHandled(_)) => {}
+            Err(e) => panic!("a loser fails as AlreadyHandled, not {e:?}"),
+        }
+    }
+    assert_eq!(committed, 1);
+    assert_eq!(scalar(store, "SELECT COUNT(*) FROM inbox WHERE message_id = 'm-race'").await, 1);
 }
 
 /// A saga state for the test: a counter, done at 3.
@@ -251,6 +298,7 @@ async fn held_rows_on_postgres() {
     held_rows_arrive_in_order_at_commit(&store).await;
     twenty_at_once(&store).await;
     held_sagas_orders_and_effects(&store).await;
+    entry_of_a_message_handled_before(&store).await;
     // A NUL byte PostgreSQL's text refuses: the commit fails with the database's reason,
     // and nothing the transaction held or wrote is left.
     let mut tx = store.begin().await.unwrap();
@@ -276,4 +324,5 @@ async fn held_rows_on_sqlite() {
     held_rows_arrive_in_order_at_commit(&store).await;
     twenty_at_once(&store).await;
     held_sagas_orders_and_effects(&store).await;
+    entry_of_a_message_handled_before(&store).await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use runner::store::effects::{self, EffectTable};
 use runner::store::sagas::{self, Route, Routes, SagaRecord};
-use runner::store::{inbox, ReadAhead, Store, StoreConfig};
+use runner::store::{inbox, InboxCheck, ReadAhead, Store, StoreConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -66,7 +66,7 @@ async fn lookups_read_ahead_answer_as_the_tables(store: &Store) {
         })
         .collect();
     let mut tx = store.begin().await.unwrap();
-    tx.read_ahead(&reads.iter().collect::<Vec<_>>()).await.unwrap();
+    tx.read_ahead(&reads.iter().collect::<Vec<_>>(), InboxCheck::Read).await.unwrap();
     for i in 0..100u32 {
         let found = inbox::find(&mut tx, &consumer, &format!("message-{i:03}")).await.unwrap();
         match found {
@@ -138,7 +138,7 @@ async fn read_ahead_on_postgres() {
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let read = ReadAhead { inbox: None, saga: Some("order-gone".into()), effect: None };
-    tx.read_ahead(&[&read]).await.unwrap();
+    tx.read_ahead(&[&read], InboxCheck::Read).await.unwrap();
     sqlx::query("DELETE FROM sagas WHERE id = 'order-gone'").execute(store.pool()).await.unwrap();
     assert!(sagas::load::<Step>(&mut tx, "order-gone").await.unwrap().is_some(), "the row read ahead");
     assert!(sagas::load::<Step>(&mut tx, "order-gone").await.unwrap().is_none(), "the table, read again");
