@@ -86,30 +86,29 @@ fn view(row: &sqlx::any::AnyRow) -> Result<OrderView, StoreError> {
 
 /// One order with its saga history, oldest entry first.
 pub async fn get(store: &Store, order_id: &str) -> Result<Option<OrderView>, StoreError> {
-    // The order and its saga's traceparent in one statement: order-api answers a poll of
-    // every order, so each statement saved here is one per order.
+    // The order, its saga's traceparent and its history lines in one statement (a row per
+    // line, the order's columns repeated; one row of NULL lines when it has none): order-api
+    // answers a poll of every order, so each statement saved here is one per order.
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!(
-            "SELECT {COLUMNS}, (SELECT traceparent FROM sagas WHERE sagas.id = orders.id) FROM orders WHERE id = $1"
+            "SELECT o.*, h.step, h.action, h.detail, h.at_ms FROM \
+             (SELECT {COLUMNS}, (SELECT traceparent FROM sagas WHERE sagas.id = orders.id) AS traceparent \
+             FROM orders WHERE id = $1) AS o \
+             LEFT JOIN saga_history h ON h.saga_id = o.id ORDER BY h.seq"
         )
     });
-    let row = sqlx::query(sql).bind(order_id).fetch_optional(store.pool()).await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut order = view(&row)?;
-    let traceparent: Option<String> = row.try_get(11)?;
+    let rows = sqlx::query(sql).bind(order_id).fetch_all(store.pool()).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let mut order = view(first)?;
+    let traceparent: Option<String> = first.try_get(11)?;
     // `00-<trace id>-<span id>-<flags>`
     order.trace_id = traceparent.and_then(|t| t.split('-').nth(1).map(str::to_string));
-    let rows = sqlx::query("SELECT step, action, detail, at_ms FROM saga_history WHERE saga_id = $1 ORDER BY seq")
-        .bind(order_id)
-        .fetch_all(store.pool())
-        .await?;
-    let history = rows
-        .iter()
-        .map(|r| {
-            Ok(HistoryView { step: r.try_get(0)?, action: r.try_get(1)?, detail: r.try_get(2)?, at_ms: r.try_get(3)? })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(step) = row.try_get::<Option<String>, _>(12)? else { continue };
+        history.push(HistoryView { step, action: row.try_get(13)?, detail: row.try_get(14)?, at_ms: row.try_get(15)? });
+    }
     order.history = Some(history);
     Ok(Some(order))
 }

@@ -63,7 +63,9 @@ pub async fn acknowledge(store: &Store, seqs: &[i64], delete: bool, now_ms: i64)
     } else {
         format!("UPDATE outbox SET published_at_ms = {now_ms} WHERE seq IN ({list})")
     };
-    sqlx::query(&sql).execute(store.pool()).await?;
+    // Text written once: not kept among the connection's prepared statements, where it would
+    // push out one that is used again.
+    sqlx::query(&sql).persistent(false).execute(store.pool()).await?;
     Ok(())
 }
 
@@ -93,6 +95,6 @@ pub async fn acknowledge_ids(store: &Store, ids: &[String], delete: bool, now_ms
     } else {
         format!("UPDATE outbox SET published_at_ms = {now_ms} WHERE id IN ({list}) AND published_at_ms IS NULL")
     };
-    sqlx::query(&sql).execute(store.pool()).await?;
+    sqlx::query(&sql).persistent(false).execute(store.pool()).await?;
     Ok(())
 }

@@ -36,6 +36,11 @@ pub use topics::{topics_where, TopicRole, TopicUse};
 
 pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 
+/// How many messages a consumer's librdkafka queue fetches ahead of its handlers (at least),
+/// and at most how many KiB: far more than any `max_in_flight` (at most 1,024) takes at once.
+const PREFETCH_MESSAGES: u32 = 2_000;
+const PREFETCH_KBYTES: u32 = 4_096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("{0}")]
@@ -50,7 +55,11 @@ pub struct Broker {
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
     config: BrokerConfig,
-    /// The clients that read committed offsets for `consumer_lag`, one per group, kept.
+    /// The consumers made through this handle, by group: `consumer_lag` asks a group's own
+    /// consumer for its committed offsets, with no client of its own.
+    live: Arc<std::sync::Mutex<HashMap<String, std::sync::Weak<guard::ConsumerClient>>>>,
+    /// Clients that read committed offsets for `consumer_lag` while a group has no consumer
+    /// here (stopped, or between restarts); dropped once it has one again.
     lag_clients: Arc<std::sync::Mutex<HashMap<String, Arc<rdkafka::consumer::BaseConsumer>>>>,
     /// Pauses the consumers the moment the broker refuses connections (none for the
     /// embedded broker, which keeps its state when it goes down).
@@ -66,6 +75,7 @@ impl Broker {
                 bootstrap: list.clone(),
                 embedded: None,
                 config: config.clone(),
+                live: Arc::default(),
                 lag_clients: Arc::default(),
                 watch: Some(watch::BrokerWatch::new(list)),
             }),
@@ -78,6 +88,7 @@ impl Broker {
             bootstrap: embedded.bootstrap_servers().to_string(),
             embedded: Some(embedded),
             config: config.clone(),
+            live: Arc::default(),
             lag_clients: Arc::default(),
             watch: None,
         }
@@ -241,10 +252,17 @@ impl Broker {
             .set("reconnect.backoff.max.ms", "1000")
             .set("fetch.wait.max.ms", self.fetch_wait().as_millis().max(1).to_string())
             .set("fetch.error.backoff.ms", self.fetch_wait().as_millis().max(1).to_string())
+            // What librdkafka fetches ahead of the handlers: its defaults (100,000 messages,
+            // 64 MiB per consumer) are far above the `max_in_flight` a consumer takes at once,
+            // and a burst filled them; a few thousand messages keep every handler fed.
+            .set("queued.min.messages", PREFETCH_MESSAGES.to_string())
+            .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string())
             .create_with_context(guard::Guard::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(Consumer::new(self.watched(consumer), self.clone(), group, topics.to_vec(), slot))
+        let client = self.watched(consumer);
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(group.to_string(), Arc::downgrade(&client));
+        Ok(Consumer::new(client, self.clone(), group, topics.to_vec(), slot))
     }
 
     /// `consumer`, paused by the broker watch when the broker goes away.
@@ -353,42 +371,32 @@ impl Broker {
     }
 
     /// How far a consumer group is behind: per partition of `topics`, the high watermark minus
-    /// the group's committed offset (the whole partition when nothing is committed). Asks as
-    /// an outside observer would: the group is not joined.
+    /// the group's committed offset (the whole partition when nothing is committed). Asked
+    /// through the group's own consumer when this handle made one that still runs (no client
+    /// more per group: each idle client costs wake-ups), else through a client that does not
+    /// join the group.
     pub async fn consumer_lag(
         &self,
         group: &str,
         topics: &[String],
     ) -> Result<Vec<(String, i32, i64)>, TransportError> {
-        let consumer = self.lag_client(group)?;
         let topics = topics.to_vec();
-        tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32, i64)>, TransportError> {
-            let timeout = Duration::from_secs(5);
-            let mut assignment = rdkafka::TopicPartitionList::new();
-            for topic in &topics {
-                let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                    assignment.add_partition(topic, partition.id());
-                }
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(group).and_then(std::sync::Weak::upgrade);
+        let task = match live {
+            Some(consumer) => {
+                self.lag_clients.lock().unwrap_or_else(|p| p.into_inner()).remove(group);
+                tokio::task::spawn_blocking(move || lag_of(&**consumer, &topics))
             }
-            let committed = consumer.committed_offsets(assignment, timeout)?;
-            let mut lag = Vec::new();
-            for element in committed.elements() {
-                let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-                let position = match element.offset() {
-                    rdkafka::Offset::Offset(offset) => offset,
-                    _ => low,
-                };
-                lag.push((element.topic().to_string(), element.partition(), (high - position).max(0)));
+            None => {
+                let client = self.lag_client(group)?;
+                tokio::task::spawn_blocking(move || lag_of(&*client, &topics))
             }
-            Ok(lag)
-        })
-        .await
-        .map_err(|e| TransportError::Broker(format!("lag task failed: {e}")))?
+        };
+        task.await.map_err(|e| TransportError::Broker(format!("lag task failed: {e}")))?
     }
 
-    /// The client that reads `group`'s committed offsets, made once: it never subscribes, so
-    /// it does not join the group, and it is not made again every few seconds.
+    /// A client that reads `group`'s committed offsets while the group has no consumer here,
+    /// made once: it never subscribes, so it does not join the group.
     fn lag_client(&self, group: &str) -> Result<Arc<rdkafka::consumer::BaseConsumer>, TransportError> {
         let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(group) {
@@ -407,4 +415,32 @@ impl Broker {
         let Ok(publisher) = self.publisher() else { return false };
         tokio::task::spawn_blocking(move || publisher.broker_answers(timeout)).await.unwrap_or(false)
     }
+}
+
+/// Per partition of `topics`: how far the high watermark is ahead of the offset committed by
+/// the group of `consumer` (blocking; run off the async runtime).
+fn lag_of<X, C>(consumer: &C, topics: &[String]) -> Result<Vec<(String, i32, i64)>, TransportError>
+where
+    X: rdkafka::consumer::ConsumerContext,
+    C: rdkafka::consumer::Consumer<X>,
+{
+    let timeout = Duration::from_secs(5);
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            assignment.add_partition(topic, partition.id());
+        }
+    }
+    let committed = consumer.committed_offsets(assignment, timeout)?;
+    let mut lag = Vec::new();
+    for element in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let position = match element.offset() {
+            rdkafka::Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        lag.push((element.topic().to_string(), element.partition(), (high - position).max(0)));
+    }
+    Ok(lag)
 }

@@ -8,7 +8,8 @@
 //! transactions at once writing one saga over the same version one commits. An inbox entry
 //! held for a message handled before (a group takes its messages as new) fails the commit as
 //! `AlreadyHandled` and leaves nothing; so does the loser of 20 transactions at once taking
-//! the same message as new. On PostgreSQL and SQLite.
+//! the same message as new. An order is read with its history in one statement. On PostgreSQL
+//! and SQLite.
 
 use runner::event::Event;
 use runner::order::{Item, OrderPayload, ShipTo};
@@ -194,6 +195,40 @@ fn order(i: usize) -> OrderPayload {
     }
 }
 
+/// `orders::get` reads an order, its saga's trace and its history lines in one statement: an
+/// order without lines has an empty history; lines come oldest first, the order's fields once.
+async fn an_order_is_read_with_its_history(store: &Store) {
+    let mut tx = store.begin().await.unwrap();
+    orders::insert(&mut tx, &order(900), 10);
+    tx.commit().await.unwrap();
+    let view = orders::get(store, "order-900").await.unwrap().expect("the order");
+    assert_eq!((view.total, view.history.as_ref().map(Vec::len)), (1000, Some(0)));
+    assert_eq!(view.trace_id, None);
+
+    let mut tx = store.begin().await.unwrap();
+    let lines: Vec<HistoryEntry> = ["payment", "inventory", "shipping"]
+        .iter()
+        .map(|step| HistoryEntry {
+            step: step.to_string(),
+            action: "requested".into(),
+            detail: Some(format!("{step}!")),
+        })
+        .collect();
+    sagas::add_history(&mut tx, "order-900", &lines, 20);
+    sagas::add_history(&mut tx, "order-901", &lines[..1], 20);
+    tx.commit().await.unwrap();
+    let view = orders::get(store, "order-900").await.unwrap().expect("the order");
+    let history: Vec<(String, Option<String>)> =
+        view.history.unwrap().into_iter().map(|h| (h.step, h.detail)).collect();
+    assert_eq!(
+        history,
+        [("payment", "payment!"), ("inventory", "inventory!"), ("shipping", "shipping!")]
+            .map(|(s, d)| (s.to_string(), Some(d.to_string())))
+    );
+    assert_eq!(view.customer_id, "customer-900");
+    assert!(orders::get(store, "order-901").await.unwrap().is_none(), "lines without an order are no order");
+}
+
 /// 70 sagas, orders and payments held and written at commit (statements of 64, 4 and 2 rows);
 /// 70 saga updates in one transaction, once with one version that moved (a conflict naming
 /// that saga, nothing written) and once right; a saga written twice in a transaction; an
@@ -299,6 +334,7 @@ async fn held_rows_on_postgres() {
     twenty_at_once(&store).await;
     held_sagas_orders_and_effects(&store).await;
     entry_of_a_message_handled_before(&store).await;
+    an_order_is_read_with_its_history(&store).await;
     // A NUL byte PostgreSQL's text refuses: the commit fails with the database's reason,
     // and nothing the transaction held or wrote is left.
     let mut tx = store.begin().await.unwrap();
@@ -325,4 +361,5 @@ async fn held_rows_on_sqlite() {
     twenty_at_once(&store).await;
     held_sagas_orders_and_effects(&store).await;
     entry_of_a_message_handled_before(&store).await;
+    an_order_is_read_with_its_history(&store).await;
 }

@@ -17,6 +17,7 @@ mod cli_simulate;
 mod cli_test;
 mod config_diagnostics;
 mod config_layering;
+mod consumer_lag;
 mod dead_letters;
 mod dlq_admin;
 mod event_schemas;
