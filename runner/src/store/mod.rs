@@ -181,6 +181,11 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// Whether the database refused a row because its key is taken (PostgreSQL and SQLite alike).
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
 /// Whether a database error is worth retrying (busy, locked, serialization, connection lost).
 pub fn is_transient(error: &StoreError) -> bool {
     match error {

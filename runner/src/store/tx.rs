@@ -16,7 +16,7 @@ use sqlx::{Any, AnyConnection, Row as _};
 
 use super::ahead::{InboxCheck, Known, ReadAhead};
 use super::held::{chunks, ReadBy, Row, Table, Value};
-use super::{Dialect, StoreError};
+use super::{is_unique_violation, Dialect, StoreError};
 use crate::event::{Event, AGGREGATE_TYPE};
 
 /// A transaction of the store; derefs to its connection for ordinary statements.
@@ -182,8 +182,4 @@ fn bind<'r>(query: Query<'r>, value: &'r Value) -> Query<'r> {
         Value::Text(text) => query.bind(text.as_deref()),
         Value::Int(n) => query.bind(*n),
     }
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::model::{RunRecord, RunState};
-use crate::store::{Store, StoreError};
+use crate::store::{is_unique_violation, Store, StoreError};
 
 /// Why a run could not be claimed.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub async fn claim(store: &Store, run: &RunRecord) -> Result<(), ClaimError> {
     .await;
     match inserted {
         Ok(_) => Ok(()),
-        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Err(ClaimError::Busy),
+        Err(e) if is_unique_violation(&e) => Err(ClaimError::Busy),
         Err(e) => Err(ClaimError::Store(e.into())),
     }
 }
