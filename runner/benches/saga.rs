@@ -58,8 +58,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     stores: Vec<String>,
     /// `max_in_flight` of every consumer and of the saga, one run per value (written into
-    /// a copy of the pipelines); the default is the shipped one.
-    #[arg(long, value_delimiter = ',', default_value = "128")]
+    /// a copy of the pipelines); unset: the shipped pipelines' own values.
+    #[arg(long, value_delimiter = ',')]
     in_flight: Vec<u32>,
     /// `max_group` of every consumer and of the saga, one run per value and `max_in_flight`
     /// (values above that `max_in_flight` are skipped); unset, the default: groups of up to
@@ -187,16 +187,19 @@ async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()>
         args.writers, args.ceiling_seconds
     );
     for store in &args.stores {
-        for &in_flight in &args.in_flight {
+        let in_flights: Vec<Option<u32>> =
+            if args.in_flight.is_empty() { vec![None] } else { args.in_flight.iter().copied().map(Some).collect() };
+        for in_flight in in_flights {
             let groups: Vec<Option<u32>> = if args.max_group.is_empty() {
                 vec![None]
             } else {
-                args.max_group.iter().filter(|&&g| g <= in_flight).map(|&g| Some(g)).collect()
+                args.max_group.iter().filter(|&&g| in_flight.is_none_or(|n| g <= n)).map(|&g| Some(g)).collect()
             };
             for max_group in groups {
+                let in_flight_name = in_flight.map_or("shipped".to_string(), |n| n.to_string());
                 let run = match max_group {
-                    Some(g) => format!("{store}_{in_flight}_{g}"),
-                    None => format!("{store}_{in_flight}"),
+                    Some(g) => format!("{store}_{in_flight_name}_{g}"),
+                    None => format!("{store}_{in_flight_name}"),
                 };
                 let url = match store.as_str() {
                     "postgres" => scratch.create(&run).await?,
@@ -204,7 +207,8 @@ async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()>
                 };
                 let pipelines = pipelines_with(in_flight, max_group, &dir.join(&run))?;
                 let figures = run_store(args, &url, &pipelines, dir).await.with_context(|| format!("{run} run"))?;
-                let group = max_group.map_or("max_in_flight".to_string(), |g| g.to_string());
+                let group = max_group.map_or("as shipped".to_string(), |g| g.to_string());
+                let in_flight = in_flight.map_or("as shipped".to_string(), |n| n.to_string());
                 println!("\n## runner up, {store}, max_in_flight = {in_flight}, max_group = {group}\n");
                 figures.print(ceiling, store == "postgres");
             }
@@ -244,11 +248,16 @@ async fn ceiling(db_url: &str, writers: usize, duration: Duration) -> anyhow::Re
 struct Phase {
     orders: usize,
     seconds: f64,
+    /// How long the POSTs took (all answered `202`).
+    posting_seconds: f64,
     latencies: Vec<i64>,
     not_completed: usize,
     runner_cpu: f64,
     postgres_cpu: f64,
 }
+
+/// A hop's mean over a phase: (mean ms, how many).
+type HopMean = (f64, f64);
 
 struct Figures {
     idle_cpu_share: f64,
@@ -256,8 +265,9 @@ struct Figures {
     paced: Phase,
     rate: f64,
     peak_rss_mb: f64,
-    /// The paced run's hops: (hop, mean ms, how many), from the runner's own histograms.
-    hops: Vec<(String, f64, f64)>,
+    /// Each hop's mean under the burst and in the paced run: (hop, burst (mean ms, how
+    /// many), paced (mean ms, how many)), from the runner's own histograms.
+    hops: Vec<(String, HopMean, HopMean)>,
     /// Messages per database transaction of the worker and saga consumers: burst, paced.
     groups: (f64, f64),
 }
@@ -316,13 +326,18 @@ fn order(i: usize) -> serde_json::Value {
         "shipTo": {"country": "DE"}})
 }
 
-/// A copy of the shipped pipelines with `max_in_flight = n` (and `max_group` when given) in
-/// every consumer and the saga, in `run/pipelines`, beside a link to the repository's `schemas`.
-fn pipelines_with(n: u32, max_group: Option<u32>, run: &Path) -> anyhow::Result<PathBuf> {
+/// A copy of the shipped pipelines, with `max_in_flight` and `max_group` of every consumer
+/// and the saga set where given (in place of the file's own), in `run/pipelines`, beside a
+/// link to the repository's `schemas`.
+fn pipelines_with(max_in_flight: Option<u32>, max_group: Option<u32>, run: &Path) -> anyhow::Result<PathBuf> {
     let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let into = run.join("pipelines");
     std::fs::create_dir_all(&into)?;
     std::os::unix::fs::symlink(repository.join("schemas").canonicalize()?, run.join("schemas"))?;
+    let overrides: Vec<(&str, u32)> = [("max_in_flight", max_in_flight), ("max_group", max_group)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
     for entry in std::fs::read_dir(repository.join("pipelines"))? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
@@ -330,12 +345,15 @@ fn pipelines_with(n: u32, max_group: Option<u32>, run: &Path) -> anyhow::Result<
         }
         let mut text = String::new();
         for line in std::fs::read_to_string(&path)?.lines() {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if overrides.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
             text.push_str(line);
             text.push('\n');
             if line.trim() == "[[consumers]]" || line.trim() == "[saga]" {
-                text.push_str(&format!("max_in_flight = {n}\n"));
-                if let Some(g) = max_group {
-                    text.push_str(&format!("max_group = {g}\n"));
+                for (key, value) in &overrides {
+                    text.push_str(&format!("{key} = {value}\n"));
                 }
             }
         }
@@ -378,14 +396,20 @@ async fn run_store(args: &Args, url: &str, pipelines: &Path, dir: &Path) -> anyh
     let paced =
         phase(&api, pid, Load { orders: args.paced_orders, clients: args.clients, rate: Some(args.rate) }).await?;
     let after = hop_totals(&api).await?;
+    // (mean ms, count) of a hop between two readings.
+    let between = |from: &std::collections::BTreeMap<String, (f64, f64)>,
+                   to: &std::collections::BTreeMap<String, (f64, f64)>,
+                   hop: &str| {
+        let ((s0, n0), (s1, n1)) =
+            (from.get(hop).copied().unwrap_or_default(), to.get(hop).copied().unwrap_or_default());
+        let n = n1 - n0;
+        (if n > 0.0 { 1000.0 * (s1 - s0) / n } else { 0.0 }, n)
+    };
     let hops = after
-        .iter()
-        .filter(|(hop, _)| !hop.starts_with("messages per transaction"))
-        .filter_map(|(hop, (sum, count))| {
-            let (sum0, count0) = before.get(hop).copied().unwrap_or_default();
-            let n = count - count0;
-            (n > 0.0).then(|| (hop.clone(), 1000.0 * (sum - sum0) / n, n))
-        })
+        .keys()
+        .filter(|hop| !hop.starts_with("messages per transaction"))
+        .map(|hop| (hop.clone(), between(&start, &before, hop), between(&before, &after, hop)))
+        .filter(|(_, burst, paced)| burst.1 > 0.0 || paced.1 > 0.0)
         .collect();
     let paced_groups = mean_between(&before, &after, "messages per transaction");
     let peak_rss_mb = proc_status_kb(pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
@@ -427,6 +451,7 @@ async fn phase(api: &str, pid: u32, plan: Load) -> anyhow::Result<Phase> {
     Ok(Phase {
         orders: plan.orders,
         seconds,
+        posting_seconds: posted.elapsed.as_secs_f64(),
         latencies: settled.iter().map(|s| s.latency_ms).collect(),
         not_completed: settled.iter().filter(|s| s.status != "COMPLETED").count(),
         runner_cpu: cpu_seconds(pid).unwrap_or(0.0) - runner0,
@@ -443,6 +468,7 @@ impl Figures {
         };
         both("orders", &|p| p.orders.to_string());
         both("orders/s end to end", &|p| format!("{:.1}", p.orders as f64 / p.seconds));
+        both("POSTs answered/s", &|p| format!("{:.1}", p.orders as f64 / p.posting_seconds));
         if postgres {
             both("÷ PostgreSQL ceiling", &|p| format!("{:.2} %", 100.0 * p.orders as f64 / p.seconds / ceiling));
         }
@@ -460,10 +486,10 @@ impl Figures {
         println!("| idle CPU of runner up | {:.1} % of a core | |", 100.0 * self.idle_cpu_share);
         println!("| peak RSS | {:.0} MB | |", self.peak_rss_mb);
         println!();
-        println!("| hop, paced run | mean (ms) | messages |");
-        println!("| --- | --- | --- |");
-        for (hop, mean_ms, count) in &self.hops {
-            println!("| {hop} | {mean_ms:.2} | {count:.0} |");
+        println!("| hop | burst: mean (ms) | messages | paced: mean (ms) | messages |");
+        println!("| --- | --- | --- | --- | --- |");
+        for (hop, (burst_ms, burst_n), (paced_ms, paced_n)) in &self.hops {
+            println!("| {hop} | {burst_ms:.2} | {burst_n:.0} | {paced_ms:.2} | {paced_n:.0} |");
         }
     }
 }

@@ -483,6 +483,12 @@ pub struct ConsumerSpec {
     /// transaction of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_group: Option<u32>,
+    /// Groups committing side by side, 1 to 8 (default 1), each taking what queued while
+    /// the others ran; needs `max_group` above 1. More than one pays where messages wait on
+    /// their group's transaction; keep 1 where messages of different keys write the same
+    /// rows (inventory's `stock`): groups side by side deadlock on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -532,6 +538,12 @@ pub struct SagaSpec {
     /// transaction of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_group: Option<u32>,
+    /// Groups committing side by side, 1 to 8 (default 1), each taking what queued while
+    /// the others ran; needs `max_group` above 1. More than one pays where messages wait on
+    /// their group's transaction; keep 1 where messages of different keys write the same
+    /// rows (inventory's `stock`): groups side by side deadlock on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_in_flight: Option<u32>,
     /// How often due timeouts and retries are looked for, e.g. `"200ms"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick: Option<String>,

@@ -16,6 +16,8 @@ pub struct SagaConfig {
     pub max_in_flight: usize,
     /// Ready messages committed in one database transaction at most.
     pub max_group: usize,
+    /// Groups committing side by side.
+    pub groups_in_flight: usize,
     pub tick: Duration,
     pub definition: SagaDefinition,
     pub canary: Option<CanaryConfig>,

@@ -300,7 +300,7 @@ pub async fn run(ctx: ServiceContext, config: SagaConfig, canary: Option<Arc<Can
     // Dead letters of the saga's requests (and of its canary's): each fails its step.
     let dead_letter_topics =
         crate::transport::topics_where(&config.topic_uses(), |u| u.consumes() && u.event_type.is_none());
-    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group);
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group, config.groups_in_flight);
     let inbox_name: Arc<str> = name.as_str().into();
     consume_raw(consumer, &name, ctx.shutdown.clone(), policy, dead_letters, |raw: Arc<RawMessage>| {
         let from_dead_letters = dead_letter_topics.contains(&raw.topic);

@@ -48,7 +48,7 @@ const MAX_WAITING: usize = 256;
 /// The router, with paths relative to [`PREFIX`].
 pub fn router(ctx: ServiceContext, config: OrderApiConfig) -> Routes {
     let body = BodyRules { limit: config.max_body_bytes, noun: "the order", invalid: "invalid order" };
-    let committer = Arc::new(GroupCommit::start(&ctx, &format!("{}/orders", ctx.service), MAX_WAITING, MAX_GROUP));
+    let committer = Arc::new(GroupCommit::start(&ctx, &format!("{}/orders", ctx.service), MAX_WAITING, MAX_GROUP, 1));
     Routes::new()
         .get("/", list)
         // Placing an order is what the system is for: open to every client, no admin token.

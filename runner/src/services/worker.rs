@@ -34,6 +34,8 @@ pub struct ConsumerConfig {
     pub max_in_flight: usize,
     /// Ready messages committed in one database transaction at most.
     pub max_group: usize,
+    /// Groups committing side by side.
+    pub groups_in_flight: usize,
 }
 
 impl ConsumerConfig {
@@ -62,7 +64,7 @@ pub async fn run(ctx: ServiceContext, config: ConsumerConfig) -> Result<(), Tran
     policy.chaos = Some(ctx.consume_chaos(&name, config.handler.name()));
     policy.max_in_flight = config.max_in_flight;
     let dead_letters = ctx.broker.publisher()?;
-    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group);
+    let committer = GroupCommit::start(&ctx, &name, config.max_in_flight, config.max_group, config.groups_in_flight);
     let config = Arc::new(config);
     let inbox_name: Arc<str> = name.as_str().into();
     tracing::info!(consumer = name, topic = config.topic, group = config.group, "consumer started");

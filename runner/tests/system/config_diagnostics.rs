@@ -106,7 +106,7 @@ bad_statuses = ["LOST"]
             "test.toml:9:8: `relay.mode`: unknown variant `logical`, expected one of `polling`, `wal`, `auto`",
             "test.toml:10:14: batch_size must be at least 1",
             "test.toml:14:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
+            "test.toml:21:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`, `groups_in_flight`",
             "test.toml:24:9: `payment requests` is not a valid event type; use letters, digits, `.`, `_` and `-` (it is also the topic name)",
             r#"test.toml:27:28: invalid handler parameter: invalid type: string "a lot", expected i64"#,
             "test.toml:28:22: attempts must be at least 1 (the first attempt counts)",
@@ -179,7 +179,7 @@ on_sucess = "payment.refunded"
 "#,
         expected: &[
             "test.toml:1:1: `consumers[0]`: missing field `on_success`",
-            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
+            "test.toml:9:1: `consumers[1].on_sucess`: unknown field `on_sucess`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`, `groups_in_flight`",
         ],
     },
     Case {
@@ -228,6 +228,34 @@ max_group = 8
         expected: &[
             "test.toml:5:13: max_group = 0 is out of range: 1 (a transaction per message) to max_in_flight (128)",
             "test.toml:12:13: max_group = 8 is out of range: 1 (a transaction per message) to max_in_flight (4)",
+        ],
+    },
+    Case {
+        name: "groups_in_flight: zero, above 8, and beside max_group = 1",
+        toml: r#"
+[[consumers]]
+topic = "payment.requested"
+handler = "payment.charge"
+on_success = "payment.succeeded"
+groups_in_flight = 0
+
+[[consumers]]
+topic = "payment.refund.requested"
+handler = "payment.refund"
+on_success = "payment.refunded"
+groups_in_flight = 4096
+
+[[consumers]]
+topic = "shipping.schedule.requested"
+handler = "shipping.schedule"
+on_success = "shipping.scheduled"
+max_group = 1
+groups_in_flight = 2
+"#,
+        expected: &[
+            "test.toml:5:20: groups_in_flight = 0 is out of range: 1 (one group after the other) to 8",
+            "test.toml:11:20: groups_in_flight = 4096 is out of range: 1 (one group after the other) to 8",
+            "test.toml:18:20: groups_in_flight = 2 needs max_group above 1: with max_group = 1 every message commits alone, beside the others in flight; remove groups_in_flight or raise max_group",
         ],
     },
     Case {
@@ -987,7 +1015,7 @@ retries = 3
         expected: &[
             "orchestrator.toml:14:2: `sagas`: unknown field `sagas`, expected one of `service`, `broker`, `store`, `order_api`, `relay`, `consumers`, `saga`, `dlq_admin`, `schemas`, `admin`, `chaos`, `chaos_api`, `gameday`, `analytics`, `slo`, `telemetry`",
             "payment.toml:3:11: unknown handler `payment.chrage`; known handlers: payment.charge, payment.refund, inventory.reserve, inventory.release, shipping.schedule, shipping.cancel",
-            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`",
+            "payment.toml:11:1: `consumers[1].retries`: unknown field `retries`, expected one of `name`, `topic`, `event_type`, `group`, `handler`, `on_success`, `on_failure`, `params`, `retry`, `dead_letter_topic`, `max_in_flight`, `max_group`, `groups_in_flight`",
         ],
     },
     SystemCase {

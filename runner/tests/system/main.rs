@@ -22,6 +22,7 @@ mod dead_letters;
 mod dlq_admin;
 mod event_schemas;
 mod gameday;
+mod group_lanes;
 mod held_writes;
 mod hostile_requests;
 mod hot_reload;

@@ -73,10 +73,12 @@ fn compile_consumer(
     };
     let max_in_flight = c.max_in_flight(at.key("max_in_flight"), consumer.max_in_flight);
     let max_group = c.max_group(at.key("max_group"), consumer.max_group, max_in_flight);
+    let groups_in_flight = c.groups_in_flight(at.key("groups_in_flight"), consumer.groups_in_flight, max_group);
     Some(ConsumerConfig {
         retry,
         max_in_flight,
         max_group,
+        groups_in_flight,
         dead_letter_topic: consumer
             .dead_letter_topic
             .clone()

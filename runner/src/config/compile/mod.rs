@@ -45,6 +45,9 @@ pub(crate) const DEFAULT_IN_FLIGHT: usize = 128;
 /// The most a consumer may handle at once: each holds a message and a database connection.
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 
+/// The most groups one consumer commits side by side (each holds a database connection).
+pub(crate) const MAX_GROUPS_IN_FLIGHT: usize = 8;
+
 impl Bounds {
     /// Backoffs, grace periods, windows.
     pub const ANY: Bounds = Bounds { min: Duration::ZERO, max: Duration::from_secs(10 * 31_557_600), why_min: "" };
@@ -168,6 +171,35 @@ impl Compiler {
                     ),
                 );
                 max_in_flight
+            }
+        }
+    }
+
+    /// A consumer's `groups_in_flight`: 1 to [`MAX_GROUPS_IN_FLIGHT`], and above 1 only
+    /// with groups of several messages (with `max_group = 1` each message commits alone,
+    /// beside the others in flight, and there is no group to run side by side).
+    pub(crate) fn groups_in_flight(&mut self, at: KeyPath, value: Option<u32>, max_group: usize) -> usize {
+        match value {
+            None => 1,
+            Some(n) if n >= 1 && n as usize <= MAX_GROUPS_IN_FLIGHT && (n == 1 || max_group > 1) => n as usize,
+            Some(n) if n >= 1 && n as usize <= MAX_GROUPS_IN_FLIGHT => {
+                self.problem(
+                    at,
+                    format!(
+                        "groups_in_flight = {n} needs max_group above 1: with max_group = 1 every message \
+                         commits alone, beside the others in flight; remove groups_in_flight or raise max_group"
+                    ),
+                );
+                1
+            }
+            Some(n) => {
+                self.problem(
+                    at,
+                    format!(
+                        "groups_in_flight = {n} is out of range: 1 (one group after the other) to {MAX_GROUPS_IN_FLIGHT}"
+                    ),
+                );
+                1
             }
         }
     }

@@ -74,12 +74,14 @@ pub(super) fn compile_saga(c: &mut Compiler, spec: &SagaSpec, service: &str) -> 
     let canary = spec.canary.as_ref().and_then(|canary| compile_canary(c, canary, &steps));
     let step_mapping = compile_step_mapping(c, &spec.step_mapping, &steps, &at);
     let max_in_flight = c.max_in_flight(at.key("max_in_flight"), spec.max_in_flight);
+    let max_group = c.max_group(at.key("max_group"), spec.max_group, max_in_flight);
     SagaConfig {
         canary,
         step_mapping,
         group: spec.group.clone().unwrap_or_else(|| service.to_string()),
         max_in_flight,
-        max_group: c.max_group(at.key("max_group"), spec.max_group, max_in_flight),
+        max_group,
+        groups_in_flight: c.groups_in_flight(at.key("groups_in_flight"), spec.groups_in_flight, max_group),
         tick: c.duration_in(at.key("tick"), spec.tick.as_deref(), Duration::from_millis(200), Bounds::INTERVAL),
         definition: SagaDefinition {
             name: spec.name.clone().unwrap_or_else(|| "saga".to_string()),
