@@ -37,9 +37,11 @@ pub use topics::{topics_where, TopicRole, TopicUse};
 pub use config::{BrokerConfig, Brokers, DeliveryRetry};
 
 /// How many messages a consumer's librdkafka queue fetches ahead of its handlers (at least),
-/// and at most how many KiB: far more than any `max_in_flight` (at most 1,024) takes at once.
+/// and at most how many KiB: about a thousand of the saga's events, beside the up to
+/// `max_in_flight` the handlers already took. 4 MiB per consumer measured no faster and kept
+/// 1–2 MB more at the burst's peak.
 const PREFETCH_MESSAGES: u32 = 2_000;
-const PREFETCH_KBYTES: u32 = 4_096;
+const PREFETCH_KBYTES: u32 = 1_024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
