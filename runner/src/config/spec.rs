@@ -484,9 +484,10 @@ pub struct ConsumerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_group: Option<u32>,
     /// Groups committing side by side, 1 to 8 (default 1), each taking what queued while
-    /// the others ran; needs `max_group` above 1. More than one pays where messages wait on
-    /// their group's transaction; keep 1 where messages of different keys write the same
-    /// rows (inventory's `stock`): groups side by side deadlock on them.
+    /// the others ran; needs `max_group` above 1, and each group a database connection (on
+    /// SQLite, which has one, groups go one after the other). More than one pays where
+    /// messages wait on their group's transaction; keep 1 where messages of different keys
+    /// write the same rows (inventory's `stock`): groups side by side deadlock on them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_in_flight: Option<u32>,
 }
@@ -539,9 +540,10 @@ pub struct SagaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_group: Option<u32>,
     /// Groups committing side by side, 1 to 8 (default 1), each taking what queued while
-    /// the others ran; needs `max_group` above 1. More than one pays where messages wait on
-    /// their group's transaction; keep 1 where messages of different keys write the same
-    /// rows (inventory's `stock`): groups side by side deadlock on them.
+    /// the others ran; needs `max_group` above 1, and each group a database connection (on
+    /// SQLite, which has one, groups go one after the other). More than one pays where
+    /// messages wait on their group's transaction; keep 1 where messages of different keys
+    /// write the same rows (inventory's `stock`): groups side by side deadlock on them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups_in_flight: Option<u32>,
     /// How often due timeouts and retries are looked for, e.g. `"200ms"`.

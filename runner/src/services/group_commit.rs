@@ -62,7 +62,7 @@ pub struct GroupCommit<T> {
 impl<T: Send + 'static> GroupCommit<T> {
     /// Starts the committer of consumer `name`, which has up to `max_in_flight` messages
     /// running; a group holds at most `max_group` of them, and `groups_in_flight` groups
-    /// commit side by side.
+    /// commit side by side (at most as many as the store has connections).
     pub fn start(
         ctx: &ServiceContext,
         name: &str,
@@ -73,8 +73,12 @@ impl<T: Send + 'static> GroupCommit<T> {
         if max_group <= 1 {
             return GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: None };
         }
+        // A group holds a connection while it runs: more groups than the pool has connections
+        // (SQLite has one) would only wait for one, each holding messages a running group
+        // could have taken.
+        let lanes = groups_in_flight.clamp(1, ctx.store.max_connections().max(1));
         let (jobs, queue) = mpsc::channel(max_in_flight.max(1));
-        let task = tokio::spawn(commit_lanes(ctx.clone(), name.to_string(), queue, max_group, groups_in_flight));
+        let task = tokio::spawn(commit_lanes(ctx.clone(), name.to_string(), queue, max_group, lanes));
         GroupCommit { name: name.into(), ctx: ctx.clone(), jobs: Some((jobs, task)) }
     }
 

@@ -144,6 +144,11 @@ impl Store {
         self.dialect
     }
 
+    /// The most connections the pool opens (SQLite: one).
+    pub fn max_connections(&self) -> usize {
+        self.pool.options().get_max_connections() as usize
+    }
+
     /// The URL the store was opened with (the WAL relay opens its replication connection from it).
     pub fn url(&self) -> &str {
         &self.url

@@ -1,6 +1,7 @@
 //! `groups_in_flight`: a consumer's committer runs that many groups side by side over one
 //! queue. On PostgreSQL, with two, a group whose work waits does not hold up the group queued
-//! after it; with one, it does. Every message commits once either way.
+//! after it; with one, it does. On SQLite (one connection) groups stay one after the other
+//! whatever the setting, and nothing hangs. Every message commits once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use runner::store::{ReadAhead, Store, StoreConfig};
 use runner::transport::{Broker, BrokerConfig, Brokers};
 use tokio::sync::Semaphore;
 
-use crate::support::{scalar, TempPg};
+use crate::support::{scalar, temp_sqlite, TempPg};
 
 async fn context(url: &str) -> ServiceContext {
     let broker = Broker::connect(&BrokerConfig {
@@ -99,4 +100,13 @@ async fn two_groups_in_flight_commit_side_by_side_on_postgres() {
     assert_eq!(scalar(&ctx.store, "SELECT COUNT(*) FROM handled").await, 6, "every message once");
     ctx.store.close().await;
     db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_groups_in_flight_wait_for_its_one_connection() {
+    let (_dir, url) = temp_sqlite();
+    let ctx = context(&url).await;
+    assert!(!next_commits_while_first_waits(&ctx, 2, 10).await, "one connection: the next group waits for it");
+    assert_eq!(scalar(&ctx.store, "SELECT COUNT(*) FROM handled").await, 2, "both messages once");
+    ctx.store.close().await;
 }

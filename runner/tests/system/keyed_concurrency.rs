@@ -1,6 +1,7 @@
 //! Keyed concurrency under kills: every service a separate process on PostgreSQL, topics of
-//! two partitions so that 2,000 orders' keys collide on few partitions, each consumer handling
-//! up to 128 messages at once (the default `max_in_flight`). The orchestrator and payment-svc
+//! two partitions so that 2,000 orders' keys collide on few partitions, each worker handling
+//! up to 128 messages at once (the default `max_in_flight`) and the orchestrator 256 in two
+//! groups committing side by side (as shipped). The orchestrator and payment-svc
 //! are killed with -9 in the middle of the load and started again. Every order ends, each
 //! order's history is its steps in order, nobody is charged twice, money and stock are
 //! conserved.
