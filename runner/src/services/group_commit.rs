@@ -247,36 +247,16 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::chaos::Chaos;
-    use crate::schemas::SchemaRegistry;
     use crate::store::{Store, StoreConfig};
     use crate::transport::dead_letter::ErrorKind;
-    use crate::transport::{Broker, BrokerConfig, Brokers};
+    use crate::transport::{Broker, BrokerConfig};
 
     async fn context(dir: &tempfile::TempDir) -> ServiceContext {
-        let broker = Broker::connect(&BrokerConfig {
-            brokers: Brokers::Embedded,
-            partitions: 1,
-            replication: 1,
-            session_timeout: Duration::from_secs(6),
-            fetch_wait: None,
-            redeliver_each_message: false,
-        })
-        .unwrap();
+        let broker = Broker::connect(&BrokerConfig::embedded_single_partition()).unwrap();
         let url = format!("sqlite://{}", dir.path().join("group.db").display());
         let store = Store::connect(&StoreConfig::for_url(&url, 4).unwrap()).await.unwrap();
         sqlx::query("CREATE TABLE handled (id INTEGER PRIMARY KEY)").execute(store.pool()).await.unwrap();
-        ServiceContext {
-            service: "payment-svc".into(),
-            store,
-            broker,
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            outbox_written: Arc::default(),
-            schemas: Arc::new(SchemaRegistry::empty()),
-            chaos: Chaos::new(),
-            variant: "stable".into(),
-            parts: crate::supervise::Supervisor::new(tokio_util::task::TaskTracker::new()),
-        }
+        ServiceContext::standalone("payment-svc", store, broker)
     }
 
     /// As above, message 0 holds the committer while seven more queue. Message 3 was handled

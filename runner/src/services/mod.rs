@@ -44,6 +44,22 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
+    /// A context for a part run on its own (a test, a tool): no event schemas, a chaos engine
+    /// and a supervisor of its own, variant `stable`.
+    pub fn standalone(service: &str, store: Store, broker: Broker) -> ServiceContext {
+        ServiceContext {
+            service: service.to_string(),
+            store,
+            broker,
+            shutdown: CancellationToken::new(),
+            outbox_written: Arc::default(),
+            schemas: Arc::new(SchemaRegistry::empty()),
+            chaos: Chaos::new(),
+            variant: "stable".into(),
+            parts: Supervisor::new(tokio_util::task::TaskTracker::new()),
+        }
+    }
+
     /// The same context under another stop token (a part's, or one attempt's).
     pub fn with_shutdown(&self, shutdown: CancellationToken) -> ServiceContext {
         ServiceContext { shutdown, ..self.clone() }

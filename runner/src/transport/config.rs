@@ -34,6 +34,21 @@ pub struct BrokerConfig {
     pub redeliver_each_message: bool,
 }
 
+impl BrokerConfig {
+    /// The embedded broker with one partition per topic (a record read means every earlier
+    /// one of its topic was read) and the other settings' defaults: for a part run on its own.
+    pub fn embedded_single_partition() -> BrokerConfig {
+        BrokerConfig {
+            brokers: Brokers::Embedded,
+            partitions: 1,
+            replication: 1,
+            session_timeout: Duration::from_secs(6),
+            fetch_wait: None,
+            redeliver_each_message: false,
+        }
+    }
+}
+
 /// A consumer's retry policy before a message is dead-lettered (see [`super::DeliveryPolicy`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRetry {

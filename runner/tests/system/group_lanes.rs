@@ -8,39 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use runner::chaos::Chaos;
-use runner::schemas::SchemaRegistry;
 use runner::services::group_commit::GroupCommit;
 use runner::services::ServiceContext;
 use runner::store::{ReadAhead, Store, StoreConfig};
-use runner::transport::{Broker, BrokerConfig, Brokers};
+use runner::transport::{Broker, BrokerConfig};
 use tokio::sync::Semaphore;
 
 use crate::support::{scalar, temp_sqlite, TempPg};
 
 async fn context(url: &str) -> ServiceContext {
-    let broker = Broker::connect(&BrokerConfig {
-        brokers: Brokers::Embedded,
-        partitions: 1,
-        replication: 1,
-        session_timeout: Duration::from_secs(6),
-        fetch_wait: None,
-        redeliver_each_message: false,
-    })
-    .unwrap();
+    let broker = Broker::connect(&BrokerConfig::embedded_single_partition()).unwrap();
     let store = Store::connect(&StoreConfig::for_url(url, 4).unwrap()).await.unwrap();
     sqlx::query("CREATE TABLE handled (id BIGINT PRIMARY KEY)").execute(store.pool()).await.unwrap();
-    ServiceContext {
-        service: "orchestrator".into(),
-        store,
-        broker,
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        outbox_written: Arc::default(),
-        schemas: Arc::new(SchemaRegistry::empty()),
-        chaos: Chaos::new(),
-        variant: "stable".into(),
-        parts: runner::supervise::Supervisor::new(tokio_util::task::TaskTracker::new()),
-    }
+    ServiceContext::standalone("orchestrator", store, broker)
 }
 
 /// Message `base` waits at a gate inside its transaction (having written nothing yet);

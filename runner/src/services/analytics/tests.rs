@@ -2,7 +2,6 @@
 //! state (new topics, a group with nothing committed) keeps the figures and counts every event
 //! once; the routes answer by the settings in force at each request.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -11,14 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::windows::WindowFigures;
 use super::AnalyticsStep;
 use super::*;
-use crate::chaos::Chaos;
 use crate::event::Event;
-use crate::schemas::SchemaRegistry;
 use crate::slo::ObjectiveKind;
 use crate::store::Store;
 use crate::store::StoreConfig;
 use crate::transport::Broker;
-use crate::transport::{BrokerConfig, Brokers};
+use crate::transport::BrokerConfig;
 
 fn config(group: &str, steps: &[(&str, &str)]) -> AnalyticsConfig {
     AnalyticsConfig {
@@ -77,13 +74,8 @@ async fn until(state: &AnalyticsState, what: &str, done: impl Fn(&WindowFigures)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_started_again_on_the_same_state_counts_each_event_once() {
     let broker = Broker::connect(&BrokerConfig {
-        brokers: Brokers::Embedded,
-        // One partition: a record read means every earlier one of its topic was read.
-        partitions: 1,
-        replication: 1,
-        session_timeout: Duration::from_secs(6),
         fetch_wait: Some(Duration::from_millis(50)),
-        redeliver_each_message: false,
+        ..BrokerConfig::embedded_single_partition()
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -95,17 +87,7 @@ async fn a_consumer_started_again_on_the_same_state_counts_each_event_once() {
     let second = config("analytics-2", &[("payment", "payment.succeeded"), ("shipping", "shipping.scheduled")]);
     broker.ensure_topics(&second.topics()).await.unwrap();
     let publisher = broker.publisher().unwrap();
-    let ctx = ServiceContext {
-        service: "streams-analytics".into(),
-        store,
-        broker: broker.clone(),
-        shutdown: CancellationToken::new(),
-        outbox_written: Arc::default(),
-        schemas: Arc::new(SchemaRegistry::empty()),
-        chaos: Chaos::new(),
-        variant: "stable".into(),
-        parts: crate::supervise::Supervisor::new(tokio_util::task::TaskTracker::new()),
-    };
+    let ctx = ServiceContext::standalone("streams-analytics", store, broker.clone());
     let start = |settings: &AnalyticsSettings, state: &AnalyticsState| {
         let stop = CancellationToken::new();
         let ctx = ServiceContext { shutdown: stop.clone(), ..ctx.clone() };
