@@ -62,8 +62,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     in_flight: Vec<u32>,
     /// `max_group` of every consumer and of the saga, one run per value and `max_in_flight`
-    /// (values above that `max_in_flight` are skipped); unset, the default: groups of up to
-    /// `max_in_flight` messages. `1` is a transaction per message.
+    /// (values above a given `--in-flight` are skipped; above a shipped `max_in_flight` the
+    /// runner refuses the files); unset, the default: groups of up to `max_in_flight`
+    /// messages. `1` is a transaction per message (and drops the files' `groups_in_flight`).
     #[arg(long, value_delimiter = ',')]
     max_group: Vec<u32>,
     /// Passed by `cargo bench`; nothing to do with the workload.
@@ -207,9 +208,12 @@ async fn bench(args: &Args, scratch: &Scratch, dir: &Path) -> anyhow::Result<()>
                 };
                 let pipelines = pipelines_with(in_flight, max_group, &dir.join(&run))?;
                 let figures = run_store(args, &url, &pipelines, dir).await.with_context(|| format!("{run} run"))?;
-                let group = max_group.map_or("as shipped".to_string(), |g| g.to_string());
-                let in_flight = in_flight.map_or("as shipped".to_string(), |n| n.to_string());
-                println!("\n## runner up, {store}, max_in_flight = {in_flight}, max_group = {group}\n");
+                let shown = |value: Option<u32>| value.map_or("as shipped".to_string(), |n| n.to_string());
+                println!(
+                    "\n## runner up, {store}, max_in_flight = {}, max_group = {}\n",
+                    shown(in_flight),
+                    shown(max_group)
+                );
                 figures.print(ceiling, store == "postgres");
             }
         }
@@ -338,6 +342,9 @@ fn pipelines_with(max_in_flight: Option<u32>, max_group: Option<u32>, run: &Path
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
         .collect();
+    // With a transaction per message there is no group to run side by side (the runner
+    // refuses `groups_in_flight` above 1 then): the file's own goes.
+    let dropped: Vec<&str> = if max_group == Some(1) { vec!["groups_in_flight"] } else { Vec::new() };
     for entry in std::fs::read_dir(repository.join("pipelines"))? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
@@ -346,7 +353,7 @@ fn pipelines_with(max_in_flight: Option<u32>, max_group: Option<u32>, run: &Path
         let mut text = String::new();
         for line in std::fs::read_to_string(&path)?.lines() {
             let key = line.split('=').next().unwrap_or_default().trim();
-            if overrides.iter().any(|(k, _)| *k == key) {
+            if overrides.iter().any(|(k, _)| *k == key) || dropped.contains(&key) {
                 continue;
             }
             text.push_str(line);

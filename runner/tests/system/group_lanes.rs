@@ -76,7 +76,10 @@ async fn two_groups_in_flight_commit_side_by_side_on_postgres() {
         next_commits_while_first_waits(&ctx, 2, 20).await,
         "two groups in flight: the next commits beside the first"
     );
-    assert!(next_commits_while_first_waits(&ctx, 8, 30).await, "eight groups in flight");
+    assert!(
+        next_commits_while_first_waits(&ctx, 8, 30).await,
+        "eight asked, as many as the pool's four connections run"
+    );
     assert_eq!(scalar(&ctx.store, "SELECT COUNT(*) FROM handled").await, 6, "every message once");
     ctx.store.close().await;
     db.drop_database().await;
